@@ -1,0 +1,315 @@
+"""The ``tf.data`` input pipeline: shards on disk to (mixed) minibatches.
+
+``make_modality_dataset`` serves one modality (classic training,
+evaluation, inference); ``make_mixed_dataset`` zips two independently
+shuffled modality streams into minibatches that hold audio *and* video
+examples which are not paired and may come from different corpora::
+
+    {"audio": {"features": [Ba, Ta, Da], "mask": [Ba, Ta], "label": ...},
+     "video": {"features": [Bv, Tv, Dv], "mask": [Bv, Tv], "label": ...}}
+
+The target modality's stream defines the epoch; the auxiliary stream
+repeats. Labels are ``[B]`` class ids (classification) or ``[B, T, K]``
+per-frame values (regression). Features are standardised online with the
+training-set statistics in the manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from emobed_tf import schema
+from emobed_tf.schema import DataError, Manifest
+
+AUTOTUNE = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One modality's data: a data folder and its manifest.
+
+    Audio and video may come from different folders (different corpora);
+    they must agree on the task and the label set.
+    """
+
+    data_dir: str
+    manifest: Manifest
+
+    @classmethod
+    def open(cls, data_dir: str) -> "Source":
+        return cls(data_dir, schema.load_manifest(data_dir))
+
+
+def shard_paths(source: Source, modality: str, split: str, required: bool = True) -> list:
+    """Full paths of a modality's shards for ``split``, checked against the manifest.
+
+    Missing files, and files whose size differs from the size recorded at
+    writing time (truncated or rewritten), raise DataError naming the file.
+    """
+    m = source.manifest
+    where = os.path.join(source.data_dir, schema.MANIFEST_NAME)
+    if modality not in m.modalities:
+        if required:
+            raise DataError(f"{where}: data set {m.name!r} has no {modality} features "
+                            f"(it has: {sorted(m.modalities)})")
+        return []
+    shards = m.modalities[modality].shards.get(split, ())
+    if not shards:
+        if required:
+            raise DataError(f"{where}: data set {m.name!r} has no {modality} shards for split "
+                            f"{split!r} (splits: {sorted(m.modalities[modality].shards)})")
+        return []
+    paths = []
+    for sh in shards:
+        path = os.path.join(source.data_dir, sh.path)
+        if not os.path.isfile(path):
+            raise DataError(f"{path}: shard listed in the manifest is missing")
+        size = os.path.getsize(path)
+        if size != sh.bytes:
+            raise DataError(f"{path}: shard is {size} bytes but was written with {sh.bytes} "
+                            "(truncated or modified); regenerate it")
+        paths.append(path)
+    return paths
+
+
+def verify_shards(paths: Sequence[str], compression: str = "") -> int:
+    """Reads every record of every shard; raises DataError naming a corrupt file.
+
+    Returns the number of records read. Used up-front by ``inspect`` and
+    after a ``DataLossError`` during training to name the bad shard.
+    """
+    import tensorflow as tf
+
+    total = 0
+    for path in paths:
+        count = 0
+        try:
+            for rec in tf.data.TFRecordDataset(path, compression_type=compression or None):
+                schema.decode_example(rec.numpy())
+                count += 1
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            raise DataError(f"{path}: corrupt or truncated TFRecord after {count} good records "
+                            f"({err.message.splitlines()[0]})") from err
+        except DataError as err:
+            raise DataError(f"{path}: {err}") from err
+        except Exception as err:  # protobuf DecodeError and friends
+            raise DataError(f"{path}: record {count} cannot be decoded ({err})") from err
+        total += count
+    return total
+
+
+def shift_labels_back(labels, frames: int):
+    """Annotation delay compensation: ``out[t] = labels[t + frames]``.
+
+    The last value is repeated at the end of the recording; works on
+    [T, K] tensors or arrays.
+    """
+    import tensorflow as tf
+
+    if frames <= 0:
+        return labels
+    t = tf.shape(labels)[0]
+    n = tf.minimum(frames, t)
+    tail = tf.repeat(labels[-1:], n, axis=0)
+    return tf.concat([labels[n:], tail], axis=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineOptions:
+    """How examples become batches.
+
+    Args:
+        window: frames per training window (regression); 0 = whole sequences.
+        window_shift: hop between windows in frames.
+        shuffle_buffer: examples (windows) in the shuffle buffer.
+        label_delay_frames: shift the gold standard back by this many
+            frames (annotation delay compensation, regression only).
+        label_dims: which ``label_dims`` columns to predict (regression).
+        standardize: apply the manifest's training-set mean/std.
+        cycle_length: shards read in parallel.
+    """
+
+    window: int = 0
+    window_shift: int = 0
+    shuffle_buffer: int = 2048
+    label_delay_frames: int = 0
+    label_dims: tuple = ()
+    standardize: bool = True
+    cycle_length: int = 4
+
+
+def _check_compatible(sources: Mapping[str, Source]) -> Manifest:
+    items = list(sources.items())
+    first_mod, first = items[0]
+    for mod, src in items[1:]:
+        a, b = first.manifest, src.manifest
+        if a.task != b.task or tuple(a.label_names) != tuple(b.label_names):
+            raise DataError(
+                f"{src.data_dir} ({mod}) and {first.data_dir} ({first_mod}) disagree on the task or "
+                f"label set: {b.task} {list(b.label_names)} vs {a.task} {list(a.label_names)}")
+    return first.manifest
+
+
+def _parse_fn(source: Source, modality: str, opts: PipelineOptions):
+    import tensorflow as tf
+
+    m = source.manifest
+    info = m.modalities[modality]
+    dim = info.dim
+    task = m.task
+    k_classes = len(m.label_names)
+    label_cols = list(opts.label_dims) or list(range(len(m.label_names)))
+    if opts.standardize:
+        if len(info.mean) != dim or len(info.std) != dim:
+            raise DataError(f"{source.data_dir}: manifest has no training-set statistics for "
+                            f"{modality} (needed for standardisation)")
+        mean = tf.constant(np.asarray(info.mean, np.float32))
+        std = tf.constant(np.asarray(info.std, np.float32))
+
+    def parse(record, path):
+        ex = schema.parse_record(record, path)
+        feats = ex["features"]
+        rec = ex[schema.KEY_RECORDING]
+        checks = [tf.debugging.Assert(
+            tf.equal(tf.shape(feats)[1], dim),
+            ["Feature dimension differs from the manifest in shard", path, "recording", rec,
+             "dimension", tf.shape(feats)[1], f"manifest says {dim}"]),
+            tf.debugging.Assert(
+                tf.equal(ex["modality"], modality),
+                ["Record of another modality in shard", path, "recording", rec, ex["modality"]])]
+        if task == "classification":
+            lab = ex["label_class"]
+            checks.append(tf.debugging.Assert(
+                tf.logical_and(lab >= 0, lab < k_classes),
+                ["Label outside the label set in shard", path, "recording", rec, "label", lab,
+                 f"labels are 0..{k_classes - 1}"]))
+        else:
+            dims = ex["label_dims"]
+            checks.append(tf.debugging.Assert(
+                tf.logical_and(tf.equal(tf.shape(dims)[0], tf.shape(feats)[0]),
+                               tf.shape(dims)[1] > max(label_cols)),
+                ["Per-frame labels do not match the features in shard", path, "recording", rec,
+                 "labels", tf.shape(dims), "features", tf.shape(feats)]))
+            lab = tf.gather(dims, label_cols, axis=1)
+            lab = shift_labels_back(lab, opts.label_delay_frames)
+        with tf.control_dependencies(checks):
+            feats = tf.ensure_shape(tf.identity(feats), [None, dim])
+        if opts.standardize:
+            feats = (feats - mean) / std
+        out = {"features": feats, "mask": tf.ones(tf.shape(feats)[:1], tf.bool), "label": lab}
+        for key in (schema.KEY_RECORDING, schema.KEY_SPEAKER, schema.KEY_CORPUS):
+            out[key] = ex[key]
+        return out
+
+    return parse
+
+
+def _windows(example, window: int, shift: int):
+    """Cuts one recording into fixed-length windows (last one zero-padded)."""
+    import tensorflow as tf
+
+    def frame(x):
+        return tf.signal.frame(x, window, shift, pad_end=True, axis=0)
+
+    feats = frame(example["features"])
+    # Windows start every `shift` frames until one reaches the end of the
+    # recording; later (mostly padding) windows from pad_end are dropped.
+    t = tf.shape(example["features"])[0]
+    keep = 1 + tf.maximum(0, (t - window + shift - 1) // shift)
+    keep = tf.minimum(keep, tf.shape(feats)[0])
+    out = {
+        "features": feats[:keep],
+        "mask": tf.cast(frame(tf.cast(example["mask"], tf.int32))[:keep], tf.bool),
+        "label": frame(example["label"])[:keep],
+    }
+    for key in (schema.KEY_RECORDING, schema.KEY_SPEAKER, schema.KEY_CORPUS):
+        out[key] = tf.repeat(example[key][None], keep)
+    return tf.data.Dataset.from_tensor_slices(out)
+
+
+def make_modality_dataset(source: Source, modality: str, split: str, batch_size: int, *,
+                          training: bool = False, seed: int = 0, repeat: bool = False,
+                          with_ids: bool = False, options: PipelineOptions = PipelineOptions()):
+    """Batches of one modality from a data folder.
+
+    Args:
+        source: the data folder and manifest.
+        modality: ``"audio"`` or ``"video"``.
+        split: ``"train"``, ``"dev"`` or ``"test"``.
+        batch_size: examples (or windows) per batch.
+        training: shuffle shards and examples and, for regression with
+            ``options.window``, cut fixed-length windows.
+        seed: seed of every shuffle (same seed, same batches).
+        repeat: repeat forever.
+        with_ids: keep ``recording``/``speaker``/``corpus`` strings.
+        options: :class:`PipelineOptions`.
+
+    Returns:
+        A ``tf.data.Dataset`` of dicts ``features`` [B, T, D], ``mask``
+        [B, T] and ``label``.
+    """
+    import tensorflow as tf
+
+    paths = shard_paths(source, modality, split)
+    m = source.manifest
+    compression = m.compression or None
+    parse = _parse_fn(source, modality, opts=options)
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if training:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+
+    def read(path):
+        return tf.data.TFRecordDataset(path, compression_type=compression).map(
+            lambda r: parse(r, path))
+
+    ds = files.interleave(read, cycle_length=min(len(paths), options.cycle_length),
+                          num_parallel_calls=AUTOTUNE, deterministic=True)
+    if training and m.task == "regression" and options.window > 0:
+        shift = options.window_shift or options.window
+        ds = ds.flat_map(lambda ex: _windows(ex, options.window, shift))
+    if not with_ids:
+        ds = ds.map(lambda ex: {k: ex[k] for k in ("features", "mask", "label")})
+    if training:
+        ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.padded_batch(batch_size, drop_remainder=False).prefetch(AUTOTUNE)
+    opt = tf.data.Options()
+    opt.deterministic = True
+    return ds.with_options(opt)
+
+
+def make_mixed_dataset(sources: Mapping[str, Source], target: str, batch_sizes: Mapping[str, int],
+                       split: str = "train", *, seed: int = 0,
+                       options: PipelineOptions = PipelineOptions()):
+    """Mixed minibatches of unpaired audio and video examples.
+
+    Args:
+        sources: ``{"audio": Source, "video": Source}``; the two may be
+            different data folders (corpora) with the same task and labels.
+        target: the target modality; its stream defines the epoch, the
+            other one repeats.
+        batch_sizes: examples per modality in one batch.
+        split: usually ``"train"``.
+        seed: shuffling seed; the auxiliary stream uses ``seed + 17``.
+        options: :class:`PipelineOptions`.
+
+    Returns:
+        A dataset of ``{"audio": {...}, "video": {...}}`` batches.
+    """
+    import tensorflow as tf
+
+    if target not in sources:
+        raise DataError(f"no data source for the target modality {target!r}")
+    _check_compatible(sources)
+    streams = {}
+    for mod, src in sources.items():
+        streams[mod] = make_modality_dataset(
+            src, mod, split, batch_sizes[mod], training=True, repeat=(mod != target),
+            seed=seed if mod == target else seed + 17, options=options)
+    ds = tf.data.Dataset.zip(streams).prefetch(AUTOTUNE)
+    return ds

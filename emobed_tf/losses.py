@@ -1,0 +1,233 @@
+"""Losses of EmoBed (Eqs. 3-8) as pure functions, with thin Keras wrappers.
+
+The pure functions take tensors and return a scalar tensor; they use
+``keras.ops`` only, so they run on any Keras backend and inside the
+model's ``train_step``.
+
+Crossmodal batch-hard triplet loss (Eqs. 5-7), as implemented here:
+
+* the audio and video embeddings of a batch are concatenated into one
+  batch ``{e_A; e_V}`` and all pairwise Euclidean distances are computed;
+* for every anchor, the hardest positive is the *farthest* other embedding
+  with the same label (either modality) and the hardest negative the
+  *nearest* embedding with a different label;
+* ``form="paper"`` uses ``d+ - d-`` as written in Eq. (6) (no margin, no
+  hinge; bounded below only because GRU outputs are bounded),
+  ``form="hinge"`` uses ``max(d+ - d- + margin, 0)`` and ``form="soft"``
+  uses ``log1p(exp(d+ - d-))``;
+* anchors with no positive or no negative in the batch are **dropped**
+  (they contribute nothing and do not count in the mean); when no anchor
+  is usable the loss is 0. The mixed-batch sampler makes this rare;
+* ``reduction="mean"`` (default) averages over usable anchors so that β
+  does not depend on the batch size; ``reduction="sum"`` is Eq. (6)
+  literally;
+* the square root is taken with zero distances masked, so no NaN/inf
+  gradient appears for identical embeddings.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+TRIPLET_FORMS = ("paper", "hinge", "soft")
+REDUCTIONS = ("mean", "sum")
+
+
+def pairwise_distances(embeddings, squared: bool = False):
+    """Euclidean distance matrix [N, N] of ``embeddings`` [N, E].
+
+    The diagonal is exactly zero. The square root is evaluated as
+    ``sqrt(d2 + eps) * (1 - is_zero)`` on zero entries so that gradients
+    stay finite.
+    """
+    e = ops.convert_to_tensor(embeddings)
+    dot = ops.matmul(e, ops.transpose(e))
+    sq = ops.diagonal(dot)
+    d2 = ops.expand_dims(sq, 0) - 2.0 * dot + ops.expand_dims(sq, 1)
+    d2 = ops.maximum(d2, 0.0)
+    n = ops.shape(e)[0]
+    d2 = d2 * (1.0 - ops.eye(n, dtype=d2.dtype))
+    if squared:
+        return d2
+    zero = ops.cast(ops.equal(d2, 0.0), d2.dtype)
+    d = ops.sqrt(d2 + zero * 1e-16)
+    return d * (1.0 - zero)
+
+
+def batch_hard_triplet_loss(labels, embeddings, valid=None, form: str = "paper",
+                            margin: float = 0.0, reduction: str = "mean",
+                            squared: bool = False):
+    """Batch-hard triplet loss over one (crossmodal) batch of embeddings.
+
+    Args:
+        labels: int tensor [N]: the class (or binned label) of each embedding.
+        embeddings: float tensor [N, E], e.g. ``concat([e_A, e_V])``.
+        valid: optional bool/float tensor [N]; invalid rows (padding) are
+            neither anchors, positives nor negatives.
+        form: ``"paper"``, ``"hinge"`` or ``"soft"`` (see module docstring).
+        margin: margin of the hinge form (added inside ``max(., 0)``); also
+            added to ``d+ - d-`` for the paper form.
+        reduction: ``"mean"`` over usable anchors or ``"sum"``.
+        squared: use squared Euclidean distances.
+
+    Returns:
+        Scalar loss tensor.
+    """
+    if form not in TRIPLET_FORMS:
+        raise ValueError(f"form must be one of {TRIPLET_FORMS}, got {form!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    emb = ops.cast(embeddings, "float32")
+    labels = ops.reshape(labels, (-1,))
+    n = ops.shape(emb)[0]
+    dist = pairwise_distances(emb, squared=squared)
+    if valid is None:
+        valid_f = ops.ones((n,), "float32")
+    else:
+        valid_f = ops.cast(ops.reshape(valid, (-1,)), "float32")
+    pair_valid = ops.expand_dims(valid_f, 0) * ops.expand_dims(valid_f, 1)
+    same = ops.cast(ops.equal(ops.expand_dims(labels, 0), ops.expand_dims(labels, 1)), "float32")
+    not_self = 1.0 - ops.eye(n, dtype="float32")
+    pos_mask = same * not_self * pair_valid
+    neg_mask = (1.0 - same) * pair_valid
+
+    # Farthest positive: distances are >= 0, so zeroing non-positives is safe.
+    hardest_pos = ops.max(dist * pos_mask, axis=1)
+    # Nearest negative: push non-negatives beyond the largest distance.
+    max_d = ops.max(dist)
+    hardest_neg = ops.min(dist + (max_d + 1.0) * (1.0 - neg_mask), axis=1)
+
+    usable = valid_f * ops.cast(ops.max(pos_mask, axis=1) > 0, "float32") * ops.cast(
+        ops.max(neg_mask, axis=1) > 0, "float32")
+    diff = hardest_pos - hardest_neg
+    if form == "paper":
+        per_anchor = diff + margin
+    elif form == "hinge":
+        per_anchor = ops.maximum(diff + margin, 0.0)
+    else:
+        per_anchor = ops.softplus(diff)
+    per_anchor = per_anchor * usable
+    total = ops.sum(per_anchor)
+    if reduction == "sum":
+        return total
+    return total / ops.maximum(ops.sum(usable), 1.0)
+
+
+def bin_labels(values, thresholds=(0.0,)):
+    """Bins continuous labels [..., K] into one class id per row.
+
+    Each dimension k is cut at ``thresholds`` (shared by all dimensions)
+    into ``len(thresholds) + 1`` bins; the per-dimension bins are combined
+    into one id ``sum_k bin_k * B**k``. With the default single threshold
+    at 0 and (arousal, valence) this gives the four quadrants
+    low/high arousal x low/high valence.
+    """
+    v = ops.convert_to_tensor(values)
+    nb = len(thresholds) + 1
+    bins = ops.zeros(ops.shape(v), "int32")
+    for t in thresholds:
+        bins = bins + ops.cast(v > t, "int32")
+    k = ops.shape(v)[-1]
+    weights = ops.cast(ops.power(nb, ops.arange(k)), "int32")
+    return ops.sum(bins * weights, axis=-1)
+
+
+def concordance_cc(y_true, y_pred, mask=None):
+    """Concordance correlation coefficient (Eq. 9) with biased (1/N) moments.
+
+    ``y_true``/``y_pred``: [N, K] (rows pooled) or [N]; ``mask``: [N]
+    weights rows, padded frames get weight 0. Returns [K] (or a scalar).
+    """
+    yt = ops.cast(y_true, "float32")
+    yp = ops.cast(y_pred, "float32")
+    w = ops.ones_like(yt) if mask is None else ops.cast(mask, "float32")
+    if len(yt.shape) == 2 and mask is not None:
+        w = ops.expand_dims(w, -1) * ops.ones_like(yt)
+    n = ops.maximum(ops.sum(w, axis=0), 1.0)
+    mt = ops.sum(w * yt, axis=0) / n
+    mp = ops.sum(w * yp, axis=0) / n
+    dt = yt - mt
+    dp = yp - mp
+    vt = ops.sum(w * dt * dt, axis=0) / n
+    vp = ops.sum(w * dp * dp, axis=0) / n
+    cov = ops.sum(w * dt * dp, axis=0) / n
+    return 2.0 * cov / (vt + vp + ops.square(mt - mp) + 1e-8)
+
+
+def ccc_loss(y_true, y_pred, mask=None):
+    """``1 - CCC`` averaged over label dimensions; frames pooled over the batch.
+
+    ``y_true``/``y_pred``: [B, T, K] (or [N, K]); ``mask``: [B, T] (or [N]).
+    """
+    k = ops.shape(y_true)[-1]
+    yt = ops.reshape(y_true, (-1, k))
+    yp = ops.reshape(y_pred, (-1, k))
+    m = None if mask is None else ops.reshape(mask, (-1,))
+    return 1.0 - ops.mean(concordance_cc(yt, yp, m))
+
+
+def masked_mse(y_true, y_pred, mask=None):
+    """Mean squared error over valid frames and label dimensions."""
+    err = ops.square(ops.cast(y_true, "float32") - ops.cast(y_pred, "float32"))
+    if mask is None:
+        return ops.mean(err)
+    w = ops.expand_dims(ops.cast(mask, "float32"), -1) * ops.ones_like(err)
+    return ops.sum(err * w) / ops.maximum(ops.sum(w), 1.0)
+
+
+def classification_loss(labels, probabilities):
+    """Sparse categorical cross-entropy averaged over the batch."""
+    return ops.mean(keras.losses.sparse_categorical_crossentropy(
+        ops.cast(labels, "int32"), ops.cast(probabilities, "float32")))
+
+
+REGRESSION_LOSSES = {"ccc": ccc_loss, "mse": masked_mse}
+
+
+@keras.saving.register_keras_serializable(package="emobed_tf")
+class CrossmodalTripletLoss(keras.losses.Loss):
+    """Keras wrapper of :func:`batch_hard_triplet_loss`.
+
+    ``y_true`` holds the labels [N], ``y_pred`` the embeddings [N, E].
+
+    Args:
+        form: ``"paper"``, ``"hinge"`` or ``"soft"``.
+        margin: margin (hinge/paper forms).
+        triplet_reduction: ``"mean"`` or ``"sum"`` over anchors.
+
+    Example:
+    >>> loss = CrossmodalTripletLoss(form="hinge", margin=0.2)
+    >>> float(loss([0, 0, 1], [[0.0], [1.0], [3.0]]))  # doctest: +SKIP
+    """
+
+    def __init__(self, form="paper", margin=0.0, triplet_reduction="mean",
+                 name="crossmodal_triplet", **kwargs):
+        kwargs.pop("reduction", None)
+        super().__init__(name=name, reduction="none", **kwargs)
+        self.form = form
+        self.margin = margin
+        self.triplet_reduction = triplet_reduction
+
+    def call(self, y_true, y_pred):
+        return batch_hard_triplet_loss(y_true, y_pred, form=self.form, margin=self.margin,
+                                       reduction=self.triplet_reduction)
+
+    def get_config(self):
+        return {"name": self.name, "form": self.form, "margin": self.margin,
+                "triplet_reduction": self.triplet_reduction}
+
+
+@keras.saving.register_keras_serializable(package="emobed_tf")
+class CCCLoss(keras.losses.Loss):
+    """Keras wrapper of :func:`ccc_loss` (``1 - CCC`` pooled over the batch)."""
+
+    def __init__(self, name="ccc_loss", **kwargs):
+        kwargs.pop("reduction", None)
+        super().__init__(name=name, reduction="none", **kwargs)
+
+    def call(self, y_true, y_pred):
+        return ccc_loss(y_true, y_pred)
+
+    def get_config(self):
+        return {"name": self.name}

@@ -1,0 +1,238 @@
+"""Evaluation metrics: numpy functions (the reference) and streaming Keras metrics.
+
+Regression (RECOLA, AVEC 2016): CCC in two variants, PCC, RMSE, pooled over
+all frames of a partition. Classification (OMG-Emotion): macro-F1 (the
+headline score of this package), micro-F1 (what the OMG challenge script
+computes; equal to accuracy for single-label data), UAR and accuracy.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+CCC_VARIANTS = ("standard", "avec2016")
+
+
+def ccc(gold, pred, variant: str = "standard") -> float:
+    """Concordance correlation coefficient of two 1-D series.
+
+    ``standard``: ``2 cov / (var_g + var_p + (mean_g - mean_p)^2)`` with
+    biased 1/N moments. ``avec2016``: the AVEC 2016 MATLAB baseline
+    (``CCC_calc.m``): variances with 1/(N-1), covariance with 1/N.
+    """
+    g = np.asarray(gold, np.float64).ravel()
+    p = np.asarray(pred, np.float64).ravel()
+    if g.shape != p.shape or g.size < 2:
+        raise ValueError(f"ccc needs two series of equal length >= 2, got {g.shape} and {p.shape}")
+    if variant not in CCC_VARIANTS:
+        raise ValueError(f"variant must be one of {CCC_VARIANTS}, got {variant!r}")
+    mg, mp = g.mean(), p.mean()
+    cov = np.mean((g - mg) * (p - mp))
+    ddof = 1 if variant == "avec2016" else 0
+    vg, vp = g.var(ddof=ddof), p.var(ddof=ddof)
+    denom = vg + vp + (mg - mp) ** 2
+    return float(2 * cov / denom) if denom > 0 else 0.0
+
+
+def pcc(gold, pred) -> float:
+    """Pearson correlation coefficient (0 for a constant series)."""
+    g = np.asarray(gold, np.float64).ravel()
+    p = np.asarray(pred, np.float64).ravel()
+    sg, sp = g.std(), p.std()
+    if sg == 0 or sp == 0:
+        return 0.0
+    return float(np.mean((g - g.mean()) * (p - p.mean())) / (sg * sp))
+
+
+def rmse(gold, pred) -> float:
+    g = np.asarray(gold, np.float64).ravel()
+    p = np.asarray(pred, np.float64).ravel()
+    return float(np.sqrt(np.mean((g - p) ** 2)))
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
+    """Counts [num_classes, num_classes], rows = gold, columns = prediction."""
+    t = np.asarray(y_true, np.int64).ravel()
+    p = np.asarray(y_pred, np.int64).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"y_true {t.shape} and y_pred {p.shape} differ in length")
+    for name, arr in (("gold", t), ("predicted", p)):
+        if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
+            raise ValueError(f"{name} labels outside 0..{num_classes - 1}")
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(cm, (t, p), 1)
+    return cm
+
+
+def scores_from_confusion(cm: np.ndarray) -> dict:
+    """Macro-F1, micro-F1, UAR and accuracy from a confusion matrix.
+
+    Classes absent from both gold and prediction are left out of the macro
+    averages (scikit-learn's ``labels=`` behaviour when those labels are
+    not passed); a class with gold examples but no correct prediction
+    counts as F1 0.
+    """
+    cm = np.asarray(cm, np.float64)
+    tp = np.diag(cm)
+    support = cm.sum(1)
+    predicted = cm.sum(0)
+    present = (support + predicted) > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        denom = support + predicted
+        f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
+        recall = np.where(support > 0, tp / np.where(support > 0, support, 1), 0.0)
+    total = cm.sum()
+    acc = float(tp.sum() / total) if total else 0.0
+    return {
+        "f1_macro": float(f1[present].mean()) if present.any() else 0.0,
+        "f1_micro": acc,  # single-label: micro precision = micro recall = accuracy
+        "uar": float(recall[support > 0].mean()) if (support > 0).any() else 0.0,
+        "accuracy": acc,
+    }
+
+
+def classification_scores(y_true, y_pred, num_classes: int) -> dict:
+    """All classification scores of this package for integer labels."""
+    return scores_from_confusion(confusion_matrix(y_true, y_pred, num_classes))
+
+
+def f1_macro(y_true, y_pred, num_classes: int) -> float:
+    return classification_scores(y_true, y_pred, num_classes)["f1_macro"]
+
+
+def f1_micro(y_true, y_pred, num_classes: int) -> float:
+    return classification_scores(y_true, y_pred, num_classes)["f1_micro"]
+
+
+def uar(y_true, y_pred, num_classes: int) -> float:
+    return classification_scores(y_true, y_pred, num_classes)["uar"]
+
+
+def accuracy(y_true, y_pred) -> float:
+    t = np.asarray(y_true).ravel()
+    return float(np.mean(t == np.asarray(y_pred).ravel())) if t.size else 0.0
+
+
+def regression_scores(gold, pred, dim_names, variant: str = "standard") -> dict:
+    """Per-dimension ``ccc_<dim>``, ``pcc_<dim>``, ``rmse_<dim>`` and ``ccc_mean``.
+
+    ``gold``/``pred``: [N, K] with all frames of a partition pooled.
+    """
+    g = np.asarray(gold, np.float64).reshape(len(gold), -1)
+    p = np.asarray(pred, np.float64).reshape(len(pred), -1)
+    out = {}
+    for k, name in enumerate(dim_names):
+        out[f"ccc_{name}"] = ccc(g[:, k], p[:, k], variant)
+        out[f"pcc_{name}"] = pcc(g[:, k], p[:, k])
+        out[f"rmse_{name}"] = rmse(g[:, k], p[:, k])
+    out["ccc_mean"] = float(np.mean([out[f"ccc_{n}"] for n in dim_names]))
+    return out
+
+
+# --------------------------------------------------------------------------
+# streaming Keras metrics (used for the dev score during training)
+
+
+@keras.saving.register_keras_serializable(package="emobed_tf")
+class ConcordanceCC(keras.metrics.Metric):
+    """Streaming CCC pooled over every frame seen, averaged over dimensions.
+
+    Accumulates first and second moments, so the result equals
+    :func:`ccc` on the concatenation of all batches (standard variant).
+    ``sample_weight`` is the frame mask.
+
+    Args:
+        num_dims: number of label dimensions K.
+        dim_index: report only this dimension (default: mean over all).
+    """
+
+    def __init__(self, num_dims: int = 1, dim_index: int | None = None, name="ccc", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_dims = num_dims
+        self.dim_index = dim_index
+        self.moments = self.add_variable(shape=(6, num_dims), initializer="zeros", name="moments",
+                                         dtype="float64")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        k = self.num_dims
+        yt = ops.cast(ops.reshape(y_true, (-1, k)), "float64")
+        yp = ops.cast(ops.reshape(y_pred, (-1, k)), "float64")
+        if sample_weight is None:
+            w = ops.ones_like(yt)
+        else:
+            w = ops.expand_dims(ops.cast(ops.reshape(sample_weight, (-1,)), "float64"), -1)
+            w = w * ops.ones_like(yt)
+        upd = ops.stack([
+            ops.sum(w, 0), ops.sum(w * yt, 0), ops.sum(w * yp, 0),
+            ops.sum(w * yt * yt, 0), ops.sum(w * yp * yp, 0), ops.sum(w * yt * yp, 0)])
+        self.moments.assign_add(upd)
+
+    def result(self):
+        n, st, sp, stt, spp, stp = [self.moments[i] for i in range(6)]
+        n = ops.maximum(n, 1.0)
+        mt, mp = st / n, sp / n
+        vt = stt / n - mt * mt
+        vp = spp / n - mp * mp
+        cov = stp / n - mt * mp
+        c = 2 * cov / ops.maximum(vt + vp + (mt - mp) ** 2, 1e-12)
+        out = c[self.dim_index] if self.dim_index is not None else ops.mean(c)
+        return ops.cast(out, "float32")
+
+    def reset_state(self):
+        self.moments.assign(ops.zeros_like(self.moments))
+
+    def get_config(self):
+        return {**super().get_config(), "num_dims": self.num_dims, "dim_index": self.dim_index}
+
+
+@keras.saving.register_keras_serializable(package="emobed_tf")
+class ConfusionScore(keras.metrics.Metric):
+    """Streaming classification score from an accumulated confusion matrix.
+
+    Args:
+        num_classes: K.
+        score: ``"f1_macro"``, ``"f1_micro"``, ``"uar"`` or ``"accuracy"``,
+            with the same definitions as :func:`scores_from_confusion`.
+    """
+
+    SCORES = ("f1_macro", "f1_micro", "uar", "accuracy")
+
+    def __init__(self, num_classes: int = 7, score: str = "f1_macro", name=None, **kwargs):
+        if score not in self.SCORES:
+            raise ValueError(f"score must be one of {self.SCORES}, got {score!r}")
+        super().__init__(name=name or score, **kwargs)
+        self.num_classes = num_classes
+        self.score = score
+        self.cm = self.add_variable(shape=(num_classes, num_classes), initializer="zeros",
+                                    name="confusion", dtype="float32")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        t = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        p = ops.argmax(ops.reshape(y_pred, (-1, self.num_classes)), axis=-1)
+        oh_t = ops.one_hot(t, self.num_classes)
+        oh_p = ops.one_hot(p, self.num_classes)
+        self.cm.assign_add(ops.matmul(ops.transpose(oh_t), oh_p))
+
+    def result(self):
+        cm = self.cm
+        tp = ops.diagonal(cm)
+        support = ops.sum(cm, 1)
+        predicted = ops.sum(cm, 0)
+        total = ops.maximum(ops.sum(cm), 1.0)
+        if self.score in ("accuracy", "f1_micro"):
+            return ops.sum(tp) / total
+        if self.score == "uar":
+            has = ops.cast(support > 0, "float32")
+            rec = tp / ops.maximum(support, 1.0)
+            return ops.sum(rec * has) / ops.maximum(ops.sum(has), 1.0)
+        present = ops.cast(support + predicted > 0, "float32")
+        f1 = 2 * tp / ops.maximum(support + predicted, 1.0)
+        return ops.sum(f1 * present) / ops.maximum(ops.sum(present), 1.0)
+
+    def reset_state(self):
+        self.cm.assign(ops.zeros_like(self.cm))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "score": self.score}

@@ -1,0 +1,358 @@
+"""The EmoBed model: two modality encoders, one shared predictor (Eqs. 1-8)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from emobed_tf import losses as L
+from emobed_tf import metrics as M
+from emobed_tf.schema import MODALITIES
+
+
+@keras.saving.register_keras_serializable(package="emobed_tf")
+class GRUStack(keras.layers.Layer):
+    """A stack of GRU layers that honours a [B, T] mask.
+
+    Args:
+        units: units per layer.
+        num_layers: number of GRU layers.
+        return_sequences: whether the last layer returns the whole sequence
+            (earlier layers always do).
+        dropout: input dropout of every layer.
+
+    Example:
+    >>> stack = GRUStack(8, 2)
+    >>> stack(np.zeros((2, 5, 3), "float32")).shape
+    (2, 5, 8)
+    """
+
+    def __init__(self, units=120, num_layers=2, return_sequences=True, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.units = units
+        self.num_layers = num_layers
+        self.return_sequences = return_sequences
+        self.dropout = dropout
+        self.supports_masking = True
+        self.grus = [
+            keras.layers.GRU(units, return_sequences=(i < num_layers - 1) or return_sequences,
+                             dropout=dropout, name=f"gru_{i}", dtype=self.dtype_policy)
+            for i in range(num_layers)
+        ]
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for gru in self.grus:
+            gru.build(shape)
+            shape = shape[:2] + (self.units,)
+        self.built = True
+
+    def call(self, x, mask=None, training=None):
+        for gru in self.grus:
+            x = gru(x, mask=mask, training=training)
+        return x
+
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.return_sequences else None
+
+    def compute_output_shape(self, input_shape):
+        if self.return_sequences:
+            return tuple(input_shape[:2]) + (self.units,)
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "num_layers": self.num_layers,
+                "return_sequences": self.return_sequences, "dropout": self.dropout}
+
+
+def _masked_mean(x, mask):
+    w = ops.expand_dims(ops.cast(mask, x.dtype), -1)
+    return ops.sum(x * w, axis=1) / ops.maximum(ops.sum(w, axis=1), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="emobed_tf")
+class EmoBed(keras.Model):
+    """Crossmodal emotion embedding model with a custom joint training step.
+
+    f_A and f_V (:class:`GRUStack`) map audio and video feature sequences
+    into a shared E-dimensional space (E = ``encoder_units``); the shared
+    network f (a GRU stack plus a dense head) predicts the emotion from
+    either embedding. ``train_step`` minimises Eq. (8)::
+
+        J = L_target + alpha * L_auxiliary + beta * L_triplet + l2 * R
+
+    where ``L_triplet`` is the crossmodal batch-hard triplet loss over
+    ``{e_A; e_V}`` and ``R`` is the sum of squared kernels of the trained
+    sub-networks. With ``alpha = beta = 0`` (the classic system) the
+    auxiliary modality is not needed and not run.
+
+    Batches are dicts ``{"audio": {"features", "mask", "label"}, "video":
+    {...}}`` (see ``emobed_tf.data``); evaluation batches need only the
+    target modality. Calling the model on ``{modality: {"features",
+    "mask"}}`` returns ``{modality: {"prediction", "embedding"}}``.
+
+    Args:
+        task: ``"classification"`` or ``"regression"``.
+        num_outputs: classes K, or label dimensions for regression.
+        input_dims: feature dimension per modality, e.g.
+            ``{"audio": 88, "video": 4096}``.
+        target: the modality the model is for (``"audio"``/``"video"``).
+        alpha: weight of the auxiliary modality's loss (Eqs. 3-4).
+        beta: weight of the crossmodal triplet loss (Eq. 7).
+        l2: weight λ of the L2 term.
+        encoder_layers, encoder_units: size of f_A and f_V.
+        shared_layers, shared_units: size of the shared GRU stack of f.
+        dropout: input dropout of every GRU layer.
+        regression_loss: ``"ccc"`` (1 - CCC) or ``"mse"``.
+        triplet_form, triplet_margin, triplet_reduction: see
+            :func:`emobed_tf.losses.batch_hard_triplet_loss`.
+        triplet_frame_stride: for sequence labels (regression), every n-th
+            frame of each window enters the triplet batch.
+        triplet_thresholds: thresholds that bin continuous labels into
+            classes for triplet mining (default: high/low around 0 per
+            dimension).
+        output_names: class names or dimension names.
+
+    Example:
+    >>> model = EmoBed("classification", 7, {"audio": 88, "video": 4096},
+    ...                encoder_layers=1, shared_layers=1)
+    >>> model.compile(optimizer="adam")
+    """
+
+    def __init__(self, task="classification", num_outputs=7, input_dims=None, target="audio",
+                 alpha=0.5, beta=0.5, l2=1e-4, encoder_layers=2, encoder_units=120,
+                 shared_layers=2, shared_units=120, dropout=0.0, regression_loss="ccc",
+                 triplet_form="paper", triplet_margin=0.0, triplet_reduction="mean",
+                 triplet_frame_stride=10, triplet_thresholds=(0.0,), output_names=None, **kwargs):
+        super().__init__(**kwargs)
+        input_dims = dict(input_dims or {"audio": 88, "video": 4096})
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task must be classification or regression, got {task!r}")
+        if target not in MODALITIES:
+            raise ValueError(f"target must be one of {MODALITIES}, got {target!r}")
+        if target not in input_dims:
+            raise ValueError(f"no input dimension for the target modality {target!r}")
+        if regression_loss not in L.REGRESSION_LOSSES:
+            raise ValueError(f"regression_loss must be one of {sorted(L.REGRESSION_LOSSES)}")
+        if alpha < 0 or beta < 0 or l2 < 0:
+            raise ValueError("alpha, beta and l2 must be >= 0")
+        self.task = task
+        self.num_outputs = int(num_outputs)
+        self.input_dims = input_dims
+        self.target = target
+        self.auxiliary = [m for m in MODALITIES if m != target][0]
+        if (alpha > 0 or beta > 0) and self.auxiliary not in input_dims:
+            raise ValueError(f"alpha/beta > 0 need the auxiliary modality {self.auxiliary!r} "
+                             "in input_dims")
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.l2 = float(l2)
+        self.encoder_layers = encoder_layers
+        self.encoder_units = encoder_units
+        self.shared_layers = shared_layers
+        self.shared_units = shared_units
+        self.dropout = dropout
+        self.regression_loss = regression_loss
+        self.triplet_form = triplet_form
+        self.triplet_margin = float(triplet_margin)
+        self.triplet_reduction = triplet_reduction
+        self.triplet_frame_stride = int(triplet_frame_stride)
+        self.triplet_thresholds = tuple(float(t) for t in triplet_thresholds)
+        self.output_names_ = list(output_names or [])
+
+        for m in MODALITIES:
+            if m in input_dims:
+                enc = GRUStack(encoder_units, encoder_layers, True, dropout, name=f"{m}_encoder")
+                enc.build((None, None, input_dims[m]))
+                setattr(self, f"{m}_encoder", enc)
+        seq = task == "regression"
+        self.shared = GRUStack(shared_units, shared_layers, seq, dropout, name="shared")
+        self.shared.build((None, None, encoder_units))
+        self.head = keras.layers.Dense(num_outputs, activation=None if seq else "softmax",
+                                       name="head", dtype="float32")
+        self.head.build((None, shared_units))
+        self.built = True
+
+        self.trackers = {"loss": keras.metrics.Mean(name="loss"),
+                         "target_loss": keras.metrics.Mean(name="target_loss")}
+        if self.alpha > 0:
+            self.trackers["auxiliary_loss"] = keras.metrics.Mean(name="auxiliary_loss")
+        if self.beta > 0:
+            self.trackers["triplet_loss"] = keras.metrics.Mean(name="triplet_loss")
+        if self.l2 > 0:
+            self.trackers["l2_loss"] = keras.metrics.Mean(name="l2_loss")
+        if seq:
+            self.score = M.ConcordanceCC(self.num_outputs, name="ccc")
+        else:
+            self.score = M.ConfusionScore(self.num_outputs, "f1_macro", name="f1_macro")
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def encoders(self) -> dict:
+        """``{modality: GRUStack}`` for the modalities this model has."""
+        return {m: getattr(self, f"{m}_encoder") for m in MODALITIES if m in self.input_dims}
+
+    @property
+    def uses_auxiliary(self) -> bool:
+        return self.alpha > 0 or self.beta > 0
+
+    @property
+    def score_name(self) -> str:
+        """Name of the dev score logged as ``val_<score_name>``."""
+        return self.score.name
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values()) + [self.score]
+
+    def active_modalities(self):
+        return [self.target, self.auxiliary] if self.uses_auxiliary else [self.target]
+
+    def active_trainable_variables(self):
+        layers = [self.encoders[m] for m in self.active_modalities()] + [self.shared, self.head]
+        return [v for layer in layers for v in layer.trainable_variables]
+
+    # -- forward ------------------------------------------------------------
+
+    def encode(self, modality, features, mask=None, training=False):
+        """e = f_m(x): per-frame embeddings [B, T, E]."""
+        if modality not in self.encoders:
+            raise ValueError(f"this model has no {modality} encoder (it has {sorted(self.encoders)})")
+        return self.encoders[modality](features, mask=mask, training=training)
+
+    def predict_from_embedding(self, embedding, mask=None, training=False):
+        """y = f(e): [B, T, K] for regression, [B, K] probabilities otherwise."""
+        h = self.shared(embedding, mask=mask, training=training)
+        return self.head(h)
+
+    def forward(self, modality, batch, training=False):
+        """Runs one modality; returns prediction and (pooled) embedding."""
+        mask = batch.get("mask")
+        e = self.encode(modality, batch["features"], mask, training)
+        y = self.predict_from_embedding(e, mask, training)
+        if self.task == "classification":
+            pooled = _masked_mean(e, mask) if mask is not None else ops.mean(e, axis=1)
+        else:
+            pooled = e
+        return {"prediction": y, "embedding": pooled}
+
+    def call(self, inputs, training=False):
+        return {m: self.forward(m, inputs[m], training) for m in inputs if m in self.encoders}
+
+    # -- losses -------------------------------------------------------------
+
+    def task_loss(self, batch, prediction):
+        if self.task == "classification":
+            return L.classification_loss(batch["label"], prediction)
+        fn = L.REGRESSION_LOSSES[self.regression_loss]
+        return fn(batch["label"], prediction, batch.get("mask"))
+
+    def _triplet_inputs(self, batch, embedding):
+        """(labels [N], embeddings [N, E], valid [N]) of one modality."""
+        if self.task == "classification":
+            n = ops.shape(embedding)[0]
+            return batch["label"], embedding, ops.ones((n,), "float32")
+        s = self.triplet_frame_stride
+        e = embedding[:, ::s]
+        lab = L.bin_labels(batch["label"][:, ::s], self.triplet_thresholds)
+        mask = batch["mask"][:, ::s]
+        e = ops.reshape(e, (-1, ops.shape(e)[-1]))
+        return ops.reshape(lab, (-1,)), e, ops.reshape(ops.cast(mask, "float32"), (-1,))
+
+    def triplet_loss(self, batches, outputs):
+        parts = [self._triplet_inputs(batches[m], outputs[m]["embedding"])
+                 for m in self.active_modalities()]
+        labels = ops.concatenate([p[0] for p in parts], 0)
+        emb = ops.concatenate([ops.cast(p[1], "float32") for p in parts], 0)
+        valid = ops.concatenate([p[2] for p in parts], 0)
+        return L.batch_hard_triplet_loss(labels, emb, valid, form=self.triplet_form,
+                                         margin=self.triplet_margin,
+                                         reduction=self.triplet_reduction)
+
+    def l2_penalty(self):
+        kernels = [v for v in self.active_trainable_variables() if "kernel" in v.name]
+        return self.l2 * ops.sum(ops.stack([ops.sum(ops.square(ops.cast(k, "float32")))
+                                            for k in kernels]))
+
+    def compute_terms(self, data, training=False):
+        """All terms of Eq. (8) for one mixed batch, and their weighted sum."""
+        self._check_batch(data)
+        outputs = {m: self.forward(m, data[m], training) for m in self.active_modalities()}
+        terms = {"target_loss": self.task_loss(data[self.target], outputs[self.target]["prediction"])}
+        total = terms["target_loss"]
+        if self.alpha > 0:
+            terms["auxiliary_loss"] = self.task_loss(data[self.auxiliary],
+                                                     outputs[self.auxiliary]["prediction"])
+            total = total + self.alpha * terms["auxiliary_loss"]
+        if self.beta > 0:
+            terms["triplet_loss"] = self.triplet_loss(data, outputs)
+            total = total + self.beta * terms["triplet_loss"]
+        if self.l2 > 0:
+            terms["l2_loss"] = self.l2_penalty()
+            total = total + terms["l2_loss"]
+        terms["loss"] = total
+        return terms, outputs
+
+    def _check_batch(self, data, modalities=None):
+        if not isinstance(data, dict):
+            raise ValueError("EmoBed batches are dicts {modality: {features, mask, label}}, "
+                             f"got {type(data).__name__}")
+        for m in modalities or self.active_modalities():
+            if m not in data:
+                raise ValueError(
+                    f"the batch lacks the {m} modality, which this model ({self._mode_text()}) "
+                    f"needs; batch has {sorted(data)}. Use emobed_tf.data.make_mixed_dataset "
+                    "with both modalities, or train the classic system (alpha=beta=0)")
+
+    def _mode_text(self):
+        return f"target={self.target}, alpha={self.alpha}, beta={self.beta}"
+
+    # -- steps --------------------------------------------------------------
+
+    def train_step(self, data):
+        variables = self.active_trainable_variables()
+        with tf.GradientTape() as tape:
+            terms, outputs = self.compute_terms(data, training=True)
+            scaled = self.optimizer.scale_loss(terms["loss"])
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        return self._update(terms, data[self.target], outputs[self.target]["prediction"])
+
+    def test_step(self, data):
+        self._check_batch(data, [self.target])
+        batch = data[self.target]
+        pred = self.forward(self.target, batch, training=False)["prediction"]
+        terms = {"target_loss": self.task_loss(batch, pred)}
+        terms["loss"] = terms["target_loss"]
+        return self._update(terms, batch, pred)
+
+    def _update(self, terms, batch, prediction):
+        for name, value in terms.items():
+            if name in self.trackers:
+                self.trackers[name].update_state(value)
+        if self.task == "regression":
+            self.score.update_state(batch["label"], prediction, batch.get("mask"))
+        else:
+            self.score.update_state(batch["label"], prediction)
+        return {m.name: m.result() for m in self.metrics if m.name in terms or m is self.score}
+
+    # -- serialisation ------------------------------------------------------
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "task": self.task, "num_outputs": self.num_outputs, "input_dims": self.input_dims,
+            "target": self.target, "alpha": self.alpha, "beta": self.beta, "l2": self.l2,
+            "encoder_layers": self.encoder_layers, "encoder_units": self.encoder_units,
+            "shared_layers": self.shared_layers, "shared_units": self.shared_units,
+            "dropout": self.dropout, "regression_loss": self.regression_loss,
+            "triplet_form": self.triplet_form, "triplet_margin": self.triplet_margin,
+            "triplet_reduction": self.triplet_reduction,
+            "triplet_frame_stride": self.triplet_frame_stride,
+            "triplet_thresholds": list(self.triplet_thresholds),
+            "output_names": self.output_names_,
+        }

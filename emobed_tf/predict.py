@@ -1,0 +1,88 @@
+"""Monomodal prediction over a partition and its scores.
+
+Only the target modality's branch runs here: this is how every score in
+``metrics.json`` is measured, whatever the training mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from emobed_tf import data as D
+from emobed_tf import metrics as M
+from emobed_tf import schema
+
+
+@dataclasses.dataclass
+class Predictions:
+    """Predictions of one modality on one split.
+
+    For classification ``gold`` is [N] class ids and ``pred`` [N, K]
+    probabilities; for regression both are lists of per-recording [T, K]
+    arrays (padding removed). ``embeddings`` are per item ([N, E]) or per
+    recording ([T, E]) when requested.
+    """
+
+    task: str
+    recordings: list
+    gold: object
+    pred: object
+    speakers: list = dataclasses.field(default_factory=list)
+    embeddings: object = None
+
+    def pooled(self):
+        """(gold, pred) with all frames of the partition concatenated."""
+        if self.task == "classification":
+            return np.asarray(self.gold), np.asarray(self.pred)
+        return np.concatenate(self.gold, 0), np.concatenate(self.pred, 0)
+
+
+def predict_split(model, source: D.Source, modality: str, split: str, batch_size: int = 64,
+                  options: D.PipelineOptions = D.PipelineOptions(),
+                  with_embeddings: bool = False) -> Predictions:
+    """Runs ``model`` on every item of ``split`` (whole sequences, no windows)."""
+    import tensorflow as tf
+
+    ds = D.make_modality_dataset(source, modality, split, batch_size, training=False,
+                                 with_ids=True, options=dataclasses.replace(options, window=0))
+
+    @tf.function(reduce_retracing=True)
+    def run(features, mask):
+        out = model.forward(modality, {"features": features, "mask": mask}, training=False)
+        return out["prediction"], out["embedding"]
+
+    recs, spks, golds, preds, embs = [], [], [], [], []
+    task = source.manifest.task
+    for batch in ds:
+        pred, emb = run(batch["features"], batch["mask"])
+        pred, emb = pred.numpy(), emb.numpy()
+        mask = batch["mask"].numpy()
+        label = batch["label"].numpy()
+        for i, rec in enumerate(batch[schema.KEY_RECORDING].numpy()):
+            recs.append(rec.decode())
+            spks.append(batch[schema.KEY_SPEAKER].numpy()[i].decode())
+            if task == "classification":
+                golds.append(int(label[i]))
+                preds.append(pred[i])
+                if with_embeddings:
+                    embs.append(emb[i])
+            else:
+                n = int(mask[i].sum())
+                golds.append(label[i, :n])
+                preds.append(pred[i, :n])
+                if with_embeddings:
+                    embs.append(emb[i, :n])
+    if task == "classification":
+        golds, preds = np.asarray(golds, np.int64), np.asarray(preds, np.float32)
+        embs = np.asarray(embs) if with_embeddings else None
+    return Predictions(task, recs, golds, preds, spks, embs if with_embeddings else None)
+
+
+def score_predictions(p: Predictions, names, ccc_variant: str = "standard") -> dict:
+    """Scores pooled over the partition (see ``emobed_tf.metrics``)."""
+    gold, pred = p.pooled()
+    if p.task == "classification":
+        return M.classification_scores(gold, pred.argmax(-1), len(names))
+    return M.regression_scores(gold, pred, names, ccc_variant)

@@ -1,0 +1,174 @@
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from emobed_tf import data as D
+from emobed_tf import schema
+from emobed_tf.schema import DataError, Item
+from emobed_tf.writer import DatasetWriter
+from tests.conftest import CLASSES, write_classification, write_regression
+
+
+def _batches(ds):
+    return [tf.nest.map_structure(lambda t: t.numpy(), b) for b in ds]
+
+
+def test_mixed_batches_hold_both_modalities(cls_data):
+    d, manifest, items = cls_data
+    src = {m: D.Source.open(d) for m in ("audio", "video")}
+    ds = D.make_mixed_dataset(src, "audio", {"audio": 5, "video": 3}, seed=1)
+    batches = _batches(ds)
+    # the target stream (24 items, batch 5) defines the epoch
+    assert len(batches) == 5
+    assert [b["audio"]["label"].shape[0] for b in batches] == [5, 5, 5, 5, 4]
+    assert all(b["video"]["features"].shape[0] == 3 for b in batches)
+    assert all(b["video"]["features"].shape[2] == 10 and b["audio"]["features"].shape[2] == 6
+               for b in batches)
+    # every audio training item appears exactly once per epoch
+    n_audio = sum(int(b["audio"]["mask"].any(1).sum()) for b in batches)
+    assert n_audio == 24
+
+
+def test_same_seed_same_batches_other_seed_other_order(cls_data):
+    d, _, _ = cls_data
+    src = {m: D.Source.open(d) for m in ("audio", "video")}
+    a = _batches(D.make_mixed_dataset(src, "audio", {"audio": 4, "video": 4}, seed=3))
+    b = _batches(D.make_mixed_dataset(src, "audio", {"audio": 4, "video": 4}, seed=3))
+    c = _batches(D.make_mixed_dataset(src, "audio", {"audio": 4, "video": 4}, seed=4))
+    for x, y in zip(a, b):
+        tf.nest.map_structure(np.testing.assert_array_equal, x, y)
+    assert any(not np.array_equal(x["audio"]["label"], y["audio"]["label"]) for x, y in zip(a, c))
+
+
+def test_standardisation_padding_and_mask(cls_data):
+    d, manifest, items = cls_data
+    src = D.Source.open(d)
+    ds = D.make_modality_dataset(src, "audio", "dev", 4, with_ids=True)
+    info = manifest.modalities["audio"]
+    by_rec = {it.recording: it for it in items}
+    for b in _batches(ds):
+        for i, rec in enumerate(b["recording"]):
+            it = by_rec[rec.decode()]
+            t = it.features.shape[0]
+            assert b["mask"][i].sum() == t
+            assert not b["mask"][i, t:].any()
+            want = (it.features - np.asarray(info.mean)) / np.asarray(info.std)
+            np.testing.assert_allclose(b["features"][i, :t], want, rtol=1e-5, atol=1e-5)
+            np.testing.assert_array_equal(b["features"][i, t:], 0)
+            assert b["label"][i] == it.label_class
+
+
+def test_windows_and_label_delay(tmp_path):
+    _, items = write_regression(tmp_path / "r", n=(1, 0, 0), frames=(23, 23),
+                                dims={"audio": 3})
+    src = D.Source.open(str(tmp_path / "r"))
+    opts = D.PipelineOptions(window=10, window_shift=5, label_delay_frames=2, standardize=False)
+    ds = D.make_modality_dataset(src, "audio", "train", 100, training=True, options=opts)
+    b = _batches(ds)[0]
+    # windows start at 0, 5, 10, 15 (the one at 15 reaches frame 22, the end)
+    assert b["features"].shape == (4, 10, 3)
+    it = items[0]
+    starts = sorted(int(round(w[0, 0] * 1e4)) for w in b["features"])
+    want_starts = sorted(int(round(it.features[s, 0] * 1e4)) for s in (0, 5, 10, 15))
+    assert starts == want_starts
+    delayed = np.concatenate([it.label_dims[2:], np.repeat(it.label_dims[-1:], 2, 0)])
+    for w, m, lab in zip(b["features"], b["mask"], b["label"]):
+        s = int(np.argmin(np.abs(it.features[:, 0] - w[0, 0])))
+        n = int(m.sum())
+        assert n == min(10, 23 - s)
+        np.testing.assert_allclose(lab[:n], delayed[s:s + n], rtol=1e-6)
+
+
+def test_shift_labels_back_matches_hand_example():
+    lab = np.array([[1.0], [2.0], [3.0], [4.0]], np.float32)
+    np.testing.assert_array_equal(D.shift_labels_back(lab, 2).numpy()[:, 0], [3, 4, 4, 4])
+    np.testing.assert_array_equal(D.shift_labels_back(lab, 9).numpy()[:, 0], [4, 4, 4, 4])
+
+
+def test_different_corpora_per_modality(tmp_path):
+    write_classification(tmp_path / "a", dims={"audio": 6}, seed=1)
+    write_classification(tmp_path / "v", dims={"video": 9}, seed=2)
+    src = {"audio": D.Source.open(str(tmp_path / "a")), "video": D.Source.open(str(tmp_path / "v"))}
+    b = _batches(D.make_mixed_dataset(src, "video", {"audio": 2, "video": 4}))[0]
+    assert b["audio"]["features"].shape[2] == 6 and b["video"]["features"].shape[2] == 9
+
+
+def test_incompatible_label_sets_are_rejected(tmp_path):
+    write_classification(tmp_path / "a", dims={"audio": 6})
+    with DatasetWriter(str(tmp_path / "v"), "v", "classification", ("x", "y"), {"video": 2}) as w:
+        w.add(Item("video", np.zeros((1, 2)), 0, recording="r"))
+    src = {"audio": D.Source.open(str(tmp_path / "a")), "video": D.Source.open(str(tmp_path / "v"))}
+    with pytest.raises(DataError, match="disagree on the task or label set"):
+        D.make_mixed_dataset(src, "audio", {"audio": 2, "video": 2})
+
+
+def test_missing_and_truncated_shards_are_named(cls_data):
+    d, manifest, _ = cls_data
+    shard = manifest.modalities["audio"].shards["train"][0].path
+    path = os.path.join(d, shard)
+    data = open(path, "rb").read()
+    with open(path, "wb") as fh:
+        fh.write(data[: len(data) - 7])
+    with pytest.raises(DataError, match="truncated or modified") as err:
+        D.make_modality_dataset(D.Source.open(d), "audio", "train", 4)
+    assert shard in str(err.value)
+    with pytest.raises(DataError, match="corrupt or truncated") as err:
+        D.verify_shards([path])
+    assert path in str(err.value)
+    os.remove(path)
+    with pytest.raises(DataError, match="missing"):
+        D.make_modality_dataset(D.Source.open(d), "audio", "train", 4)
+
+
+def test_missing_modality_or_split(tmp_path):
+    write_classification(tmp_path / "a", dims={"audio": 6}, n=(6, 0, 3))
+    src = D.Source.open(str(tmp_path / "a"))
+    with pytest.raises(DataError, match="no video features"):
+        D.make_modality_dataset(src, "video", "train", 2)
+    with pytest.raises(DataError, match="no audio shards for split 'dev'"):
+        D.make_modality_dataset(src, "audio", "dev", 2)
+
+
+def _foreign_shard(tmp_path, mutate):
+    """A data set whose one shard was written by another tool (bypassing checks)."""
+    manifest, _ = write_classification(tmp_path / "f", dims={"audio": 6}, n=(3, 1, 1))
+    shard = manifest.modalities["audio"].shards["train"][0]
+    path = os.path.join(tmp_path / "f", shard.path)
+    recs = [r.numpy() for r in tf.data.TFRecordDataset(path)]
+    ex = tf.train.Example.FromString(recs[1])
+    mutate(ex)
+    recs[1] = ex.SerializeToString()
+    with tf.io.TFRecordWriter(path) as w:
+        for r in recs:
+            w.write(r)
+    raw = manifest.to_json()
+    raw["modalities"]["audio"]["shards"]["train"][0]["bytes"] = os.path.getsize(path)
+    schema.Manifest.from_json(raw).save(str(tmp_path / "f"))
+    return D.Source.open(str(tmp_path / "f")), path
+
+
+def _set_features(ex, arr):
+    f = ex.features.feature
+    f[schema.KEY_FEATURES].bytes_list.value[0] = np.asarray(arr, "<f4").tobytes()
+    f[schema.KEY_SHAPE].int64_list.value[:] = list(np.shape(arr))
+
+
+@pytest.mark.parametrize("mutate,msg", [
+    (lambda ex: _set_features(ex, np.full((2, 6), np.nan)), "NaN/inf features"),
+    (lambda ex: _set_features(ex, np.zeros((2, 5))), "Feature dimension differs"),
+    (lambda ex: ex.features.feature[schema.KEY_LABEL_CLASS].int64_list.value.__setitem__(0, 9),
+     "Label outside the label set"),
+    (lambda ex: ex.features.feature[schema.KEY_VERSION].int64_list.value.__setitem__(0, 0),
+     "another TFRecord schema version"),
+    (lambda ex: ex.features.feature[schema.KEY_SHAPE].int64_list.value.__setitem__(0, 5),
+     "feature bytes do not match shape"),
+])
+def test_bad_records_name_shard_and_recording(tmp_path, mutate, msg):
+    src, path = _foreign_shard(tmp_path, mutate)
+    ds = D.make_modality_dataset(src, "audio", "train", 1, options=D.PipelineOptions())
+    with pytest.raises(tf.errors.InvalidArgumentError) as err:
+        _batches(ds)
+    text = err.value.message
+    assert msg in text and path in text and "audio-train-1" in text

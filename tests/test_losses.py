@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from emobed_tf import losses as L
+
+
+def reference_triplet(labels, emb, valid=None, form="paper", margin=0.0, reduction="mean"):
+    """Brute-force numpy batch-hard triplet loss (independent implementation)."""
+    n = len(labels)
+    valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
+    d = np.sqrt(((emb[:, None, :] - emb[None, :, :]) ** 2).sum(-1))
+    per = []
+    for i in range(n):
+        if not valid[i]:
+            continue
+        pos = [d[i, j] for j in range(n) if j != i and valid[j] and labels[j] == labels[i]]
+        neg = [d[i, j] for j in range(n) if valid[j] and labels[j] != labels[i]]
+        if not pos or not neg:
+            continue  # anchors without a positive or a negative are dropped
+        diff = max(pos) - min(neg)
+        per.append({"paper": diff + margin, "hinge": max(diff + margin, 0.0),
+                    "soft": np.log1p(np.exp(diff))}[form])
+    if not per:
+        return 0.0
+    return float(np.sum(per) if reduction == "sum" else np.mean(per))
+
+
+def test_triplet_hand_derived_example():
+    # 1-D embeddings: a0=0, a1=1 (label 0), b=3 (label 1)
+    emb = np.array([[0.0], [1.0], [3.0]], np.float32)
+    lab = np.array([0, 0, 1])
+    # anchor 0: d+=1, d-=3 -> -2; anchor 1: d+=1, d-=2 -> -1; anchor 2: no positive, dropped
+    assert float(L.batch_hard_triplet_loss(lab, emb, reduction="sum")) == pytest.approx(-3.0)
+    assert float(L.batch_hard_triplet_loss(lab, emb)) == pytest.approx(-1.5)
+    assert float(L.batch_hard_triplet_loss(lab, emb, form="hinge", margin=1.5)) == \
+        pytest.approx((0 + 0.5) / 2)
+    assert float(L.batch_hard_triplet_loss(lab, emb, form="soft")) == \
+        pytest.approx((np.log1p(np.exp(-2)) + np.log1p(np.exp(-1))) / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("form", ["paper", "hinge", "soft"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_triplet_matches_bruteforce(form, reduction):
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        n = int(rng.integers(4, 40))
+        emb = rng.normal(size=(n, 6)).astype(np.float32)
+        lab = rng.integers(0, 4, n)
+        valid = rng.random(n) > 0.2
+        got = float(L.batch_hard_triplet_loss(lab, emb, valid, form=form, margin=0.3,
+                                              reduction=reduction))
+        want = reference_triplet(lab, emb, valid, form, 0.3, reduction)
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-4)
+
+
+def test_crossmodal_concatenation_uses_inter_and_intra_modal_pairs():
+    # audio embeddings of class 0 far from each other, close to a video one:
+    e_a = np.array([[0.0, 0.0], [4.0, 0.0]], np.float32)
+    e_v = np.array([[2.0, 0.0], [2.0, 1.0]], np.float32)
+    lab = np.array([0, 0, 0, 1])
+    emb = np.concatenate([e_a, e_v])
+    got = float(L.batch_hard_triplet_loss(lab, emb, reduction="sum"))
+    assert got == pytest.approx(reference_triplet(lab, emb, reduction="sum"), rel=1e-5)
+
+
+def test_no_usable_anchor_gives_zero():
+    emb = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    assert float(L.batch_hard_triplet_loss(np.zeros(5, int), emb)) == 0.0
+    assert float(L.batch_hard_triplet_loss(np.arange(5), emb)) == 0.0
+
+
+def test_zero_distances_give_finite_gradients():
+    emb = tf.Variable(np.array([[1.0, 1.0], [1.0, 1.0], [0.0, 2.0], [0.0, 2.0]], np.float32))
+    lab = np.array([0, 0, 1, 1])
+    for form in ("paper", "hinge", "soft"):
+        with tf.GradientTape() as tape:
+            loss = L.batch_hard_triplet_loss(lab, emb, form=form, margin=1.0)
+        g = tape.gradient(loss, emb).numpy()
+        assert np.all(np.isfinite(g))
+    d = L.pairwise_distances(emb).numpy()
+    assert np.all(np.diag(d) == 0) and d[0, 1] == 0 and d[0, 2] == pytest.approx(np.sqrt(2))
+
+
+def test_bin_labels_quadrants():
+    v = np.array([[0.5, 0.5], [-0.5, 0.5], [0.5, -0.5], [-0.5, -0.5], [0.0, 0.1]], np.float32)
+    # bin(arousal) + 2 * bin(valence); 0.0 is not above the threshold
+    np.testing.assert_array_equal(L.bin_labels(v).numpy(), [3, 2, 1, 0, 2])
+    np.testing.assert_array_equal(L.bin_labels(v[:, :1], (-0.25, 0.25)).numpy()[:, ...],
+                                  [2, 0, 2, 0, 1])
+
+
+def _ccc(x, y):
+    mx, my = x.mean(), y.mean()
+    return 2 * np.mean((x - mx) * (y - my)) / (x.var() + y.var() + (mx - my) ** 2)
+
+
+def test_ccc_loss_pools_frames_and_respects_mask():
+    rng = np.random.default_rng(2)
+    yt = rng.normal(size=(3, 7, 2)).astype(np.float32)
+    yp = (yt * 0.5 + rng.normal(size=yt.shape) * 0.3 + 0.2).astype(np.float32)
+    mask = np.ones((3, 7), bool)
+    mask[1, 4:] = False
+    yp[1, 4:] = 100.0  # padding must not matter
+    sel = mask.reshape(-1)
+    want = 1 - np.mean([_ccc(yt.reshape(-1, 2)[sel, k], yp.reshape(-1, 2)[sel, k])
+                        for k in range(2)])
+    assert float(L.ccc_loss(yt, yp, mask)) == pytest.approx(want, rel=1e-5)
+    want_mse = np.mean((yt.reshape(-1, 2)[sel] - yp.reshape(-1, 2)[sel]) ** 2)
+    assert float(L.masked_mse(yt, yp, mask)) == pytest.approx(want_mse, rel=1e-5)
+
+
+def test_classification_loss_is_cross_entropy():
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    assert float(L.classification_loss([0, 2], p)) == pytest.approx(
+        -(np.log(0.7) + np.log(0.8)) / 2, rel=1e-5)
+
+
+def test_keras_wrappers_serialise_and_match():
+    import keras
+
+    emb = np.random.default_rng(3).normal(size=(10, 4)).astype(np.float32)
+    lab = np.arange(10) % 3
+    loss = L.CrossmodalTripletLoss(form="hinge", margin=0.2)
+    clone = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert clone.get_config() == loss.get_config()
+    assert float(clone(lab, emb)) == pytest.approx(reference_triplet(lab, emb, form="hinge",
+                                                                     margin=0.2), rel=1e-5)
+    yt = np.random.default_rng(4).normal(size=(20, 1)).astype(np.float32)
+    assert float(L.CCCLoss()(yt, yt)) == pytest.approx(0.0, abs=1e-5)

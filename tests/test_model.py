@@ -1,0 +1,171 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from emobed_tf import losses as L
+from emobed_tf.model import EmoBed, GRUStack
+
+
+def _model(task="classification", **kw):
+    args = dict(task=task, num_outputs=3 if task == "classification" else 2,
+                input_dims={"audio": 6, "video": 10}, encoder_layers=1, encoder_units=8,
+                shared_layers=1, shared_units=8)
+    args.update(kw)
+    m = EmoBed(**args)
+    m.compile(optimizer=keras.optimizers.Adam(1e-2))
+    return m
+
+
+def _batch(task, rng, b=6, t=5):
+    def one(d):
+        lab = (rng.integers(0, 3, b).astype("int32") if task == "classification"
+               else rng.normal(size=(b, t, 2)).astype("float32"))
+        mask = np.ones((b, t), bool)
+        mask[0, 2:] = False
+        return {"features": rng.normal(size=(b, t, d)).astype("float32"), "mask": mask,
+                "label": lab}
+    return {"audio": one(6), "video": one(10)}
+
+
+def test_gru_stack_shapes_and_config():
+    s = GRUStack(4, 2, return_sequences=False)
+    out = s(np.zeros((3, 7, 5), "float32"))
+    assert out.shape == (3, 4)
+    assert GRUStack.from_config(s.get_config()).get_config() == s.get_config()
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_output_shapes(task):
+    m = _model(task)
+    out = m({"audio": {"features": np.zeros((2, 5, 6), "float32"),
+                       "mask": np.ones((2, 5), bool)}})
+    assert set(out) == {"audio"}
+    if task == "classification":
+        assert out["audio"]["prediction"].shape == (2, 3)
+        np.testing.assert_allclose(out["audio"]["prediction"].numpy().sum(-1), 1, rtol=1e-5)
+        assert out["audio"]["embedding"].shape == (2, 8)
+    else:
+        assert out["audio"]["prediction"].shape == (2, 5, 2)
+        assert out["audio"]["embedding"].shape == (2, 5, 8)
+
+
+def test_padding_does_not_change_predictions():
+    m = _model()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 3, 6)).astype("float32")
+    a = m.forward("audio", {"features": x, "mask": np.ones((1, 3), bool)})
+    xp = np.concatenate([x, rng.normal(size=(1, 4, 6)).astype("float32")], 1)
+    mp = np.array([[True] * 3 + [False] * 4])
+    b = m.forward("audio", {"features": xp, "mask": mp})
+    np.testing.assert_allclose(a["prediction"], b["prediction"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a["embedding"], b["embedding"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_loss_terms_follow_eq8(task):
+    rng = np.random.default_rng(1)
+    m = _model(task, alpha=0.7, beta=0.4, l2=1e-3, triplet_frame_stride=2)
+    data = _batch(task, rng)
+    terms, out = m.compute_terms(data)
+    # recompute every term independently from the forward passes
+    ya = m.forward("audio", data["audio"])
+    yv = m.forward("video", data["video"])
+    if task == "classification":
+        la = L.classification_loss(data["audio"]["label"], ya["prediction"])
+        lv = L.classification_loss(data["video"]["label"], yv["prediction"])
+        lab = np.concatenate([data["audio"]["label"], data["video"]["label"]])
+        emb = np.concatenate([ya["embedding"], yv["embedding"]])
+        valid = None
+    else:
+        la = L.ccc_loss(data["audio"]["label"], ya["prediction"], data["audio"]["mask"])
+        lv = L.ccc_loss(data["video"]["label"], yv["prediction"], data["video"]["mask"])
+        sel = lambda x: np.asarray(x)[:, ::2]  # noqa: E731
+        lab = np.concatenate([L.bin_labels(sel(data[k]["label"])).numpy().reshape(-1)
+                              for k in ("audio", "video")])
+        emb = np.concatenate([sel(y["embedding"]).reshape(-1, 8) for y in (ya, yv)])
+        valid = np.concatenate([sel(data[k]["mask"]).reshape(-1) for k in ("audio", "video")])
+    lt = L.batch_hard_triplet_loss(lab, emb, valid)
+    kernels = [v for v in m.trainable_variables if "kernel" in v.name]
+    assert len(kernels) == 2 + 2 + 2 + 1  # two encoders and shared GRU (kernel, recurrent), head
+    l2 = 1e-3 * sum(float(np.sum(np.square(k))) for k in kernels)
+    assert float(terms["target_loss"]) == pytest.approx(float(la), rel=1e-5)
+    assert float(terms["auxiliary_loss"]) == pytest.approx(float(lv), rel=1e-5)
+    assert float(terms["triplet_loss"]) == pytest.approx(float(lt), rel=1e-4, abs=1e-6)
+    assert float(terms["l2_loss"]) == pytest.approx(l2, rel=1e-5)
+    want = float(la) + 0.7 * float(lv) + 0.4 * float(lt) + l2
+    assert float(terms["loss"]) == pytest.approx(want, rel=1e-5)
+
+
+def _grad_norms(m, data):
+    with tf.GradientTape() as tape:
+        terms, _ = m.compute_terms(data, training=True)
+    grads = tape.gradient(terms["loss"], m.trainable_variables)
+    out = {}
+    for v, g in zip(m.trainable_variables, grads):
+        key = v.path.split("/")[0]
+        out[key] = out.get(key, 0.0) + (0.0 if g is None else float(tf.norm(g)))
+    return out
+
+
+def test_which_branches_learn_in_each_mode():
+    data = _batch("classification", np.random.default_rng(2))
+    classic = _grad_norms(_model(alpha=0, beta=0, l2=0), data)
+    assert classic["audio_encoder"] > 0 and classic["video_encoder"] == 0
+    triplet = _grad_norms(_model(alpha=0, beta=1.0, l2=0), data)
+    assert triplet["video_encoder"] > 0  # only through the crossmodal triplet
+    joint = _grad_norms(_model(alpha=0.5, beta=0, l2=0), data)
+    assert joint["video_encoder"] > 0 and joint["shared"] > 0
+
+
+def test_classic_mode_needs_no_auxiliary_data_but_emobed_does():
+    rng = np.random.default_rng(3)
+    data = _batch("classification", rng)
+    classic = _model(alpha=0, beta=0)
+    hist = classic.fit(tf.data.Dataset.from_tensors({"audio": data["audio"]}).repeat(3),
+                       epochs=1, verbose=0)
+    assert "auxiliary_loss" not in hist.history and "triplet_loss" not in hist.history
+    emobed = _model(alpha=0.5, beta=0.5)
+    with pytest.raises(ValueError, match="lacks the video modality"):
+        emobed.fit(tf.data.Dataset.from_tensors({"audio": data["audio"]}), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_fit_reduces_loss_and_tracks_each_term(task):
+    rng = np.random.default_rng(4)
+    data = _batch(task, rng)
+    m = _model(task, alpha=0.5, beta=0.5)
+    ds = tf.data.Dataset.from_tensors(data).repeat(20)
+    hist = m.fit(ds, epochs=3, verbose=0,
+                 validation_data=tf.data.Dataset.from_tensors({"audio": data["audio"]}))
+    h = hist.history
+    for key in ("loss", "target_loss", "auxiliary_loss", "triplet_loss", "l2_loss",
+                f"val_{m.score_name}"):
+        assert key in h
+    assert h["target_loss"][-1] < h["target_loss"][0]
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_keras_save_load_round_trip(task, tmp_path):
+    rng = np.random.default_rng(5)
+    data = _batch(task, rng)
+    m = _model(task, alpha=0.3, beta=0.2, triplet_form="hinge", triplet_margin=0.1)
+    m.fit(tf.data.Dataset.from_tensors(data).repeat(2), epochs=1, verbose=0)
+    path = str(tmp_path / "m.keras")
+    m.save(path)
+    back = keras.models.load_model(path)
+    assert back.get_config() == m.get_config()
+    x = {"audio": {"features": data["audio"]["features"], "mask": data["audio"]["mask"]}}
+    np.testing.assert_allclose(m(x)["audio"]["prediction"], back(x)["audio"]["prediction"],
+                               rtol=1e-6, atol=1e-6)
+    assert int(back.optimizer.iterations) == 2  # optimizer state travels too
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="target"):
+        EmoBed(target="text")
+    with pytest.raises(ValueError, match="auxiliary modality"):
+        EmoBed(input_dims={"audio": 4}, alpha=0.5, beta=0)
+    with pytest.raises(ValueError, match="task"):
+        EmoBed(task="ranking")
+    EmoBed(input_dims={"audio": 4}, alpha=0, beta=0)  # classic needs one modality only
