@@ -231,6 +231,20 @@ def _windows(example, window: int, shift: int):
     return tf.data.Dataset.from_tensor_slices(out)
 
 
+def count_windows(paths, compression: str, window: int, shift: int) -> int:
+    """Training windows the shards yield (reads only each record's shape)."""
+    import tensorflow as tf
+
+    spec = {schema.KEY_SHAPE: tf.io.FixedLenFeature([2], tf.int64)}
+    lengths = tf.data.TFRecordDataset(paths, compression_type=compression or None).map(
+        lambda r: tf.io.parse_single_example(r, spec)[schema.KEY_SHAPE][0],
+        num_parallel_calls=AUTOTUNE)
+    total = 0
+    for t in lengths.batch(4096).as_numpy_iterator():
+        total += int(np.sum(1 + np.maximum(0, -(-(t - window) // shift))))
+    return total
+
+
 def make_modality_dataset(source: Source, modality: str, split: str, batch_size: int, *,
                           training: bool = False, seed: int = 0, repeat: bool = False,
                           with_ids: bool = False, options: PipelineOptions = PipelineOptions()):
@@ -277,7 +291,14 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
         ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.padded_batch(batch_size, drop_remainder=False).prefetch(AUTOTUNE)
+    ds = ds.padded_batch(batch_size, drop_remainder=False)
+    if not repeat:  # a known length gives Keras complete progress bars
+        windowed = training and m.task == "regression" and options.window > 0
+        n = (count_windows(paths, m.compression, options.window,
+                           options.window_shift or options.window) if windowed
+             else m.modalities[modality].counts[split])
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+    ds = ds.prefetch(AUTOTUNE)
     opt = tf.data.Options()
     opt.deterministic = True
     return ds.with_options(opt)

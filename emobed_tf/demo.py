@@ -63,8 +63,10 @@ def write_demo_omg(out_dir: str, seed: int = 0, sizes=None, overwrite: bool = Fa
     # Class prototypes: circumplex position in the first two latent dims,
     # random directions in the others.
     protos = np.concatenate([_CIRCUMPLEX * 1.2, rng.normal(scale=0.7, size=(k, latent_dim - 2))], 1)
-    gains = {"audio": [1.0, 0.25, 0.9, 0.9, 0.3, 0.3, 0.6, 0.2],
-             "video": [0.3, 1.0, 0.3, 0.3, 0.9, 0.9, 0.4, 0.8]}
+    # Both modalities express the same emotion, with different strengths
+    # per latent direction (audio: arousal-like, video: valence-like).
+    gains = {"audio": [1.0, 0.5, 0.8, 0.8, 0.6, 0.6, 0.7, 0.5],
+             "video": [0.6, 1.0, 0.6, 0.6, 0.8, 0.8, 0.6, 0.8]}
     dims = {"audio": 88, "video": 4096}
     proj = {m: _projection(rng, dims[m], latent_dim, gains[m]) for m in dims}
     # video: a sparse, non-negative ReLU code like fc7; only a subset of units responds

@@ -314,6 +314,11 @@ class EmoBed(keras.Model):
     # -- steps --------------------------------------------------------------
 
     def train_step(self, data):
+        if not self.optimizer.built:
+            # Slots for every trainable variable in model order (as Keras
+            # builds them when reloading a .keras file), although each mode
+            # applies gradients to its active sub-networks only.
+            self.optimizer.build(self.trainable_variables)
         variables = self.active_trainable_variables()
         with tf.GradientTape() as tape:
             terms, outputs = self.compute_terms(data, training=True)

@@ -229,7 +229,7 @@ def _prepare_run_dir(cfg: C.TrainConfig, overwrite: bool):
     if os.path.isfile(cfg_path):
         with open(cfg_path) as fh:
             old = json.load(fh)
-        new = cfg.to_json()
+        new = json.loads(json.dumps(cfg.to_json()))
         diff = sorted(k for k in new if k not in ("epochs", "verbose") and old.get(k) != new[k])
         if diff:
             raise RunError(f"{out}: holds an unfinished run with a different configuration "
@@ -277,6 +277,7 @@ def evaluate_run(model, cfg: C.TrainConfig, sources: dict) -> dict:
             continue
         p = predict_split(model, src, cfg.target, split, cfg.data.eval_batch_size, opts)
         out[split] = score_predictions(p, names)
+        out[split]["n"] = int(len(p.pooled()[0]))  # items or frames, for significance tests
     return out
 
 
@@ -299,8 +300,11 @@ def format_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
-def train(cfg: C.TrainConfig, overwrite: bool = False) -> dict:
-    """Trains (or resumes) one run and writes the run folder. Returns metrics.json's content."""
+def train(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
+    """Trains (or resumes) one run and writes the run folder. Returns metrics.json's content.
+
+    ``callbacks`` are extra Keras callbacks, run after the checkpointing one.
+    """
     import keras
     import tensorflow as tf
 
@@ -328,7 +332,7 @@ def train(cfg: C.TrainConfig, overwrite: bool = False) -> dict:
     t0 = time.time()
     if start < cfg.epochs and not ckpt.state["stopped_early"]:
         callbacks = [ckpt, keras.callbacks.TensorBoard(os.path.join(cfg.out, "logs"),
-                                                       write_graph=False)]
+                                                       write_graph=False), *callbacks]
         try:
             model.fit(train_ds, validation_data=dev_ds, epochs=cfg.epochs, initial_epoch=start,
                       callbacks=callbacks, verbose=cfg.verbose)

@@ -1,0 +1,135 @@
+"""Trains several of the paper's systems and compares them (Tables 1-3 style).
+
+``python -m emobed_tf.compare --dataset demo --target audio --modes classic,emobed --out runs/demo``
+
+Each mode is trained into ``OUT/<mode>/`` with ``emobed_tf.train`` (a
+finished run is reused, an interrupted one resumes), then
+``OUT/comparison.md`` and ``OUT/comparison.json`` hold the dev/test scores
+of the target modality and one-tailed significance against ``classic``
+(two-proportion z-test on accuracy for classification, Fisher r-to-z on
+CCC for regression; ``*`` marks p < .05).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from emobed_tf import configs as C
+from emobed_tf import significance as S
+from emobed_tf import train as T
+from emobed_tf.schema import DataError
+
+
+def run_modes(args, modes) -> dict:
+    results = {}
+    for mode in modes:
+        out = os.path.join(args.out, mode)
+        done = os.path.join(out, "metrics.json")
+        if os.path.isfile(done) and not args.overwrite:
+            print(f"[{mode}] finished earlier, reusing {done}", flush=True)
+            with open(done) as fh:
+                results[mode] = json.load(fh)
+            continue
+        print(f"[{mode}] training into {out}", flush=True)
+        cfg = T.config_from_args(args, out, mode)
+        results[mode] = T.train(cfg, overwrite=args.overwrite)
+    return results
+
+
+def _test_against(baseline: dict, other: dict, split: str, key: str, task: str) -> dict | None:
+    if split not in baseline or split not in other:
+        return None
+    a, b = other[split], baseline[split]
+    if task == "classification":
+        return S.two_proportion_z_test(a["accuracy"], b["accuracy"], a["n"], b["n"])
+    return S.fisher_z_test(a[key], b[key], a["n"], b["n"])
+
+
+def comparison(results: dict, baseline: str = "classic") -> dict:
+    """Scores per mode and split plus p-values against ``baseline``."""
+    first = next(iter(results.values()))
+    task, keys = first["task"], first["headline"]
+    table = {"task": task, "target": first["target"], "dataset": first["dataset"],
+             "keys": keys, "baseline": baseline if baseline in results else None, "rows": {}}
+    for mode, res in results.items():
+        row = {"alpha": res["alpha"], "beta": res["beta"]}
+        for split in ("dev", "test"):
+            if split not in res:
+                continue
+            row[split] = {k: res[split][k] for k in keys}
+            if table["baseline"] and mode != baseline:
+                sig = {}
+                for k in (keys if task == "regression" else ["accuracy"]):
+                    t = _test_against(results[baseline], res, split, k, task)
+                    if t:
+                        sig[k] = t
+                row[f"{split}_significance"] = sig
+        table["rows"][mode] = row
+    return table
+
+
+def format_markdown(table: dict) -> str:
+    keys = table["keys"]
+    head = ["system", "alpha", "beta"] + [f"{s} {k}" for s in ("dev", "test") for k in keys]
+    lines = [f"# {table['dataset']}: target {table['target']}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for mode, row in table["rows"].items():
+        cells = [mode, f"{row['alpha']:g}", f"{row['beta']:g}"]
+        for s in ("dev", "test"):
+            for k in keys:
+                v = row.get(s, {}).get(k)
+                sig = row.get(f"{s}_significance", {})
+                test = sig.get(k) or (sig.get("accuracy") if k == "accuracy" else None)
+                mark = S.significance_mark(test["p"]) if test else ""
+                cells.append("-" if v is None else f"{v:.4f}{mark}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if table["baseline"]:
+        test = ("one-tailed two-proportion z-test on accuracy" if table["task"] ==
+                "classification" else "one-tailed Fisher r-to-z test on CCC")
+        lines += ["", f"`*`: better than {table['baseline']} with p < .05 ({test})."]
+        for mode, row in table["rows"].items():
+            for s in ("dev", "test"):
+                for k, t in row.get(f"{s}_significance", {}).items():
+                    lines.append(f"- {mode} vs {table['baseline']}, {s} {k}: z = {t['z']:.2f}, "
+                                 f"p = {t['p']:.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m emobed_tf.compare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    T.add_common_args(p)
+    p.add_argument("--modes", default="classic,joint,triplet,emobed",
+                   help="comma-separated systems among " + ", ".join(C.MODES))
+    p.add_argument("--out", required=True, help="folder for the runs and the comparison")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m]
+    bad = [m for m in modes if m not in C.MODES]
+    if bad:
+        print(f"error: unknown modes {bad}; choose among {C.MODES}", file=sys.stderr)
+        return 2
+    try:
+        results = run_modes(args, modes)
+    except (DataError, T.RunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    table = comparison(results)
+    md = format_markdown(table)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "comparison.json"), "w") as fh:
+        json.dump(table, fh, indent=1)
+    with open(os.path.join(args.out, "comparison.md"), "w") as fh:
+        fh.write(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
