@@ -361,3 +361,8 @@ class EmoBed(keras.Model):
             "triplet_thresholds": list(self.triplet_thresholds),
             "output_names": self.output_names_,
         }
+
+
+def load_model(path: str) -> EmoBed:
+    """Loads a saved ``.keras`` EmoBed model (this module registers its classes)."""
+    return keras.models.load_model(path)

@@ -308,6 +308,8 @@ def train(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
     import keras
     import tensorflow as tf
 
+    from emobed_tf.model import load_model
+
     C.effective_weights(cfg.mode, cfg.loss.alpha, cfg.loss.beta)  # validates the mode
     if cfg.target not in schema.MODALITIES:
         raise ValueError(f"--target must be one of {schema.MODALITIES}, got {cfg.target!r}")
@@ -323,7 +325,7 @@ def train(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
     train_ds, dev_ds = make_datasets(cfg, sources)
     if state is not None:
         print(f"Resuming {cfg.out} after epoch {state['epoch']}", flush=True)
-        model = keras.models.load_model(os.path.join(cfg.out, "checkpoints", "last.keras"))
+        model = load_model(os.path.join(cfg.out, "checkpoints", "last.keras"))
     else:
         model = build_model(cfg, sources)
     monitor = f"val_{model.score_name}"
@@ -341,7 +343,7 @@ def train(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
             if data_err is None:
                 raise
             raise data_err from None
-    best = keras.models.load_model(os.path.join(cfg.out, "checkpoints", "best.keras"))
+    best = load_model(os.path.join(cfg.out, "checkpoints", "best.keras"))
     _atomic_save(best, os.path.join(cfg.out, "model.keras"))
     _atomic_json(os.path.join(cfg.out, "history.json"), ckpt.state["history"])
     scores = evaluate_run(best, cfg, sources)

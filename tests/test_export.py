@@ -1,0 +1,180 @@
+"""Export: the SavedModel reloads without this package and matches the Keras model."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from emobed_tf import export as E
+from emobed_tf import postprocess as P
+from emobed_tf import train as T
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+
+
+def _run(data_dir, out, mode="emobed", *extra):
+    args = ["--dataset", "custom", "--data-dir", data_dir, "--out", out, "--epochs", "1",
+            "--encoder-units", "8", "--shared-units", "8", "--encoder-layers", "1",
+            "--shared-layers", "1", "--verbose", "0", "--mode", mode, *extra]
+    assert T.main(args) == 0
+    return out
+
+
+def _reference(run, modality, x, lengths):
+    """Keras model + numpy standardisation, the numbers the export must match."""
+    from emobed_tf.model import load_model
+
+    model = load_model(os.path.join(run, "model.keras"))
+    info = json.load(open(os.path.join(run, "manifests", f"{modality}.json")))
+    m = info["modalities"][modality]
+    mask = np.arange(x.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    xs = (x - np.asarray(m["mean"], np.float32)) / np.asarray(m["std"], np.float32) * mask[..., None]
+    out = model.forward(modality, {"features": xs.astype(np.float32), "mask": mask})
+    return {k: np.asarray(v) for k, v in out.items()}, mask
+
+
+LOADER = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+m = tf.saved_model.load(sys.argv[1])
+x = np.load(sys.argv[2])
+res = {}
+for name in ("serving_default", "embedding"):
+    out = m.signatures[name](features=tf.constant(x["features"]), lengths=tf.constant(x["lengths"]))
+    res.update({k: v.numpy().tolist() for k, v in out.items()})
+res["emobed_tf_imported"] = any(k.startswith("emobed_tf") for k in sys.modules)
+print(json.dumps(res))
+"""
+
+
+@pytest.fixture(scope="module")
+def cls_run(tmp_path_factory):
+    from tests.conftest import write_classification
+
+    root = tmp_path_factory.mktemp("exp")
+    write_classification(root / "d")
+    return _run(str(root / "d"), str(root / "run"))
+
+
+def test_classification_export_reloads_without_emobed_and_matches(cls_run, tmp_path):
+    base = str(tmp_path / "sm" / "toy")
+    path = E.export_monomodal(cls_run, "audio", base)
+    assert path.endswith(os.path.join("toy", "1"))
+    assert E.export_monomodal(cls_run, "video", base).endswith("2")  # either modality, next version
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 5, 6)).astype(np.float32)
+    lengths = np.array([5, 2, 1], np.int32)
+    np.savez(tmp_path / "x.npz", features=x, lengths=lengths)
+    res = subprocess.run([sys.executable, "-c", LOADER, path, str(tmp_path / "x.npz")],
+                         capture_output=True, text=True, env=ENV, cwd=str(tmp_path), timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["emobed_tf_imported"] is False
+    ref, _ = _reference(cls_run, "audio", x, lengths)
+    np.testing.assert_allclose(got["probabilities"], ref["prediction"], atol=1e-5)
+    np.testing.assert_array_equal(got["class_id"], ref["prediction"].argmax(-1))
+    np.testing.assert_allclose(got["embedding"], ref["embedding"], atol=1e-5)
+
+
+def test_saved_model_cli_show_and_run(cls_run, tmp_path):
+    path = E.export_monomodal(cls_run, "audio", str(tmp_path / "m"))
+    show = subprocess.run([CLI, "show", "--dir", path, "--tag_set", "serve", "--signature_def",
+                           "serving_default"], capture_output=True, text=True, env=ENV)
+    assert show.returncode == 0, show.stderr[-2000:]
+    for token in ("inputs['features']", "(-1, -1, 6)", "inputs['lengths']", "DT_INT32",
+                  "outputs['probabilities']", "(-1, 3)", "outputs['class_id']"):
+        assert token in show.stdout
+    np.save(tmp_path / "f.npy", np.ones((2, 4, 6), np.float32))
+    np.save(tmp_path / "l.npy", np.array([4, 2], np.int32))
+    outdir = tmp_path / "cli-out"
+    run = subprocess.run([CLI, "run", "--dir", path, "--tag_set", "serve", "--signature_def",
+                          "serving_default", "--inputs",
+                          f"features={tmp_path / 'f.npy'};lengths={tmp_path / 'l.npy'}",
+                          "--outdir", str(outdir)], capture_output=True, text=True, env=ENV)
+    assert run.returncode == 0, run.stderr[-2000:]
+    ref, _ = _reference(cls_run, "audio", np.ones((2, 4, 6), np.float32), [4, 2])
+    np.testing.assert_allclose(np.load(outdir / "probabilities.npy"), ref["prediction"],
+                               atol=1e-5)
+    np.testing.assert_array_equal(np.load(outdir / "class_id.npy"), ref["prediction"].argmax(-1))
+
+
+def test_serving_signature_rejects_wrong_dim_and_dtype(cls_run, tmp_path):
+    import tensorflow as tf
+
+    path = E.export_monomodal(cls_run, "audio", str(tmp_path / "m"))
+    fn = tf.saved_model.load(path).signatures["serving_default"]
+    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)) as err:
+        fn(features=tf.zeros((1, 3, 7)), lengths=tf.constant([3]))
+    assert "6" in str(err.value) and "7" in str(err.value)
+    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
+        fn(features=tf.zeros((1, 3, 6), tf.float64), lengths=tf.constant([3]))
+
+
+def test_grpc_predict_request_is_valid_for_the_signature(cls_run, tmp_path):
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow_serving.apis import predict_pb2
+
+    path = E.export_monomodal(cls_run, "audio", str(tmp_path / "m"))
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
+    sig = sm.meta_graphs[0].signature_def["serving_default"]
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "toy"
+    req.model_spec.signature_name = "serving_default"
+    req.inputs["features"].CopyFrom(tf.make_tensor_proto(np.zeros((2, 4, 6), np.float32)))
+    req.inputs["lengths"].CopyFrom(tf.make_tensor_proto(np.array([4, 3], np.int32)))
+    back = predict_pb2.PredictRequest.FromString(req.SerializeToString())
+    assert set(back.inputs) == set(sig.inputs)
+    for name, tensor in back.inputs.items():
+        spec = sig.inputs[name]
+        assert tensor.dtype == spec.dtype
+        dims = [d.size for d in tensor.tensor_shape.dim]
+        want = [d.size for d in spec.tensor_shape.dim]
+        assert len(dims) == len(want) and all(w in (-1, d) for d, w in zip(dims, want))
+    assert set(sig.outputs) == {"probabilities", "class_id"}
+
+
+def test_regression_export_includes_postprocessing(reg_data, tmp_path):
+    d, _, _ = reg_data
+    run = _run(d, str(tmp_path / "reg"), "emobed")
+    chain = {"arousal": {"median_window": 5, "bias": 0.2, "scale": 1.5, "shift": 2},
+             "valence": {"median_window": 0, "bias": None, "scale": None, "shift": 0}}
+    json.dump(chain, open(os.path.join(run, "postprocess.json"), "w"))
+    path = E.export_monomodal(run, "video", str(tmp_path / "sm"))
+    import tensorflow as tf
+
+    m = tf.saved_model.load(path)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 30, 7)).astype(np.float32)
+    lengths = np.array([30, 12], np.int32)
+    out = m.signatures["serving_default"](features=tf.constant(x), lengths=tf.constant(lengths))
+    assert set(out) == {"arousal", "valence"}
+    ref, mask = _reference(run, "video", x, lengths)
+    preds = [ref["prediction"][i, :n] for i, n in enumerate(lengths)]
+    want = P.apply_chain(preds, chain, ["arousal", "valence"])
+    for i, n in enumerate(lengths):
+        np.testing.assert_allclose(out["arousal"].numpy()[i, :n], want[i][:, 0], atol=1e-5)
+        np.testing.assert_allclose(out["valence"].numpy()[i, :n], want[i][:, 1], atol=1e-5)
+        assert np.all(out["arousal"].numpy()[i, n:] == 0)
+    emb = m.signatures["embedding"](features=tf.constant(x), lengths=tf.constant(lengths))
+    assert emb["embedding"].shape == (2, 30, 8)
+
+
+def test_export_errors(cls_data, tmp_path, capsys):
+    d, _, _ = cls_data
+    run = _run(d, str(tmp_path / "classic"), "classic")
+    assert E.main(["--run", run, "--modality", "video", "--out", str(tmp_path / "x")]) == 2
+    assert "no video branch" in capsys.readouterr().err
+    assert E.main(["--run", str(tmp_path / "none"), "--modality", "audio",
+                   "--out", str(tmp_path / "x")]) == 2
+    assert "no trained model" in capsys.readouterr().err
+    assert E.main(["--run", run, "--modality", "audio", "--out", str(tmp_path / "x")]) == 0
+    assert E.main(["--run", run, "--modality", "audio", "--out", str(tmp_path / "x"),
+                   "--version", "1"]) == 2
+    assert "never overwritten" in capsys.readouterr().err
