@@ -33,7 +33,8 @@ def test_custom_classification_run_writes_everything(cls_data, tmp_path, capsys)
     m = json.load(open(os.path.join(out, "metrics.json")))
     assert (m["target"], m["mode"], m["alpha"], m["beta"]) == ("audio", "emobed", 0.4, 0.2)
     for split in ("dev", "test"):
-        assert set(m[split]) == {"f1_macro", "f1_micro", "uar", "accuracy"}
+        assert set(m[split]) == {"f1_macro", "f1_micro", "uar", "accuracy", "n"}
+        assert m[split]["n"] == 12
     cfg = json.load(open(os.path.join(out, "config.json")))
     assert cfg["loss"]["alpha"] == 0.4 and cfg["model"]["encoder_units"] == 8
     # the reported dev score is what the saved model gives on dev, by sklearn

@@ -1,0 +1,123 @@
+"""Sweep of alpha or beta (the paper's Figs. 5-7).
+
+``python -m emobed_tf.sweep --dataset demo --target audio --param beta --values 0,0.3,0.6,1 --out runs/sweep``
+
+Trains one run per value into ``OUT/<param>=<value>/`` (``joint`` systems
+for alpha and ``triplet`` systems for beta, as in the paper, unless
+``--mode``); finished runs are reused and interrupted ones resume. Writes
+``sweep.json``, ``sweep.md`` and ``sweep.png`` (dev and test score against
+the weight, best dev value marked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from emobed_tf import train as T
+from emobed_tf.schema import DataError
+
+
+def score_keys(result: dict) -> list:
+    if result["task"] == "classification":
+        return ["f1_macro"]
+    return [k for k in result["headline"]]
+
+
+def run_sweep(args, values) -> list:
+    mode = args.mode or ("joint" if args.param == "alpha" else "triplet")
+    rows = []
+    for v in values:
+        out = os.path.join(args.out, f"{args.param}={v:g}")
+        done = os.path.join(out, "metrics.json")
+        if os.path.isfile(done) and not args.overwrite:
+            with open(done) as fh:
+                res = json.load(fh)
+        else:
+            cfg = T.config_from_args(args, out, mode)
+            cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **{args.param: v}))
+            print(f"[{args.param}={v:g}] training {mode} into {out}", flush=True)
+            res = T.train(cfg, overwrite=args.overwrite)
+        rows.append({"value": v, "mode": mode, "alpha": res["alpha"], "beta": res["beta"],
+                     **{f"{s}_{k}": res.get(s, {}).get(k) for s in ("dev", "test")
+                        for k in score_keys(res)}, "_keys": score_keys(res)})
+    return rows
+
+
+def best_value(rows, key):
+    return max(rows, key=lambda r: r[f"dev_{key}"])["value"]
+
+
+def plot_sweep(rows, param, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = rows[0]["_keys"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [r["value"] for r in rows]
+    for k in keys:
+        ax.plot(xs, [r[f"dev_{k}"] for r in rows], "o-", label=f"dev {k}")
+        if rows[0].get(f"test_{k}") is not None:
+            ax.plot(xs, [r[f"test_{k}"] for r in rows], "s--", alpha=0.6, label=f"test {k}")
+        b = best_value(rows, k)
+        ax.axvline(b, color="gray", lw=0.8, ls=":")
+        ax.annotate(f"best {param}={b:g}", (b, max(r[f"dev_{k}"] for r in rows)),
+                    textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(param)
+    ax.set_ylabel("score")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m emobed_tf.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    T.add_common_args(p)
+    p.add_argument("--param", required=True, choices=("alpha", "beta"))
+    p.add_argument("--values", required=True, help="comma-separated weights, e.g. 0,0.5,1")
+    p.add_argument("--mode", choices=("joint", "triplet", "emobed"),
+                   help="default: joint for alpha, triplet for beta")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    try:
+        values = [float(v) for v in args.values.split(",") if v]
+        rows = run_sweep(args, values)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (DataError, T.RunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    keys = rows[0]["_keys"]
+    os.makedirs(args.out, exist_ok=True)
+    title = f"{args.dataset}, {args.target} target: {rows[0]['mode']} systems"
+    plot_sweep(rows, args.param, os.path.join(args.out, "sweep.png"), title)
+    with open(os.path.join(args.out, "sweep.json"), "w") as fh:
+        json.dump({"param": args.param, "rows": [{k: v for k, v in r.items() if k != "_keys"}
+                                                 for r in rows],
+                   "best": {k: best_value(rows, k) for k in keys}}, fh, indent=1)
+    head = [args.param] + [f"{s} {k}" for s in ("dev", "test") for k in keys]
+    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"{r['value']:g}"] + ["-" if r[f"{s}_{k}"] is None else f"{r[f'{s}_{k}']:.4f}"
+                                       for s in ("dev", "test") for k in keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "best on dev: " + ", ".join(f"{k}: {args.param}={best_value(rows, k):g}"
+                                              for k in keys), "", "![sweep](sweep.png)"]
+    md = "\n".join(lines) + "\n"
+    with open(os.path.join(args.out, "sweep.md"), "w") as fh:
+        fh.write(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

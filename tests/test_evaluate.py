@@ -1,0 +1,139 @@
+import json
+import os
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from emobed_tf import evaluate as EV
+from emobed_tf import postprocess as PP
+from emobed_tf import significance as S
+from emobed_tf import train as T
+from emobed_tf.metrics import ccc
+
+
+def _train(data_dir, out, mode, *extra):
+    assert T.main(["--dataset", "custom", "--data-dir", data_dir, "--out", out, "--epochs", "2",
+                   "--encoder-units", "8", "--shared-units", "8", "--encoder-layers", "1",
+                   "--shared-layers", "1", "--verbose", "0", "--mode", mode, *extra]) == 0
+    return out
+
+
+def test_classification_report_and_comparison(cls_data, tmp_path):
+    d, _, _ = cls_data
+    a = _train(d, str(tmp_path / "a"), "emobed")
+    b = _train(d, str(tmp_path / "b"), "classic")
+    assert EV.main(["--run", a, "--compare", b, "--tsne-points", "20"]) == 0
+    rep = json.load(open(os.path.join(a, "report", "report.json")))
+    for f in ("report.md", "confusion_dev.png", "tsne_dev.png"):
+        assert os.path.getsize(os.path.join(a, "report", f)) > 0
+    dev = rep["scores"]["dev"]
+    cm = np.asarray(dev["confusion"])
+    gold = np.repeat(np.arange(3), cm.sum(1))
+    pred = np.concatenate([np.repeat(np.arange(3), row) for row in cm])
+    assert cm.sum() == dev["n"] == 12
+    assert dev["f1_macro"] == pytest.approx(skm.f1_score(
+        gold, pred, average="macro", labels=sorted(set(gold) | set(pred))))
+    for i, name in enumerate(("a", "b", "c")):
+        if dev["f1_per_class"][name] is not None:
+            assert dev["f1_per_class"][name] == pytest.approx(
+                skm.f1_score(gold, pred, labels=[i], average="macro", zero_division=0))
+    other = json.load(open(os.path.join(b, "metrics.json")))
+    want = S.two_proportion_z_test(dev["accuracy"], other["dev"]["accuracy"], 12, 12)
+    assert rep["comparison"]["dev"]["accuracy"]["p"] == pytest.approx(want["p"])
+    # scores agree with what training wrote
+    mine = json.load(open(os.path.join(a, "metrics.json")))
+    assert dev["f1_macro"] == pytest.approx(mine["dev"]["f1_macro"])
+    assert "tsne_dev.png" in open(os.path.join(a, "report", "report.md")).read()
+
+
+def test_regression_report_fits_postprocessing_on_dev(reg_data, tmp_path):
+    d, _, _ = reg_data
+    run = _train(d, str(tmp_path / "r"), "joint")
+    rep = EV.evaluate(run, tsne_points_max=50)
+    chain = json.load(open(os.path.join(run, "postprocess.json")))
+    assert chain == rep["postprocess"]
+    for n in ("arousal", "valence"):
+        dev = rep["scores"]["dev"]
+        assert dev["postprocessed"][f"ccc_{n}"] >= dev["raw"][f"ccc_{n}"] - 1e-12
+        assert dev["postprocessed"][f"ccc_{n}"] == pytest.approx(chain[n]["dev_ccc"])
+    # test scores: the dev-fitted chain applied to the test predictions, by hand
+    from emobed_tf import data as D
+    from emobed_tf.model import load_model
+    from emobed_tf.predict import predict_split
+
+    cfg, model = EV._load(run)
+    src = D.Source.open(d)
+    p = predict_split(model, src, "audio", "test", 4, T.pipeline_options(cfg, src.manifest))
+    post = np.concatenate(PP.apply_chain(p.pred, chain, ["arousal", "valence"]))
+    gold = np.concatenate(p.gold)
+    assert rep["scores"]["test"]["postprocessed"]["ccc_valence"] == pytest.approx(
+        ccc(gold[:, 1], post[:, 1]))
+    assert rep["scores"]["test"]["raw"]["ccc_avec2016_arousal"] == pytest.approx(
+        ccc(gold[:, 0], np.concatenate(p.pred)[:, 0], "avec2016"))
+    assert os.path.isfile(os.path.join(run, "report", "predictions_dev.png"))
+    assert load_model(os.path.join(run, "model.keras")).task == "regression"
+
+
+def test_tsne_points_mark_modality_and_label():
+    from emobed_tf.predict import Predictions
+
+    rng = np.random.default_rng(0)
+    pa = Predictions("classification", [], np.arange(30) % 3, None,
+                     embeddings=rng.normal(size=(30, 4)))
+    pv = Predictions("classification", [], np.arange(20) % 3, None,
+                     embeddings=rng.normal(size=(20, 4)) + 5)
+    pts, labels, mods = EV.tsne_points({"audio": pa, "video": pv}, "classification",
+                                       ["a", "b", "c"], 25, 0)
+    assert pts.shape == (45, 2)
+    assert (mods == "audio").sum() == 25 and (mods == "video").sum() == 20
+    assert set(labels.tolist()) == {0, 1, 2}
+
+
+def test_missing_run_is_reported(tmp_path, capsys):
+    assert EV.main(["--run", str(tmp_path / "none")]) == 2
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_sweep_writes_curve_and_reuses_finished_runs(cls_data, tmp_path, capsys):
+    from emobed_tf import sweep
+
+    d, _, _ = cls_data
+    args = ["--dataset", "custom", "--data-dir", d, "--out", str(tmp_path / "sw"), "--epochs", "1",
+            "--encoder-units", "4", "--shared-units", "4", "--verbose", "0", "--param", "beta",
+            "--values", "0,0.5"]
+    assert sweep.main(args) == 0
+    res = json.load(open(tmp_path / "sw" / "sweep.json"))
+    assert [r["value"] for r in res["rows"]] == [0.0, 0.5]
+    assert [r["mode"] for r in res["rows"]] == ["triplet", "triplet"]
+    assert [r["beta"] for r in res["rows"]] == [0.0, 0.5] and res["rows"][1]["alpha"] == 0.0
+    runs = [json.load(open(tmp_path / "sw" / f"beta={v}" / "metrics.json")) for v in ("0", "0.5")]
+    assert [r["dev_f1_macro"] for r in res["rows"]] == [r["dev"]["f1_macro"] for r in runs]
+    best = max(res["rows"], key=lambda r: r["dev_f1_macro"])["value"]
+    assert res["best"]["f1_macro"] == best
+    assert os.path.getsize(tmp_path / "sw" / "sweep.png") > 0
+    capsys.readouterr()
+    assert sweep.main(args) == 0  # second call reuses both runs
+    assert "training" not in capsys.readouterr().out
+
+
+def test_ablation_runner_table_with_significance(reg_data, tmp_path):
+    from emobed_tf import compare
+
+    d, _, _ = reg_data
+    out = tmp_path / "abl"
+    assert compare.main(["--dataset", "custom", "--data-dir", d, "--out", str(out), "--epochs",
+                         "1", "--encoder-units", "4", "--shared-units", "4", "--encoder-layers",
+                         "1", "--shared-layers", "1", "--verbose", "0",
+                         "--modes", "classic,emobed"]) == 0
+    table = json.load(open(out / "comparison.json"))
+    runs = {m: json.load(open(out / m / "metrics.json")) for m in ("classic", "emobed")}
+    row = table["rows"]["emobed"]
+    assert row["test"]["ccc_arousal"] == runs["emobed"]["test"]["ccc_arousal"]
+    want = S.fisher_z_test(runs["emobed"]["test"]["ccc_arousal"],
+                           runs["classic"]["test"]["ccc_arousal"], runs["emobed"]["test"]["n"])
+    assert row["test_significance"]["ccc_arousal"]["p"] == pytest.approx(want["p"])
+    md = open(out / "comparison.md").read()
+    assert "| classic | 0 | 0 |" in md and "Fisher r-to-z" in md
+    assert compare.main(["--dataset", "custom", "--data-dir", d, "--out", str(out),
+                         "--modes", "classic,bogus"]) == 2
