@@ -57,6 +57,29 @@ def default_config(dataset: str, out: str, target: str = "audio", mode: str = "e
     return dataclasses.replace(cfg, **overrides)
 
 
+HPARAM_FIELDS = {
+    "alpha": "loss", "beta": "loss", "l2": "loss", "triplet_margin": "loss",
+    "encoder_layers": "model", "encoder_units": "model", "shared_layers": "model",
+    "shared_units": "model", "dropout": "model",
+    "batch_size": "data", "auxiliary_batch_size": "data",
+    "learning_rate": "top", "epochs": "top", "patience": "top",
+}
+
+
+def apply_hparams(cfg: C.TrainConfig, hparams: dict) -> C.TrainConfig:
+    """``cfg`` with hyperparameters by name (the names ``tuning.search`` writes)."""
+    unknown = sorted(set(hparams) - set(HPARAM_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown hyperparameters {unknown}; known: {sorted(HPARAM_FIELDS)}")
+    parts = {"loss": {}, "model": {}, "data": {}, "top": {}}
+    for name, value in hparams.items():
+        parts[HPARAM_FIELDS[name]][name] = value
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, **parts["model"]),
+        loss=dataclasses.replace(cfg.loss, **parts["loss"]),
+        data=dataclasses.replace(cfg.data, **parts["data"]), **parts["top"])
+
+
 def resolve_sources(cfg: C.TrainConfig) -> dict:
     """``{modality: Source}`` for the modalities the run uses."""
     preset = preset_for(cfg.dataset)
@@ -387,6 +410,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--triplet-margin", type=float)
     p.add_argument("--label-dims", default="", help="regression dims, e.g. arousal or arousal,valence")
     p.add_argument("--label-delay", type=float, help="annotation delay compensation in seconds")
+    p.add_argument("--hparams", help="JSON file of hyperparameters, e.g. a search's "
+                   "best_hyperparameters.json (explicit options above win)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.add_argument("--overwrite", action="store_true", help="discard an existing run folder")
@@ -401,6 +426,16 @@ def config_from_args(args, out: str, mode: str) -> C.TrainConfig:
         if schema.load_manifest(probe).task == "regression":
             rec = C.DATASETS["recola"]
             cfg = dataclasses.replace(cfg, model=rec.model, data=rec.data, loss=rec.loss)
+    if getattr(args, "hparams", None):
+        try:
+            with open(args.hparams) as fh:
+                hp = json.load(fh)
+        except (OSError, json.JSONDecodeError) as err:
+            raise DataError(f"{args.hparams}: cannot read hyperparameters ({err})") from err
+        try:
+            cfg = apply_hparams(cfg, hp.get("values", hp))
+        except ValueError as err:
+            raise DataError(f"{args.hparams}: {err}") from err
     model = dataclasses.replace(cfg.model, **{k: v for k, v in {
         "encoder_layers": args.encoder_layers, "encoder_units": args.encoder_units,
         "shared_layers": args.shared_layers, "shared_units": args.shared_units}.items()
