@@ -1,0 +1,121 @@
+"""openSMILE eGeMAPSv02 functionals (88 values) per utterance or per sliding window.
+
+openSMILE aborts (``malloc(): invalid size``) in a process where TensorFlow
+was imported first, so extraction runs in worker processes started with
+the ``spawn`` method; this module and ``media`` never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+
+import numpy as np
+
+from tfrecords_tools.media import AUDIO_RATE, MediaError, decode_audio
+
+EGEMAPS_DIM = 88
+_SMILE = None
+
+
+def _smile():
+    global _SMILE
+    if _SMILE is None:
+        import opensmile
+
+        _SMILE = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                                 feature_level=opensmile.FeatureLevel.Functionals)
+    return _SMILE
+
+
+def functionals(signal: np.ndarray, rate: int = AUDIO_RATE) -> np.ndarray:
+    """eGeMAPSv02 functionals of a whole signal: [88]."""
+    out = _smile().process_signal(signal, rate).to_numpy().reshape(-1)
+    return out.astype(np.float32)
+
+
+def windowed_functionals(signal: np.ndarray, rate: int = AUDIO_RATE, window_s: float = 4.0,
+                         hop_s: float = 0.04) -> np.ndarray:
+    """Functionals over windows centred on every ``hop_s`` frame: [T, 88].
+
+    Frame t covers ``[t*hop - window/2, t*hop + window/2]`` clipped to the
+    signal, so T = ceil(duration / hop) frames align with 40 ms labels.
+    """
+    n = len(signal)
+    hop = int(round(hop_s * rate))
+    half = int(round(window_s * rate / 2))
+    frames = max(1, -(-n // hop))
+    out = np.empty((frames, EGEMAPS_DIM), np.float32)
+    for t in range(frames):
+        c = t * hop
+        seg = signal[max(0, c - half): min(n, c + half)]
+        if len(seg) < rate // 10:  # openSMILE needs some context
+            lo = max(0, min(c, n) - rate // 10)
+            seg = signal[lo: lo + rate // 10]
+        out[t] = functionals(seg, rate)
+    return out
+
+
+def extract_audio(path: str, mode: str = "utterance", window_s: float = 4.0,
+                  hop_s: float = 0.04, start_s: float | None = None,
+                  end_s: float | None = None) -> np.ndarray:
+    """Decodes ``path`` and returns [1, 88] (utterance) or [T, 88] (windowed)."""
+    signal = decode_audio(path)
+    if start_s is not None or end_s is not None:
+        a = int((start_s or 0) * AUDIO_RATE)
+        b = int(end_s * AUDIO_RATE) if end_s is not None else len(signal)
+        signal = signal[a:b]
+        if len(signal) == 0:
+            raise MediaError(f"{path}: the segment {start_s}-{end_s} s holds no audio")
+    if len(signal) < AUDIO_RATE // 20:
+        raise MediaError(f"{path}: audio too short ({len(signal) / AUDIO_RATE:.3f} s)")
+    if mode == "utterance":
+        feats = functionals(signal)[None, :]
+    elif mode == "windowed":
+        feats = windowed_functionals(signal, window_s=window_s, hop_s=hop_s)
+    else:
+        raise ValueError(f"mode must be utterance or windowed, got {mode!r}")
+    if not np.all(np.isfinite(feats)):
+        raise MediaError(f"{path}: openSMILE returned NaN/inf features")
+    return feats
+
+
+def _job(args):
+    key, path, kw = args
+    t0 = time.perf_counter()
+    try:
+        return key, extract_audio(path, **kw), None, time.perf_counter() - t0
+    except MediaError as err:
+        return key, None, str(err), time.perf_counter() - t0
+    except Exception as err:  # noqa: BLE001 - reported per file, the run goes on
+        return key, None, f"{path}: {type(err).__name__}: {err}", time.perf_counter() - t0
+
+
+def run_audio_jobs(jobs, workers: int = 1):
+    """Runs ``(key, path, kwargs)`` jobs in spawned worker processes.
+
+    Yields ``(key, features or None, error or None, seconds)`` as jobs
+    finish (in completion order).
+    """
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(max(1, workers)) as pool:
+        yield from pool.imap_unordered(_job, list(jobs))
+
+
+def functionals_of_file(path: str) -> np.ndarray:
+    """openSMILE's own reading of an audio file (``Smile.process_file``): [88].
+
+    The reference the tests compare :func:`extract_audio` (PyAV decoding)
+    against; like everything here, call it in a process without TensorFlow.
+    """
+    return _smile().process_file(path).to_numpy().reshape(-1).astype(np.float32)
+
+
+def _reference_job(path):
+    return functionals_of_file(path)
+
+
+def run_reference(paths):
+    """``functionals_of_file`` for each path, in a spawned worker."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.map(_reference_job, list(paths))

@@ -1,0 +1,373 @@
+"""Feature extraction into sharded TFRecords.
+
+::
+
+    python -m tfrecords_tools.extract --corpus omg --csv-dir OMG_CSVS --clips-dir OMG_CLIPS \\
+        --vggface-weights rcmalli_vggface_tf_vgg16.h5 --out data/omg --workers 2
+    python -m tfrecords_tools.extract --corpus manifest --csv my_corpus.csv --out data/mine
+    python -m tfrecords_tools.extract --corpus avec2016 --avec-dir AVEC2016 --out data/recola
+    python -m tfrecords_tools.extract inspect data/omg
+
+Each finished item's features are cached under ``OUT/.work/`` as soon as
+they are computed, so an interrupted run resumes where it stopped and
+produces the same records as an uninterrupted one (items are written in
+input order once all are done). Inputs that cannot be used (no audio
+stream, no face, corrupt file ...) are listed with the reason in
+``OUT/failures.csv`` and counted in the summary and the manifest; nothing is
+dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from tfrecords_tools import corpora
+from tfrecords_tools.corpora import CorpusError, Job
+from tfrecords_tools.media import MediaError
+
+WORK = ".work"
+
+
+def _progress(total, desc):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True)
+
+
+def _cache_path(out, job: Job):
+    return os.path.join(out, WORK, job.modality, job.cache_name() + ".npy")
+
+
+def _save_atomic(path, arr):
+    tmp = path + ".tmp.npy"
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+
+
+def _record_failure(out, job: Job, reason: str):
+    path = os.path.join(out, WORK, "failures.jsonl")
+    with open(path, "a") as fh:
+        fh.write(json.dumps({"key": job.key, "path": job.path, "modality": job.modality,
+                             "reason": reason}) + "\n")
+
+
+def _failures(out) -> dict:
+    path = os.path.join(out, WORK, "failures.jsonl")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as fh:
+        return {d["key"]: d for d in map(json.loads, fh)}
+
+
+def extract_audio_jobs(jobs, out, workers, mode, window_s, hop_s, stats):
+    """Runs pending audio jobs in worker processes, caching each result."""
+    from tfrecords_tools.audio_features import run_audio_jobs
+
+    todo = [j for j in jobs if not os.path.exists(_cache_path(out, j))
+            and j.key not in _failures(out)]
+    stats["audio_already_done"] = len(jobs) - len(todo)
+    if not todo:
+        return
+    by_key = {j.key: j for j in todo}
+    kw = {"mode": mode, "window_s": window_s, "hop_s": hop_s}
+    args = [(j.key, j.path, {**kw, "start_s": j.start, "end_s": j.end}) for j in todo]
+    with _progress(len(todo), "audio (openSMILE eGeMAPS)") as bar:
+        for key, feats, err, secs in run_audio_jobs(args, workers):
+            job = by_key[key]
+            if err:
+                _record_failure(out, job, err)
+            else:
+                _save_atomic(_cache_path(out, job), feats)
+                stats["audio_seconds"] += secs
+            bar.update(1)
+
+
+def make_encoder(args):
+    from tfrecords_tools import face
+
+    if args.encoder == "vggface":
+        if not args.vggface_weights:
+            raise face.WeightsError("--encoder vggface needs --vggface-weights PATH (the "
+                                    "keras-vggface VGG16 .h5 file)")
+        return face.VGGFaceEncoder(args.vggface_weights, args.layer or "fc7_relu")
+    if not args.encoder_model or not args.layer:
+        raise face.WeightsError("--encoder keras needs --encoder-model FILE and --layer NAME")
+    return face.KerasModelEncoder(args.encoder_model, args.layer)
+
+
+def extract_video_jobs(jobs, out, args, stats):
+    from tfrecords_tools import face
+    from tfrecords_tools.media import video_frames
+
+    todo = [j for j in jobs if not os.path.exists(_cache_path(out, j))
+            and j.key not in _failures(out)]
+    stats["video_already_done"] = len(jobs) - len(todo)
+    if not todo:
+        return
+    pipe = face.FacePipeline(make_encoder(args), detect=not args.no_detect)
+    with _progress(len(todo), "video (faces)") as bar:
+        for job in todo:
+            frames = ((t, f) for t, f in video_frames(job.path, args.fps, args.max_frames)
+                      if (job.start is None or t >= job.start) and (job.end is None or t <= job.end))
+            try:
+                feats, missing = pipe.clip(job.path, frames, args.video_pool, args.hop,
+                                           args.video_window)
+                _save_atomic(_cache_path(out, job), feats)
+                stats["frames_without_face"] += missing
+            except MediaError as err:
+                _record_failure(out, job, str(err))
+            bar.update(1)
+    stats["video_timing"] = pipe.timing
+
+
+def write_dataset(out, name, task, label_names, jobs, dims, feature_sets, dim_names,
+                  compression, stats):
+    """Writes the cached features of ``jobs`` (in input order) into shards + manifest."""
+    from emobed_tf.schema import Item
+    from emobed_tf.writer import DatasetWriter
+
+    fails = _failures(out)
+    written = {"audio": 0, "video": 0}
+    with DatasetWriter(out, name, task, label_names, dims, feature_sets, dim_names=dim_names,
+                       compression=compression, overwrite=False,
+                       extra={"failures": len(fails), **{k: v for k, v in stats.items()
+                                                          if k != "video_timing"}}) as w:
+        for job in jobs:
+            path = _cache_path(out, job)
+            if job.key in fails or not os.path.exists(path):
+                if job.key not in fails:
+                    fails[job.key] = {"key": job.key, "path": job.path, "modality": job.modality,
+                                      "reason": "no features were produced"}
+                continue
+            feats = np.load(path)
+            dims_lab = None
+            if job.label_dims:
+                dims_lab = np.repeat(np.asarray(job.label_dims, np.float32)[None], len(feats), 0)
+            w.add(Item(job.modality, feats, job.label_class, dims_lab, job.corpus, job.speaker,
+                       job.recording, job.split))
+            written[job.modality] += 1
+    with open(os.path.join(out, "failures.csv"), "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["path", "modality", "reason"])
+        for f in fails.values():
+            wr.writerow([f["path"], f["modality"], f["reason"]])
+    return written, fails
+
+
+def import_avec2016(args, stats):
+    """AVEC 2016 feature files and gold standards into a regression data set."""
+    from emobed_tf.schema import Item
+    from emobed_tf.writer import DatasetWriter
+
+    root = args.avec_dir
+    if not os.path.isdir(root):
+        raise CorpusError(f"{root}: AVEC 2016 folder not found")
+    video_dir = f"features_video_{args.video_set}"
+    sets = {"audio": os.path.join(root, "features_audio"), "video": os.path.join(root, video_dir)}
+    gold = {d: corpora.avec_files(os.path.join(root, "ratings_gold_standard", d))
+            for d in ("arousal", "valence")}
+    if not gold["arousal"]:
+        raise CorpusError(f"{root}/ratings_gold_standard/arousal: no gold standard files")
+    feats_by_mod, dims = {}, {}
+    for mod, folder in sets.items():
+        if not os.path.isdir(folder):
+            continue
+        sub = os.path.join(folder, "arousal")
+        feats_by_mod[mod] = corpora.avec_files(sub if os.path.isdir(sub) else folder)
+    if not feats_by_mod:
+        raise CorpusError(f"{root}: neither features_audio/ nor {video_dir}/ found")
+    fails = []
+    items = []
+    for mod, files in feats_by_mod.items():
+        for (split, rec), path in sorted(files.items()):
+            if (split, rec) not in gold["arousal"] or (split, rec) not in gold["valence"]:
+                fails.append((path, mod, "no arousal/valence gold standard for this recording"))
+                continue
+            names, x = corpora.read_table(path)
+            labs = [corpora.read_table(gold[d][(split, rec)])[1][:, -1] for d in
+                    ("arousal", "valence")]
+            n = min(len(x), *(len(v) for v in labs))
+            if n == 0 or max(len(x), *(len(v) for v in labs)) - n > 2:
+                fails.append((path, mod, f"{len(x)} feature frames but {[len(v) for v in labs]} "
+                                         "gold standard frames"))
+                continue
+            dims.setdefault(mod, x.shape[1])
+            if x.shape[1] != dims[mod]:
+                fails.append((path, mod, f"{x.shape[1]} features, other files have {dims[mod]}"))
+                continue
+            items.append(Item(mod, x[:n], label_dims=np.stack([v[:n] for v in labs], 1),
+                              corpus="recola", speaker=rec, recording=rec, split=split))
+    with DatasetWriter(args.out, "recola", "regression", ("arousal", "valence"), dims,
+                       {"audio": "eGeMAPS (AVEC 2016)", "video": f"{args.video_set} (AVEC 2016)"},
+                       frame_step_s=0.04, compression=args.compression,
+                       extra={"failures": len(fails)}) as w:
+        for it in items:
+            w.add(it)
+    with open(os.path.join(args.out, "failures.csv"), "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["path", "modality", "reason"])
+        wr.writerows(fails)
+    return {m: sum(1 for it in items if it.modality == m) for m in dims}, fails
+
+
+def extract(args) -> dict:
+    """Runs one extraction; returns the summary."""
+    from emobed_tf import schema
+
+    out = args.out
+    if os.path.isfile(os.path.join(out, schema.MANIFEST_NAME)):
+        raise FileExistsError(f"{out}: already holds a finished data set (manifest.json); "
+                              "choose another --out or remove it")
+    os.makedirs(os.path.join(out, WORK, "audio"), exist_ok=True)
+    os.makedirs(os.path.join(out, WORK, "video"), exist_ok=True)
+    stats = {"audio_seconds": 0.0, "frames_without_face": 0}
+    t0 = time.time()
+    if args.corpus == "avec2016":
+        written, fails = import_avec2016(args, stats)
+        inputs = sum(written.values()) + len(fails)
+    else:
+        if args.corpus == "omg":
+            jobs = corpora.omg_jobs(args.csv_dir, args.clips_dir, args.modalities.split(","))
+            names, task, name, dim_names = corpora.OMG_CLASSES, "classification", "omg", \
+                ("arousal", "valence")
+        else:
+            labels = args.labels.split(",") if args.labels else None
+            jobs, names = corpora.manifest_jobs(args.csv, labels)
+            task, name = "classification", args.name or "manifest"
+            dim_names = ("arousal", "valence") if any(j.label_dims for j in jobs) else ()
+        audio = [j for j in jobs if j.modality == "audio"]
+        video = [j for j in jobs if j.modality == "video"]
+        if audio:
+            extract_audio_jobs(audio, out, args.workers, args.audio_mode, args.window, args.hop,
+                               stats)
+        enc_dim = None
+        if video:
+            extract_video_jobs(video, out, args, stats)
+            enc_dim = next((np.load(_cache_path(out, j)).shape[1] for j in video
+                            if os.path.exists(_cache_path(out, j))), None)
+        dims = {}
+        if audio:
+            dims["audio"] = 88
+        if video and enc_dim:
+            dims["video"] = enc_dim
+        feature_sets = {"audio": f"eGeMAPSv02 functionals ({args.audio_mode})",
+                        "video": f"{args.encoder} {args.video_pool}"}
+        written, fails = write_dataset(out, name, task, names, jobs, dims, feature_sets,
+                                       dim_names, args.compression, stats)
+        inputs = len(jobs)
+    summary = {"inputs": inputs, "written": written, "failed": len(fails),
+               "seconds": round(time.time() - t0, 1), **stats}
+    with open(os.path.join(out, "extraction_summary.json"), "w") as fh:
+        json.dump(summary, fh, indent=1)
+    return summary
+
+
+def inspect(data_dir: str, records: int = 1) -> str:
+    """A readable description of a data folder: manifest and sample records."""
+    import tensorflow as tf
+
+    from emobed_tf import data as D
+    from emobed_tf import schema
+
+    src = D.Source.open(data_dir)
+    m = src.manifest
+    lines = [f"{data_dir}: {m.name!r}, {m.task}, schema v{m.schema_version}",
+             f"  labels: {list(m.label_names)}" + (f", dims {list(m.dim_names)}" if m.dim_names
+                                                   else "")]
+    for mod, info in m.modalities.items():
+        lines.append(f"  {mod}: dim {info.dim} ({info.feature_set}); items "
+                     + ", ".join(f"{s} {n}" for s, n in info.counts.items())
+                     + "; frames " + ", ".join(f"{s} {n}" for s, n in info.frames.items()))
+        for split in info.shards:
+            paths = D.shard_paths(src, mod, split)
+            ds = tf.data.TFRecordDataset(paths[:1], compression_type=m.compression or None)
+            for rec in ds.take(records):
+                it = schema.decode_example(rec.numpy())
+                lab = m.label_names[it.label_class] if it.label_class >= 0 else "-"
+                lines.append(f"    {split}: {it.recording} speaker={it.speaker} "
+                             f"features {it.features.shape} label={lab}"
+                             + (f" dims {it.label_dims.shape}" if it.label_dims is not None
+                                else ""))
+    fail = os.path.join(data_dir, "failures.csv")
+    if os.path.isfile(fail):
+        with open(fail) as fh:
+            n = sum(1 for _ in fh) - 1
+        lines.append(f"  failures: {n} (see {fail})")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m tfrecords_tools.extract", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", required=True, choices=("omg", "avec2016", "manifest"))
+    p.add_argument("--out", required=True, help="data folder to write")
+    p.add_argument("--csv-dir", help="OMG: folder with the annotation CSVs")
+    p.add_argument("--clips-dir", help="OMG: folder with <video>/<utterance> clips")
+    p.add_argument("--csv", help="manifest: CSV with path,modality,label,split,speaker")
+    p.add_argument("--labels", help="manifest: label names in class-id order")
+    p.add_argument("--name", help="manifest: data set name")
+    p.add_argument("--avec-dir", help="avec2016: folder with features_* and ratings_gold_standard")
+    p.add_argument("--video-set", default="appearance", choices=("appearance", "geometric"))
+    p.add_argument("--modalities", default="audio,video", help="omg: which modalities")
+    p.add_argument("--workers", type=int, default=1, help="openSMILE worker processes")
+    p.add_argument("--audio-mode", default="utterance", choices=("utterance", "windowed"))
+    p.add_argument("--window", type=float, default=4.0, help="audio window (s), windowed mode")
+    p.add_argument("--hop", type=float, default=0.04, help="frame hop (s)")
+    p.add_argument("--encoder", default="vggface", choices=("vggface", "keras"))
+    p.add_argument("--vggface-weights", help="keras-vggface VGG16 .h5 weight file")
+    p.add_argument("--encoder-model", help="a .keras/.h5 face model (--encoder keras)")
+    p.add_argument("--layer", help="descriptor layer (default fc7_relu for vggface)")
+    p.add_argument("--no-detect", action="store_true", help="pre-cropped faces: no MTCNN")
+    p.add_argument("--fps", type=float, default=5.0, help="video frames sampled per second")
+    p.add_argument("--max-frames", type=int, help="at most this many frames per clip")
+    p.add_argument("--video-pool", default="mean", choices=("mean", "frames", "functionals"))
+    p.add_argument("--video-window", type=float, default=8.0, help="functionals window (s)")
+    p.add_argument("--compression", default="", choices=("", "GZIP"))
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "inspect":
+        if len(argv) < 2:
+            print("usage: python -m tfrecords_tools.extract inspect DATA_DIR", file=sys.stderr)
+            return 2
+        from emobed_tf.schema import DataError
+
+        try:
+            print(inspect(argv[1]))
+        except DataError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
+    args = parse_args(argv)
+    need = {"omg": ("csv_dir", "clips_dir"), "manifest": ("csv",), "avec2016": ("avec_dir",)}
+    missing = [f"--{a.replace('_', '-')}" for a in need[args.corpus] if not getattr(args, a)]
+    if missing:
+        print(f"error: --corpus {args.corpus} needs {' '.join(missing)}", file=sys.stderr)
+        return 2
+    from emobed_tf.schema import DataError
+    from tfrecords_tools.face import WeightsError
+
+    try:
+        summary = extract(args)
+    except (CorpusError, DataError, WeightsError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{summary['inputs']} inputs -> " + ", ".join(f"{n} {m} items" for m, n in
+                                                    summary["written"].items())
+          + f"; {summary['failed']} failed (see {os.path.join(args.out, 'failures.csv')})"
+          + (f"; {summary['frames_without_face']} sampled frames without a face"
+             if summary.get("frames_without_face") else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
