@@ -276,17 +276,27 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
     if training:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
 
-    def read(path):
+    def read(path):  # raw records tagged with their shard, for error messages
         return tf.data.TFRecordDataset(path, compression_type=compression).map(
-            lambda r: parse(r, path))
+            lambda r: (r, path))
 
     ds = files.interleave(read, cycle_length=min(len(paths), options.cycle_length),
                           num_parallel_calls=AUTOTUNE, deterministic=True)
-    if training and m.task == "regression" and options.window > 0:
+    windowed = training and m.task == "regression" and options.window > 0
+    keep = None if (with_ids or windowed) else ("features", "mask", "label")
+
+    def parse_keep(record, path):
+        ex = parse(record, path)
+        return ex if keep is None else {k: ex[k] for k in keep}
+
+    # parsing in parallel, order kept (deterministic)
+    ds = ds.map(parse_keep, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if windowed:
         shift = options.window_shift or options.window
         ds = ds.flat_map(lambda ex: _windows(ex, options.window, shift))
-    if not with_ids:
-        ds = ds.map(lambda ex: {k: ex[k] for k in ("features", "mask", "label")})
+        if not with_ids:
+            ds = ds.map(lambda ex: {k: ex[k] for k in ("features", "mask", "label")},
+                        num_parallel_calls=AUTOTUNE, deterministic=True)
     if training:
         ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
     if repeat:
