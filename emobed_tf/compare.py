@@ -26,16 +26,11 @@ from emobed_tf.schema import DataError
 def run_modes(args, modes) -> dict:
     results = {}
     for mode in modes:
-        out = os.path.join(args.out, mode)
-        done = os.path.join(out, "metrics.json")
-        if os.path.isfile(done) and not args.overwrite:
-            print(f"[{mode}] finished earlier, reusing {done}", flush=True)
-            with open(done) as fh:
-                results[mode] = json.load(fh)
-            continue
-        print(f"[{mode}] training into {out}", flush=True)
-        cfg = T.config_from_args(args, out, mode)
-        results[mode] = T.train(cfg, overwrite=args.overwrite)
+        cfg = T.config_from_args(args, os.path.join(args.out, mode), mode)
+        print(f"[{mode}] {cfg.out}", flush=True)
+        results[mode], reused = T.train_or_reuse(cfg, args.overwrite)
+        if reused:
+            print(f"[{mode}] finished earlier, reused", flush=True)
     return results
 
 

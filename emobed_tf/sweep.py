@@ -12,7 +12,6 @@ the weight, best dev value marked).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -31,16 +30,11 @@ def run_sweep(args, values) -> list:
     mode = args.mode or ("joint" if args.param == "alpha" else "triplet")
     rows = []
     for v in values:
-        out = os.path.join(args.out, f"{args.param}={v:g}")
-        done = os.path.join(out, "metrics.json")
-        if os.path.isfile(done) and not args.overwrite:
-            with open(done) as fh:
-                res = json.load(fh)
-        else:
-            cfg = T.config_from_args(args, out, mode)
-            cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **{args.param: v}))
-            print(f"[{args.param}={v:g}] training {mode} into {out}", flush=True)
-            res = T.train(cfg, overwrite=args.overwrite)
+        cfg = T.config_from_args(args, os.path.join(args.out, f"{args.param}={v:g}"), mode)
+        cfg = T.apply_hparams(cfg, {args.param: v})
+        res, reused = T.train_or_reuse(cfg, args.overwrite)
+        print(f"[{args.param}={v:g}] {mode} {cfg.out}" + (" (reused)" if reused else ""),
+              flush=True)
         rows.append({"value": v, "mode": mode, "alpha": res["alpha"], "beta": res["beta"],
                      **{f"{s}_{k}": res.get(s, {}).get(k) for s in ("dev", "test")
                         for k in score_keys(res)}, "_keys": score_keys(res)})

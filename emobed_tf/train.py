@@ -382,6 +382,15 @@ def train(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
     return result
 
 
+def train_or_reuse(cfg: C.TrainConfig, overwrite: bool = False) -> tuple:
+    """``(metrics, reused)``: a finished run's metrics, or those of training it now."""
+    done = os.path.join(cfg.out, "metrics.json")
+    if os.path.isfile(done) and not overwrite:
+        with open(done) as fh:
+            return json.load(fh), True
+    return train(cfg, overwrite=overwrite), False
+
+
 # --------------------------------------------------------------------------
 # CLI
 

@@ -114,7 +114,7 @@ def test_sweep_writes_curve_and_reuses_finished_runs(cls_data, tmp_path, capsys)
     assert os.path.getsize(tmp_path / "sw" / "sweep.png") > 0
     capsys.readouterr()
     assert sweep.main(args) == 0  # second call reuses both runs
-    assert "training" not in capsys.readouterr().out
+    assert capsys.readouterr().out.count("(reused)") == 2
 
 
 def test_ablation_runner_table_with_significance(reg_data, tmp_path):
