@@ -128,7 +128,9 @@ def export_monomodal(run_dir: str, modality: str, out: str, version: int | None 
                           "--version to write the next one)")
     serve, embed, sig = build_serving_functions(model, modality, mean, std, post)
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # only the served branch: the other modality's encoder is left out
+    for layer in (model.encoders[modality], model.shared, model.head):
+        archive.track(layer)
     archive.add_endpoint("serving_default", serve, input_signature=sig)
     archive.add_endpoint("embedding", embed, input_signature=sig)
     tmp = path + ".tmp"

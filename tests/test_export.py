@@ -66,6 +66,18 @@ def test_classification_export_reloads_without_emobed_and_matches(cls_run, tmp_p
     path = E.export_monomodal(cls_run, "audio", base)
     assert path.endswith(os.path.join("toy", "1"))
     assert E.export_monomodal(cls_run, "video", base).endswith("2")  # either modality, next version
+    # the auxiliary branch is not in the export: only the audio encoder, f and the head
+    import tensorflow as tf
+    from emobed_tf.model import load_model
+
+    model = load_model(os.path.join(cls_run, "model.keras"))
+    want = sum(int(np.prod(v.shape)) for layer in (model.audio_encoder, model.shared, model.head)
+               for v in layer.variables)  # weights and dropout seed states
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    shapes = reader.get_variable_to_shape_map()
+    stored = sum(int(np.prod(s)) for k, s in shapes.items() if k.startswith("variables/"))
+    assert stored == want
+    assert [10, 24] not in shapes.values()  # the 10-d video encoder's kernel
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 5, 6)).astype(np.float32)
     lengths = np.array([5, 2, 1], np.int32)
