@@ -297,3 +297,33 @@ def test_avec2016_import(tmp_path):
     assert it.label_dims.shape == (30, 2)
     fails = list(csv.DictReader(open(os.path.join(out, "failures.csv"))))
     assert len(fails) == 1 and "gold standard" in fails[0]["reason"]  # test labels are private
+
+
+@pytest.mark.parametrize("name,kind,kw", [
+    ("x.flac", "audio", {"codec": "flac"}),
+    ("x.mp3", "audio", {"codec": "libmp3lame"}),
+    ("x.mkv", "video", {}),
+    ("x.webm", "video", {"vcodec": "libvpx", "acodec": "libopus", "arate": 48000}),
+    ("x.flv", "video", {"vcodec": "flv", "acodec": "libmp3lame", "arate": 22050}),
+])
+def test_common_containers_decode(tmp_path, name, kind, kw):
+    from tests.tools.media_fixtures import write_audio
+
+    path = str(tmp_path / name)
+    if kind == "audio":
+        write_audio(path, tone(1.0), **kw)
+    else:
+        write_video(path, 1.0, **kw)
+        frames = list(media.video_frames(path, fps=5))
+        assert len(frames) == 5 and frames[0][1].shape == (256, 256, 3)
+    sig = media.decode_audio(path)
+    # 16 kHz mono, about one second (codecs add priming/padding samples)
+    assert 15000 < len(sig) < 18500 and 0.1 < np.abs(sig).max() <= 1.0
+
+
+def test_precropped_faces_skip_detection(tmp_path):
+    enc = face.KerasModelEncoder(_small_face_model(str(tmp_path / "c.keras")), "feat")
+    pipe = face.FacePipeline(enc, detect=False)
+    blank = np.full((50, 40, 3), 60, np.uint8)  # no face, but pre-cropped corpora are trusted
+    desc, missing = pipe.clip("x", [(0.0, blank), (0.04, blank)], "frames")
+    assert desc.shape == (2, 4) and missing == 0 and pipe.detector is None

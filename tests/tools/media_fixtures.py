@@ -20,19 +20,45 @@ def write_wav(path, signal, rate=16000):
     sf.write(path, signal, rate, subtype="PCM_16")
 
 
-def write_video(path, seconds=1.0, fps=10, audio=True, face=True, size=(256, 256), seed=0):
-    """An mp4 (mpeg4 + aac) of the astronaut's face (or a blank frame) and a tone."""
+def write_audio(path, signal, codec, rate=16000):
+    """An audio-only file (flac, mp3 ...) written with PyAV."""
+    out = av.open(path, "w")
+    a = out.add_stream(codec, rate=rate)
+    a.layout = "mono"
+    _encode_audio(out, a, signal, rate)
+    out.close()
+    return path
+
+
+def _encode_audio(out, stream, sig, rate):
+    chunk = 1024
+    fmt = "s16p" if stream.codec_context.codec.name in ("flac",) else "fltp"
+    for i in range(0, len(sig), chunk):
+        piece = sig[None, i:i + chunk]
+        if fmt == "s16p":
+            piece = (piece * 32767).astype(np.int16)
+        af = av.AudioFrame.from_ndarray(piece, format=fmt, layout="mono")
+        af.sample_rate = rate
+        for p in stream.encode(af):
+            out.mux(p)
+    for p in stream.encode():
+        out.mux(p)
+
+
+def write_video(path, seconds=1.0, fps=10, audio=True, face=True, size=(256, 256), seed=0,
+                vcodec="mpeg4", acodec="aac", arate=16000):
+    """A video (mpeg4 + aac by default) of the astronaut's face (or a blank frame) and a tone."""
     from skimage.transform import resize
 
     img = data.astronaut()[:300, 100:400]  # the face and shoulders
     frame = (resize(img, size, preserve_range=True).astype(np.uint8) if face
              else np.full((*size, 3), 40, np.uint8))
     out = av.open(path, "w")
-    vs = out.add_stream("mpeg4", rate=fps)
+    vs = out.add_stream(vcodec, rate=fps)
     vs.width, vs.height, vs.pix_fmt = size[1], size[0], "yuv420p"
     streams = [vs]
     if audio:
-        a = out.add_stream("aac", rate=16000)
+        a = out.add_stream(acodec, rate=arate)
         a.layout = "mono"
     n = int(seconds * fps)
     for i in range(n):
@@ -42,14 +68,6 @@ def write_video(path, seconds=1.0, fps=10, audio=True, face=True, size=(256, 256
     for p in vs.encode():
         out.mux(p)
     if audio:
-        sig = tone(seconds, seed=seed)
-        chunk = 1024
-        for i in range(0, len(sig), chunk):
-            af = av.AudioFrame.from_ndarray(sig[None, i:i + chunk], format="flt", layout="mono")
-            af.sample_rate = 16000
-            for p in a.encode(af):
-                out.mux(p)
-        for p in a.encode():
-            out.mux(p)
+        _encode_audio(out, a, tone(seconds, rate=arate, seed=seed), arate)
     out.close()
     return path
