@@ -370,7 +370,8 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
     if windowed:  # long recordings, cut into windows: parse record by record
         ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
         shift = options.window_shift or options.window
-        ds = ds.flat_map(lambda ex: _windows(ex, options.window, shift))
+        ds = ds.interleave(lambda ex: _windows(ex, options.window, shift), cycle_length=4,
+                           num_parallel_calls=AUTOTUNE, deterministic=True)
         if not with_ids:
             ds = ds.map(lambda ex: {k: ex[k] for k in ("features", "mask", "label")},
                         num_parallel_calls=AUTOTUNE, deterministic=True)
