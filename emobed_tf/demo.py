@@ -22,6 +22,7 @@ Everything is generated deterministically from a seed through the same
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 
@@ -32,7 +33,7 @@ from emobed_tf import schema
 from emobed_tf.schema import Item
 from emobed_tf.writer import DatasetWriter
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 OMG_CLASSES = ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
 # (arousal, valence) of each class on the circumplex, used as part of its latent prototype
 _CIRCUMPLEX = np.array([[0.8, -0.6], [0.2, -0.7], [0.7, -0.5], [0.5, 0.8], [0.0, 0.0],
@@ -152,16 +153,23 @@ def write_demo_recola(out_dir: str, seed: int = 0, frames: int = 1500, recording
 _WRITERS = {"demo": write_demo_omg, "demo-recola": write_demo_recola}
 
 
+def fingerprint() -> str:
+    """Hash of this generator's source: a changed simulation never reuses an old cache."""
+    with open(__file__, "rb") as fh:
+        return hashlib.sha1(fh.read()).hexdigest()[:10]
+
+
 def ensure_demo(name: str, root: str | None = None, seed: int = 0) -> str:
     """Returns the folder of the demo corpus ``name``, generating it on first use.
 
     Generation writes into a temporary folder that is renamed when
-    complete, so an interrupted generation is simply redone.
+    complete, so an interrupted generation is simply redone. The folder name
+    holds the generator's fingerprint, so edits to the simulation regenerate.
     """
     if name not in _WRITERS:
         raise ValueError(f"unknown demo corpus {name!r}, expected one of {sorted(_WRITERS)}")
     root = root or cache_dir()
-    final = os.path.join(root, f"{name}-v{DEMO_VERSION}-seed{seed}")
+    final = os.path.join(root, f"{name}-v{DEMO_VERSION}-{fingerprint()}-seed{seed}")
     if os.path.isfile(os.path.join(final, schema.MANIFEST_NAME)):
         return final
     tmp = final + ".partial"

@@ -172,3 +172,14 @@ def test_bad_records_name_shard_and_recording(tmp_path, mutate, msg):
         _batches(ds)
     text = err.value.message
     assert msg in text and path in text and "audio-train-1" in text
+
+
+def test_demo_cache_is_keyed_by_the_generator(tmp_path):
+    from emobed_tf import demo
+
+    first = demo.ensure_demo("demo-recola", str(tmp_path))
+    assert demo.fingerprint() in first and os.path.isfile(os.path.join(first, "manifest.json"))
+    assert demo.ensure_demo("demo-recola", str(tmp_path)) == first  # reused, not regenerated
+    m = schema.load_manifest(first)
+    assert m.extra["simulated"] is True and m.modalities["audio"].counts == {
+        "train": 4, "dev": 3, "test": 3}
