@@ -91,6 +91,7 @@ class TrainConfig:
     patience: int = 10
     seed: int = 0
     verbose: int = 1
+    strategy: str = "none"
 
     @property
     def alpha(self) -> float:

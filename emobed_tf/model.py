@@ -320,9 +320,11 @@ class EmoBed(keras.Model):
             # applies gradients to its active sub-networks only.
             self.optimizer.build(self.trainable_variables)
         variables = self.active_trainable_variables()
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             terms, outputs = self.compute_terms(data, training=True)
-            scaled = self.optimizer.scale_loss(terms["loss"])
+            # gradients are summed over replicas: scale for the global mean
+            scaled = self.optimizer.scale_loss(terms["loss"] / replicas)
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         return self._update(terms, data[self.target], outputs[self.target]["prediction"])

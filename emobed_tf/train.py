@@ -17,6 +17,7 @@ finished epoch; a finished run is left untouched unless ``--overwrite``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -323,6 +324,77 @@ def format_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+STRATEGIES = ("none", "mirrored", "multiworker")
+
+
+def make_strategy(name: str):
+    """The ``tf.distribute`` strategy for ``--strategy`` (None for ``none``)."""
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {STRATEGIES}, got {name!r}")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":  # cluster from TF_CONFIG
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return None
+
+
+def fit_multiworker(model, strategy, train_ds, cfg: C.TrainConfig, sources: dict, ckpt,
+                    start: int) -> None:
+    """Training loop for ``MultiWorkerMirroredStrategy``.
+
+    ``model.fit`` fails under this strategy with Keras 3.15 (keras-team/keras#20585), so
+    each step runs ``model.train_step`` through ``strategy.run`` on a distributed dataset:
+    ``--batch-size`` is the global batch, split between the workers, whose gradients are
+    summed (all-reduce); every worker runs the same number of steps (collectives need it);
+    the dev score is measured at the end of each epoch with the target modality alone.
+    """
+    import tensorflow as tf
+
+    from emobed_tf.predict import predict_split, score_predictions
+
+    workers = strategy.num_replicas_in_sync
+    n = int(train_ds.cardinality())
+    per_epoch = (n // workers) * workers
+    if per_epoch == 0:
+        raise DataError(f"{n} training batches cannot be shared by {workers} workers")
+    opts = tf.data.Options()
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dist = strategy.experimental_distribute_dataset(train_ds.take(per_epoch).with_options(opts))
+
+    @tf.function
+    def step(batch):
+        strategy.run(model.train_step, args=(batch,))
+
+    src = sources[cfg.target]
+    opts_eval = pipeline_options(cfg, src.manifest)
+    names = output_names(cfg, src.manifest)
+    key = "ccc_mean" if model.task == "regression" else "f1_macro"
+    ckpt.set_model(model)
+    for epoch in range(start, cfg.epochs):
+        for m in model.metrics:
+            m.reset_state()
+        seen = examples = 0
+        for batch in dist:
+            step(batch)
+            seen += 1
+            for part in strategy.experimental_local_results(batch[cfg.target]["label"]):
+                examples += int(part.shape[0])
+        logs = {m.name: float(m.result()) for m in model.metrics}
+        dev = score_predictions(predict_split(model, src, cfg.target, "dev",
+                                              cfg.data.eval_batch_size, opts_eval), names)
+        logs[f"val_{model.score_name}"] = dev[key]
+        logs["batches_this_worker"] = seen  # global batches, split across the workers
+        logs["examples_this_worker"] = examples
+        if cfg.verbose:
+            print(f"epoch {epoch + 1}/{cfg.epochs}: " + " - ".join(
+                f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
+        ckpt.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+
+
 def train(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
     """Trains (or resumes) one run and writes the run folder. Returns metrics.json's content.
 
@@ -345,12 +417,16 @@ def train(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
                      {"data_dir": os.path.abspath(src.data_dir), **src.manifest.to_json()})
 
     keras.utils.set_random_seed(cfg.seed)
+    strategy = make_strategy(cfg.strategy)
     train_ds, dev_ds = make_datasets(cfg, sources)
-    if state is not None:
-        print(f"Resuming {cfg.out} after epoch {state['epoch']}", flush=True)
-        model = load_model(os.path.join(cfg.out, "checkpoints", "last.keras"))
-    else:
-        model = build_model(cfg, sources)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        if state is not None:
+            print(f"Resuming {cfg.out} after epoch {state['epoch']}", flush=True)
+            model = load_model(os.path.join(cfg.out, "checkpoints", "last.keras"))
+        else:
+            model = build_model(cfg, sources)
+        if cfg.strategy == "multiworker":
+            model.optimizer.build(model.trainable_variables)
     monitor = f"val_{model.score_name}"
     ckpt = make_run_checkpoint(cfg.out, monitor, cfg.patience, state)
     start = ckpt.state["epoch"]
@@ -359,8 +435,11 @@ def train(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
         callbacks = [ckpt, keras.callbacks.TensorBoard(os.path.join(cfg.out, "logs"),
                                                        write_graph=False), *callbacks]
         try:
-            model.fit(train_ds, validation_data=dev_ds, epochs=cfg.epochs, initial_epoch=start,
-                      callbacks=callbacks, verbose=cfg.verbose)
+            if cfg.strategy == "multiworker":
+                fit_multiworker(model, strategy, train_ds, cfg, sources, ckpt, start)
+            else:
+                model.fit(train_ds, validation_data=dev_ds, epochs=cfg.epochs,
+                          initial_epoch=start, callbacks=callbacks, verbose=cfg.verbose)
         except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
             data_err = _data_error_from(err, sources)
             if data_err is None:
@@ -421,6 +500,9 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-delay", type=float, help="annotation delay compensation in seconds")
     p.add_argument("--hparams", help="JSON file of hyperparameters, e.g. a search's "
                    "best_hyperparameters.json (explicit options above win)")
+    p.add_argument("--strategy", default="none", choices=STRATEGIES,
+                   help="tf.distribute: mirrored (devices of one machine) or multiworker "
+                        "(machines listed in TF_CONFIG; each worker writes its own --out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.add_argument("--overwrite", action="store_true", help="discard an existing run folder")
@@ -461,7 +543,8 @@ def config_from_args(args, out: str, mode: str) -> C.TrainConfig:
                              "learning_rate": args.learning_rate}.items() if v is not None}
     return dataclasses.replace(cfg, model=model, loss=loss, data=data, data_dir=args.data_dir,
                                audio_dir=args.audio_dir, video_dir=args.video_dir, seed=args.seed,
-                               verbose=args.verbose, **top)
+                               verbose=args.verbose, strategy=getattr(args, "strategy", "none"),
+                               **top)
 
 
 def parse_args(argv=None):
