@@ -240,6 +240,47 @@ class EmoBed(keras.Model):
             pooled = e
         return {"prediction": y, "embedding": pooled}
 
+    def forward_batch(self, data, training=False):
+        """Both modalities of a mixed batch: each encoder once, the shared network once.
+
+        The shared network f runs on the target and auxiliary embeddings
+        concatenated along the batch (padded to a common length and masked),
+        which gives the same numbers as two calls at the cost of one; the
+        auxiliary predictions are skipped when alpha = 0 (triplet system).
+        """
+        mods = self.active_modalities()
+        masks, embs = {}, {}
+        for m in mods:
+            x = data[m]["features"]
+            masks[m] = data[m].get("mask")
+            if masks[m] is None:
+                masks[m] = ops.ones(ops.shape(x)[:2], "bool")
+            embs[m] = self.encode(m, x, masks[m], training)
+        heads = [self.target] + ([self.auxiliary] if self.alpha > 0 else [])
+        if len(heads) == 1:
+            preds = {self.target: self.predict_from_embedding(embs[self.target],
+                                                              masks[self.target], training)}
+        else:
+            t_max = ops.maximum(*[ops.shape(embs[m])[1] for m in heads])
+            e_cat = ops.concatenate([self._pad_time(embs[m], t_max) for m in heads], 0)
+            m_cat = ops.concatenate([self._pad_time(masks[m], t_max) for m in heads], 0)
+            y = self.predict_from_embedding(e_cat, m_cat, training)
+            n_t = ops.shape(embs[self.target])[0]
+            preds = {self.target: y[:n_t], self.auxiliary: y[n_t:]}
+            if self.task == "regression":  # back to each modality's own length
+                preds = {m: preds[m][:, : ops.shape(embs[m])[1]] for m in heads}
+        out = {}
+        for m in mods:
+            pooled = _masked_mean(embs[m], masks[m]) if self.task == "classification" else embs[m]
+            out[m] = {"prediction": preds.get(m), "embedding": pooled}
+        return out
+
+    @staticmethod
+    def _pad_time(x, length):
+        pad = length - ops.shape(x)[1]
+        widths = [[0, 0], [0, pad]] + [[0, 0]] * (len(x.shape) - 2)
+        return ops.pad(x, widths, constant_values=False if x.dtype == "bool" else 0)
+
     def call(self, inputs, training=False):
         return {m: self.forward(m, inputs[m], training) for m in inputs if m in self.encoders}
 
@@ -281,7 +322,7 @@ class EmoBed(keras.Model):
     def compute_terms(self, data, training=False):
         """All terms of Eq. (8) for one mixed batch, and their weighted sum."""
         self._check_batch(data)
-        outputs = {m: self.forward(m, data[m], training) for m in self.active_modalities()}
+        outputs = self.forward_batch(data, training)
         terms = {"target_loss": self.task_loss(data[self.target], outputs[self.target]["prediction"])}
         total = terms["target_loss"]
         if self.alpha > 0:

@@ -169,3 +169,20 @@ def test_invalid_arguments():
     with pytest.raises(ValueError, match="task"):
         EmoBed(task="ranking")
     EmoBed(input_dims={"audio": 4}, alpha=0, beta=0)  # classic needs one modality only
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_joint_forward_equals_separate_forwards_with_different_lengths(task):
+    rng = np.random.default_rng(6)
+    m = _model(task, alpha=0.5, beta=0.5)
+    data = {"audio": _batch(task, rng, b=3, t=5)["audio"],
+            "video": _batch(task, rng, b=4, t=8)["video"]}
+    data["video"]["mask"][1, 6:] = False
+    joint = m.forward_batch(data)
+    for mod in ("audio", "video"):
+        alone = m.forward(mod, data[mod])
+        np.testing.assert_allclose(joint[mod]["prediction"], alone["prediction"], atol=1e-5)
+        np.testing.assert_allclose(joint[mod]["embedding"], alone["embedding"], atol=1e-6)
+    # the triplet system needs no auxiliary prediction
+    trip = _model(task, alpha=0.0, beta=0.5).forward_batch(data)
+    assert trip["video"]["prediction"] is None and trip["video"]["embedding"] is not None
