@@ -13,13 +13,13 @@ CCC for regression; ``*`` marks p < .05).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 from emobed_tf import configs as C
 from emobed_tf import significance as S
 from emobed_tf import train as T
+from emobed_tf.reports import write_json_and_markdown
 from emobed_tf.schema import DataError
 
 
@@ -117,11 +117,7 @@ def main(argv=None) -> int:
         return 2
     table = comparison(results)
     md = format_markdown(table)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "comparison.json"), "w") as fh:
-        json.dump(table, fh, indent=1)
-    with open(os.path.join(args.out, "comparison.md"), "w") as fh:
-        fh.write(md)
+    write_json_and_markdown(args.out, "comparison", table, md)
     print(md)
     return 0
 

@@ -34,6 +34,7 @@ from emobed_tf import postprocess as PP
 from emobed_tf import significance as S
 from emobed_tf import train as T
 from emobed_tf.predict import predict_split
+from emobed_tf.reports import write_json_and_markdown
 from emobed_tf.schema import DataError
 
 
@@ -324,10 +325,7 @@ def evaluate(run_dir: str, compare: str | None = None, tsne_points_max: int = 60
         plot_tsne(pts, labels, mods, label_names, os.path.join(out_dir, "tsne_dev.png"),
                   f"{cfg.mode} ({cfg.target} target): dev embeddings")
         rep["figures"].append("tsne_dev.png")
-    with open(os.path.join(out_dir, "report.json"), "w") as fh:
-        json.dump(rep, fh, indent=1)
-    with open(os.path.join(out_dir, "report.md"), "w") as fh:
-        fh.write(format_report(rep))
+    write_json_and_markdown(out_dir, "report", rep, format_report(rep))
     return rep
 
 

@@ -12,11 +12,11 @@ the weight, best dev value marked).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 from emobed_tf import train as T
+from emobed_tf.reports import write_json_and_markdown
 from emobed_tf.schema import DataError
 
 
@@ -94,10 +94,9 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     title = f"{args.dataset}, {args.target} target: {rows[0]['mode']} systems"
     plot_sweep(rows, args.param, os.path.join(args.out, "sweep.png"), title)
-    with open(os.path.join(args.out, "sweep.json"), "w") as fh:
-        json.dump({"param": args.param, "rows": [{k: v for k, v in r.items() if k != "_keys"}
-                                                 for r in rows],
-                   "best": {k: best_value(rows, k) for k in keys}}, fh, indent=1)
+    result = {"param": args.param, "rows": [{k: v for k, v in r.items() if k != "_keys"}
+                                            for r in rows],
+              "best": {k: best_value(rows, k) for k in keys}}
     head = [args.param] + [f"{s} {k}" for s in ("dev", "test") for k in keys]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -107,8 +106,7 @@ def main(argv=None) -> int:
     lines += ["", "best on dev: " + ", ".join(f"{k}: {args.param}={best_value(rows, k):g}"
                                               for k in keys), "", "![sweep](sweep.png)"]
     md = "\n".join(lines) + "\n"
-    with open(os.path.join(args.out, "sweep.md"), "w") as fh:
-        fh.write(md)
+    write_json_and_markdown(args.out, "sweep", result, md)
     print(md)
     return 0
 

@@ -8,7 +8,7 @@ from emobed_tf import data as D
 from emobed_tf import schema
 from emobed_tf.schema import DataError, Item
 from emobed_tf.writer import DatasetWriter
-from tests.conftest import CLASSES, write_classification, write_regression
+from tests.conftest import write_classification, write_regression
 
 
 def _batches(ds):

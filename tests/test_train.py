@@ -4,13 +4,12 @@ import subprocess
 import sys
 
 import keras
-import numpy as np
 import pytest
 from sklearn import metrics as skm
 
 from emobed_tf import train as T
 from emobed_tf.schema import DataError
-from tests.conftest import write_classification, write_regression
+from tests.conftest import write_classification
 
 FILES = ("config.json", "metrics.json", "history.json", "model.keras",
          "checkpoints/best.keras", "checkpoints/last.keras", "checkpoints/state.json",

@@ -8,7 +8,6 @@ import time
 import keras_tuner as kt
 import pytest
 
-from emobed_tf import configs as C
 from emobed_tf import train as T
 from tuning.hypermodel import EmoBedHyperModel
 from tuning import search as S

@@ -56,7 +56,6 @@ def write_video(path, seconds=1.0, fps=10, audio=True, face=True, size=(256, 256
     out = av.open(path, "w")
     vs = out.add_stream(vcodec, rate=fps)
     vs.width, vs.height, vs.pix_fmt = size[1], size[0], "yuv420p"
-    streams = [vs]
     if audio:
         a = out.add_stream(acodec, rate=arate)
         a.layout = "mono"
