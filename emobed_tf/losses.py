@@ -55,6 +55,15 @@ def pairwise_distances(embeddings, squared: bool = False):
     return d * (1.0 - zero)
 
 
+def _pair_distance(emb, idx, squared):
+    """``||emb[i] - emb[idx[i]]||`` for every row i, with a finite gradient at 0."""
+    d2 = ops.sum(ops.square(emb - ops.take(emb, idx, axis=0)), axis=1)
+    if squared:
+        return d2
+    zero = ops.cast(ops.equal(d2, 0.0), d2.dtype)
+    return ops.sqrt(d2 + zero * 1e-16) * (1.0 - zero)
+
+
 def batch_hard_triplet_loss(labels, embeddings, valid=None, form: str = "paper",
                             margin: float = 0.0, reduction: str = "mean",
                             squared: bool = False):
@@ -81,7 +90,9 @@ def batch_hard_triplet_loss(labels, embeddings, valid=None, form: str = "paper",
     emb = ops.cast(embeddings, "float32")
     labels = ops.reshape(labels, (-1,))
     n = ops.shape(emb)[0]
-    dist = pairwise_distances(emb, squared=squared)
+    # Mining needs no gradient: pick the pairs on squared distances (same
+    # order as distances), then measure only those 2N pairs exactly.
+    d2 = ops.stop_gradient(pairwise_distances(emb, squared=True))
     if valid is None:
         valid_f = ops.ones((n,), "float32")
     else:
@@ -93,10 +104,11 @@ def batch_hard_triplet_loss(labels, embeddings, valid=None, form: str = "paper",
     neg_mask = (1.0 - same) * pair_valid
 
     # Farthest positive: distances are >= 0, so zeroing non-positives is safe.
-    hardest_pos = ops.max(dist * pos_mask, axis=1)
+    pos_idx = ops.argmax(d2 * pos_mask - (1.0 - pos_mask), axis=1)
     # Nearest negative: push non-negatives beyond the largest distance.
-    max_d = ops.max(dist)
-    hardest_neg = ops.min(dist + (max_d + 1.0) * (1.0 - neg_mask), axis=1)
+    neg_idx = ops.argmin(d2 + (ops.max(d2) + 1.0) * (1.0 - neg_mask), axis=1)
+    hardest_pos = _pair_distance(emb, pos_idx, squared)
+    hardest_neg = _pair_distance(emb, neg_idx, squared)
 
     usable = valid_f * ops.cast(ops.max(pos_mask, axis=1) > 0, "float32") * ops.cast(
         ops.max(neg_mask, axis=1) > 0, "float32")
