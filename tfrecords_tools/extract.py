@@ -52,26 +52,40 @@ def _save_atomic(path, arr):
 
 
 def _record_failure(out, job: Job, reason: str):
-    path = os.path.join(out, WORK, "failures.jsonl")
-    with open(path, "a") as fh:
-        fh.write(json.dumps({"key": job.key, "path": job.path, "modality": job.modality,
-                             "reason": reason}) + "\n")
+    """One small file per failed input (safe from parallel workers), written atomically."""
+    folder = os.path.join(out, WORK, "failures")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{job.modality}-{job.cache_name()}.json")
+    with open(path + ".tmp", "w") as fh:
+        json.dump({"key": job.key, "path": job.path, "modality": job.modality,
+                   "reason": reason}, fh)
+    os.replace(path + ".tmp", path)
 
 
 def _failures(out) -> dict:
-    path = os.path.join(out, WORK, "failures.jsonl")
-    if not os.path.isfile(path):
+    folder = os.path.join(out, WORK, "failures")
+    if not os.path.isdir(folder):
         return {}
-    with open(path) as fh:
-        return {d["key"]: d for d in map(json.loads, fh)}
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as fh:
+                d = json.load(fh)
+            found[d["key"]] = d
+    return found
+
+
+def pending(jobs, out) -> list:
+    """Jobs neither cached nor known to fail (what a resumed run still has to do)."""
+    failed = _failures(out)
+    return [j for j in jobs if not os.path.exists(_cache_path(out, j)) and j.key not in failed]
 
 
 def extract_audio_jobs(jobs, out, workers, mode, window_s, hop_s, stats):
     """Runs pending audio jobs in worker processes, caching each result."""
     from tfrecords_tools.audio_features import run_audio_jobs
 
-    todo = [j for j in jobs if not os.path.exists(_cache_path(out, j))
-            and j.key not in _failures(out)]
+    todo = pending(jobs, out)
     stats["audio_already_done"] = len(jobs) - len(todo)
     if not todo:
         return
@@ -104,27 +118,33 @@ def make_encoder(args):
 
 def extract_video_jobs(jobs, out, args, stats):
     from tfrecords_tools import face
-    from tfrecords_tools.media import video_frames
 
-    todo = [j for j in jobs if not os.path.exists(_cache_path(out, j))
-            and j.key not in _failures(out)]
+    todo = pending(jobs, out)
     stats["video_already_done"] = len(jobs) - len(todo)
     if not todo:
         return
     pipe = face.FacePipeline(make_encoder(args), detect=not args.no_detect)
     with _progress(len(todo), "video (faces)") as bar:
         for job in todo:
-            frames = ((t, f) for t, f in video_frames(job.path, args.fps, args.max_frames)
-                      if (job.start is None or t >= job.start) and (job.end is None or t <= job.end))
-            try:
-                feats, missing = pipe.clip(job.path, frames, args.video_pool, args.hop,
-                                           args.video_window)
-                _save_atomic(_cache_path(out, job), feats)
-                stats["frames_without_face"] += missing
-            except MediaError as err:
-                _record_failure(out, job, str(err))
+            stats["frames_without_face"] += video_job(pipe, job, out, vars(args))
             bar.update(1)
     stats["video_timing"] = pipe.timing
+
+
+def video_job(pipe, job: Job, out: str, opts: dict) -> int:
+    """Extracts one clip into the cache (or records its failure); returns faceless frames."""
+    from tfrecords_tools.media import video_frames
+
+    try:
+        frames = ((t, f) for t, f in video_frames(job.path, opts["fps"], opts["max_frames"])
+                  if (job.start is None or t >= job.start) and (job.end is None or t <= job.end))
+        feats, missing = pipe.clip(job.path, frames, opts["video_pool"], opts["hop"],
+                                   opts["video_window"])
+    except MediaError as err:
+        _record_failure(out, job, str(err))
+        return 0
+    _save_atomic(_cache_path(out, job), feats)
+    return missing
 
 
 def write_dataset(out, name, task, label_names, jobs, dims, feature_sets, dim_names,
@@ -244,12 +264,17 @@ def extract(args) -> dict:
             dim_names = ("arousal", "valence") if any(j.label_dims for j in jobs) else ()
         audio = [j for j in jobs if j.modality == "audio"]
         video = [j for j in jobs if j.modality == "video"]
-        if audio:
+        if args.engine == "beam":
+            from tfrecords_tools.beam_pipeline import run_beam
+
+            run_beam(audio, video, out, vars(args), stats)
+        elif audio:
             extract_audio_jobs(audio, out, args.workers, args.audio_mode, args.window, args.hop,
                                stats)
         enc_dim = None
-        if video:
+        if video and args.engine != "beam":
             extract_video_jobs(video, out, args, stats)
+        if video:
             enc_dim = next((np.load(_cache_path(out, j)).shape[1] for j in video
                             if os.path.exists(_cache_path(out, j))), None)
         dims = {}
@@ -330,7 +355,15 @@ def parse_args(argv=None):
     p.add_argument("--video-pool", default="mean", choices=("mean", "frames", "functionals"))
     p.add_argument("--video-window", type=float, default=8.0, help="functionals window (s)")
     p.add_argument("--compression", default="", choices=("", "GZIP"))
-    return p.parse_args(argv)
+    p.add_argument("--engine", default="local", choices=("local", "beam"),
+                   help="beam: extract on Apache Beam (pip install emobed_tf[beam]); other "
+                        "arguments after -- go to Beam's PipelineOptions, e.g. -- --runner=DirectRunner")
+    args, beam_args = p.parse_known_args(argv)
+    unknown = [a for a in beam_args if a != "--"]
+    if unknown and args.engine != "beam":
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.beam_args = unknown
+    return args
 
 
 def main(argv=None) -> int:
