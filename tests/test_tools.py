@@ -347,3 +347,31 @@ def test_beam_engine_writes_the_same_shards(tmp_path, media_dir, capsys):
     assert json.load(open(os.path.join(beamed, "extraction_summary.json")))["engine"] == "beam"
     with pytest.raises(SystemExit):  # Beam options need --engine beam
         extract.parse_args(_args(tmp_path, media_dir, str(tmp_path / "x")) + ["--", "--runner=X"])
+
+
+def test_omg_extraction_end_to_end(tmp_path, media_dir):
+    import shutil
+
+    clips = tmp_path / "clips" / "vidA"
+    clips.mkdir(parents=True)
+    shutil.copy(media_dir / "face.mp4", clips / "utterance_1.mp4")
+    shutil.copy(media_dir / "noaudio.mp4", clips / "utterance_2.mp4")
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    (csv_dir / "omg_TrainVideos.csv").write_text(
+        ",".join(corpora.OMG_COLUMNS) + "\nhttp://y,0,1,vidA,utterance_1.mp4,0.25,-0.5,3\n"
+        "http://y,1,2,vidA,utterance_2.mp4,0.1,0.2,5\n")
+    model = str(tmp_path / "enc.keras")
+    _small_face_model(model)
+    out = str(tmp_path / "omg")
+    assert extract.main(["--corpus", "omg", "--csv-dir", str(csv_dir), "--clips-dir",
+                         str(tmp_path / "clips"), "--out", out, "--encoder", "keras",
+                         "--encoder-model", model, "--layer", "feat"]) == 0
+    m = schema.load_manifest(out)
+    assert m.label_names == corpora.OMG_CLASSES and m.dim_names == ("arousal", "valence")
+    assert m.modalities["audio"].counts == {"train": 1}  # utterance_2 has no audio track
+    assert m.modalities["video"].counts == {"train": 2}
+    it = schema.decode_example(next(iter(tf.data.TFRecordDataset(
+        D.shard_paths(D.Source.open(out), "audio", "train")))).numpy())
+    assert it.label_class == 3 and it.recording == "vidA/utterance_1.mp4"
+    np.testing.assert_allclose(it.label_dims, [[0.25, -0.5]])
