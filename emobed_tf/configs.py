@@ -92,6 +92,7 @@ class TrainConfig:
     seed: int = 0
     verbose: int = 1
     strategy: str = "none"
+    precision: str = "float32"
 
     @property
     def alpha(self) -> float:

@@ -325,6 +325,7 @@ def format_summary(result: dict) -> str:
 
 
 STRATEGIES = ("none", "mirrored", "multiworker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def make_strategy(name: str):
@@ -417,6 +418,9 @@ def train(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
                      {"data_dir": os.path.abspath(src.data_dir), **src.manifest.to_json()})
 
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {PRECISIONS}, got {cfg.precision!r}")
+    keras.mixed_precision.set_global_policy(cfg.precision)  # float16 wraps Adam in loss scaling
     strategy = make_strategy(cfg.strategy)
     train_ds, dev_ds = make_datasets(cfg, sources)
     with strategy.scope() if strategy else contextlib.nullcontext():
@@ -503,6 +507,9 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", default="none", choices=STRATEGIES,
                    help="tf.distribute: mirrored (devices of one machine) or multiworker "
                         "(machines listed in TF_CONFIG; each worker writes its own --out)")
+    p.add_argument("--precision", default="float32", choices=PRECISIONS,
+                   help="Keras dtype policy; mixed_float16 (with loss scaling) or mixed_bfloat16 "
+                        "speed up GPUs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.add_argument("--overwrite", action="store_true", help="discard an existing run folder")
@@ -544,7 +551,7 @@ def config_from_args(args, out: str, mode: str) -> C.TrainConfig:
     return dataclasses.replace(cfg, model=model, loss=loss, data=data, data_dir=args.data_dir,
                                audio_dir=args.audio_dir, video_dir=args.video_dir, seed=args.seed,
                                verbose=args.verbose, strategy=getattr(args, "strategy", "none"),
-                               **top)
+                               precision=getattr(args, "precision", "float32"), **top)
 
 
 def parse_args(argv=None):

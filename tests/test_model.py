@@ -186,3 +186,26 @@ def test_joint_forward_equals_separate_forwards_with_different_lengths(task):
     # the triplet system needs no auxiliary prediction
     trip = _model(task, alpha=0.0, beta=0.5).forward_batch(data)
     assert trip["video"]["prediction"] is None and trip["video"]["embedding"] is not None
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_training(policy, tmp_path):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        rng = np.random.default_rng(7)
+        m = _model("regression", alpha=0.5, beta=0.5)
+        assert m.audio_encoder.grus[0].compute_dtype == policy.split("_")[1]
+        assert m.head.compute_dtype == "float32"  # outputs and losses stay in float32
+        if policy == "mixed_float16":
+            assert isinstance(m.optimizer, keras.optimizers.LossScaleOptimizer)
+        data = _batch("regression", rng)
+        hist = m.fit(tf.data.Dataset.from_tensors(data).repeat(10), epochs=2, verbose=0)
+        assert all(np.isfinite(v[-1]) for v in hist.history.values())
+        assert hist.history["target_loss"][-1] < hist.history["target_loss"][0]
+        m.save(str(tmp_path / "m.keras"))
+        back = keras.models.load_model(str(tmp_path / "m.keras"))
+        x = {"audio": {"features": data["audio"]["features"], "mask": data["audio"]["mask"]}}
+        np.testing.assert_allclose(m(x)["audio"]["prediction"], back(x)["audio"]["prediction"],
+                                   atol=1e-6)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

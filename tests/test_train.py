@@ -147,3 +147,15 @@ def test_demo_cli_end_to_end(tmp_path):
     assert m["mode"] == "emobed" and m["alpha"] == 0.5 and m["beta"] == 0.3
     assert 0 <= m["dev"]["f1_macro"] <= 1 and "accuracy" in m["test"]
     assert "f1_macro" in res.stdout
+
+
+def test_mixed_precision_run(cls_data, tmp_path):
+    d, _, _ = cls_data
+    out = str(tmp_path / "bf16")
+    try:
+        assert T.main(_args(d, out, "--precision", "mixed_bfloat16", "--epochs", "1")) == 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert json.load(open(os.path.join(out, "config.json")))["precision"] == "mixed_bfloat16"
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert 0 <= m["test"]["f1_macro"] <= 1
