@@ -75,6 +75,8 @@ def test_search_resumes_and_best_feeds_training(cls_data, tmp_path):
     assert len(again) == 3
     assert {t["trial_id"]: t["values"] for t in trials}.items() <= \
         {t["trial_id"]: t["values"] for t in again}.items()
+    best = json.load(open(os.path.join(directory, "best_hyperparameters.json")))  # rewritten
+    assert best["score"] == max(t["score"] for t in again)
     # the best values train a run
     out = str(tmp_path / "run")
     assert T.main(["--dataset", "custom", "--data-dir", d, "--out", out, "--epochs", "1",
