@@ -60,6 +60,10 @@ class DataConfig:
         shuffle_buffer: examples in the shuffle buffer.
         label_delay_s: annotation delay compensation (regression), seconds.
         label_dims: regression dimensions to predict (default: all).
+        cache: ``"auto"`` keeps a split in memory when its shards total at
+            most ``cache_limit_mb`` MiB, ``"memory"`` always, ``"none"``
+            streams every epoch (see ``emobed_tf.data.PipelineOptions``).
+        cache_limit_mb: the ``"auto"`` threshold.
     """
 
     batch_size: int = 64
@@ -70,6 +74,8 @@ class DataConfig:
     shuffle_buffer: int = 4096
     label_delay_s: float = 0.0
     label_dims: tuple = ()
+    cache: str = "auto"
+    cache_limit_mb: int = 1024
 
 
 @dataclasses.dataclass(frozen=True)

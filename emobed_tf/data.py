@@ -102,6 +102,31 @@ def verify_shards(paths: Sequence[str], compression: str = "") -> int:
     return total
 
 
+def data_error_from(err, shards: Sequence[tuple] = ()):
+    """The DataError behind a ``tf.data`` failure, or None if it is not about the data.
+
+    A failed record check becomes its message (which names the shard and
+    recording); a ``DataLossError`` (corrupt or truncated file) is traced
+    to the file by reading the ``(path, compression)`` ``shards`` record by
+    record.
+    """
+    import tensorflow as tf
+
+    msg = getattr(err, "message", str(err))
+    tags = ("in shard", "schema version", "Corrupt record")
+    if isinstance(err, tf.errors.InvalidArgumentError) and any(t in msg for t in tags):
+        line = next((ln for ln in msg.splitlines() if any(t in ln for t in tags)), msg)
+        return DataError(line.strip())
+    if isinstance(err, tf.errors.DataLossError):
+        for path, compression in shards:
+            try:
+                verify_shards([path], compression)
+            except DataError as found:
+                return found
+        return DataError(f"corrupt TFRecord data: {msg.splitlines()[0]}")
+    return None
+
+
 def shift_labels_back(labels, frames: int):
     """Annotation delay compensation: ``out[t] = labels[t + frames]``.
 
@@ -131,6 +156,12 @@ class PipelineOptions:
         label_dims: which ``label_dims`` columns to predict (regression).
         standardize: apply the manifest's training-set mean/std.
         cycle_length: shards read in parallel.
+        cache: ``"auto"`` keeps a split's decoded examples in memory when
+            its shards total at most ``cache_limit_mb`` (read once, then
+            every epoch is served from memory, shuffled over the whole
+            split); ``"memory"`` always does; ``"none"`` streams from the
+            shards every epoch (memory stays flat however large the data).
+        cache_limit_mb: the ``"auto"`` threshold, in MiB of shards.
     """
 
     window: int = 0
@@ -140,6 +171,23 @@ class PipelineOptions:
     label_dims: tuple = ()
     standardize: bool = True
     cycle_length: int = 4
+    cache: str = "auto"
+    cache_limit_mb: int = 1024
+
+    def __post_init__(self):
+        if self.cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {CACHE_MODES}, not {self.cache!r}")
+
+
+CACHE_MODES = ("auto", "memory", "none")
+
+
+def uses_cache(source: Source, modality: str, split: str, options: PipelineOptions) -> bool:
+    """Whether ``options.cache`` keeps this split in memory (see :class:`PipelineOptions`)."""
+    if options.cache == "auto":
+        shards = source.manifest.modalities[modality].shards.get(split, ())
+        return sum(sh.bytes for sh in shards) <= options.cache_limit_mb * (1 << 20)
+    return options.cache == "memory"
 
 
 def _check_compatible(sources: Mapping[str, Source]) -> Manifest:
@@ -154,7 +202,7 @@ def _check_compatible(sources: Mapping[str, Source]) -> Manifest:
     return first.manifest
 
 
-def _parse_fn(source: Source, modality: str, opts: PipelineOptions):
+def _parse_fn(source: Source, modality: str, opts: PipelineOptions, with_ids: bool = True):
     import tensorflow as tf
 
     m = source.manifest
@@ -201,8 +249,9 @@ def _parse_fn(source: Source, modality: str, opts: PipelineOptions):
         if opts.standardize:
             feats = (feats - mean) / std
         out = {"features": feats, "mask": tf.ones(tf.shape(feats)[:1], tf.bool), "label": lab}
-        for key in (schema.KEY_RECORDING, schema.KEY_SPEAKER, schema.KEY_CORPUS):
-            out[key] = ex[key]
+        if with_ids:
+            for key in (schema.KEY_RECORDING, schema.KEY_SPEAKER, schema.KEY_CORPUS):
+                out[key] = ex[key]
         return out
 
     return parse
@@ -311,7 +360,8 @@ def _windows(example, window: int, shift: int):
         "label": frame(example["label"])[:keep],
     }
     for key in (schema.KEY_RECORDING, schema.KEY_SPEAKER, schema.KEY_CORPUS):
-        out[key] = tf.repeat(example[key][None], keep)
+        if key in example:
+            out[key] = tf.repeat(example[key][None], keep)
     return tf.data.Dataset.from_tensor_slices(out)
 
 
@@ -327,6 +377,41 @@ def count_windows(paths, compression: str, window: int, shift: int) -> int:
     for t in lengths.batch(4096).as_numpy_iterator():
         total += int(np.sum(1 + np.maximum(0, -(-(t - window) // shift))))
     return total
+
+
+def _trim_padding(example):
+    """One example of a padded batch, cut back to its own length."""
+    import tensorflow as tf
+
+    n = tf.reduce_sum(tf.cast(example["mask"], tf.int32))
+    out = dict(example)
+    out["features"], out["mask"] = example["features"][:n], example["mask"][:n]
+    if example["label"].shape.rank == 2:  # per-frame regression labels
+        out["label"] = example["label"][:n]
+    return out
+
+
+def _in_memory(ds, paths, expected: int, compression: str = ""):
+    """``ds.cache()``, filled now by one complete pass.
+
+    Filling it up front means every later iterator (each Keras epoch, the
+    auxiliary stream that is never read to its end) is served from memory,
+    and lets the pass check the example count against the manifest.
+    """
+    import tensorflow as tf
+
+    ds = ds.cache()
+    try:
+        n = int(ds.reduce(tf.constant(0, tf.int64), lambda acc, _: acc + 1))
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+        found = data_error_from(err, [(p, compression) for p in paths])
+        if found is None:
+            raise
+        raise found from None
+    if n != expected:
+        raise DataError(f"{', '.join(paths)}: the shards hold {n} examples but the manifest "
+                        f"lists {expected}; regenerate the data set")
+    return ds
 
 
 def make_modality_dataset(source: Source, modality: str, split: str, batch_size: int, *,
@@ -355,9 +440,10 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
     paths = shard_paths(source, modality, split)
     m = source.manifest
     compression = m.compression or None
-    parse = _parse_fn(source, modality, opts=options)
+    cached = uses_cache(source, modality, split, options)
+    n_records = m.modalities[modality].counts[split]
     files = tf.data.Dataset.from_tensor_slices(paths)
-    if training:
+    if training and not cached:  # a cached split is shuffled whole instead
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
 
     def read(path):  # raw records tagged with their shard, for error messages
@@ -368,15 +454,26 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
                           num_parallel_calls=AUTOTUNE, deterministic=True)
     windowed = training and m.task == "regression" and options.window > 0
     if windowed:  # long recordings, cut into windows: parse record by record
-        ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.map(_parse_fn(source, modality, options, with_ids), num_parallel_calls=AUTOTUNE,
+                    deterministic=True)
+        if cached:
+            ds = _in_memory(ds, paths, n_records, m.compression).shuffle(
+                max(n_records, 1), seed=seed, reshuffle_each_iteration=True)
         shift = options.window_shift or options.window
         ds = ds.interleave(lambda ex: _windows(ex, options.window, shift), cycle_length=4,
                            num_parallel_calls=AUTOTUNE, deterministic=True)
-        if not with_ids:
-            ds = ds.map(lambda ex: {k: ex[k] for k in ("features", "mask", "label")},
-                        num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.padded_batch(batch_size, drop_remainder=False)
+    elif cached:  # parse once in large batches, keep the examples, shuffle the whole split
+        batch_parse = _batch_parse_fn(source, modality, options, with_ids)
+        ds = ds.batch(256).map(batch_parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = _in_memory(ds.unbatch().map(_trim_padding, num_parallel_calls=AUTOTUNE,
+                                         deterministic=True), paths, n_records,
+                        m.compression)
         if training:
-            ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+            ds = ds.shuffle(max(n_records, 1), seed=seed + 1, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
         ds = ds.padded_batch(batch_size, drop_remainder=False)

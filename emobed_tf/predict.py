@@ -45,8 +45,10 @@ def predict_split(model, source: D.Source, modality: str, split: str, batch_size
     """Runs ``model`` on every item of ``split`` (whole sequences, no windows)."""
     import tensorflow as tf
 
+    # one pass: streaming is cheaper than filling a cache that is read once
     ds = D.make_modality_dataset(source, modality, split, batch_size, training=False,
-                                 with_ids=True, options=dataclasses.replace(options, window=0))
+                                 with_ids=True,
+                                 options=dataclasses.replace(options, window=0, cache="none"))
 
     @tf.function(reduce_retracing=True)
     def run(features, mask):

@@ -128,7 +128,8 @@ def pipeline_options(cfg: C.TrainConfig, manifest: schema.Manifest) -> D.Pipelin
         if manifest.task == "regression" else 0
     return D.PipelineOptions(window=cfg.data.window, window_shift=cfg.data.window_shift,
                              shuffle_buffer=cfg.data.shuffle_buffer, label_delay_frames=delay,
-                             label_dims=cols)
+                             label_dims=cols, cache=cfg.data.cache,
+                             cache_limit_mb=cfg.data.cache_limit_mb)
 
 
 def output_names(cfg: C.TrainConfig, manifest: schema.Manifest) -> list:
@@ -269,23 +270,10 @@ def _prepare_run_dir(cfg: C.TrainConfig, overwrite: bool):
 
 def _data_error_from(err, sources):
     """Turns a tf.data failure into a DataError naming the shard."""
-    import tensorflow as tf
-
-    msg = getattr(err, "message", str(err))
-    tags = ("in shard", "schema version", "Corrupt record")
-    if isinstance(err, tf.errors.InvalidArgumentError) and any(t in msg for t in tags):
-        line = next((ln for ln in msg.splitlines() if any(t in ln for t in tags)), msg)
-        return DataError(line.strip())
-    if isinstance(err, tf.errors.DataLossError):
-        for mod, src in sources.items():
-            for split in ("train", "dev", "test"):
-                paths = D.shard_paths(src, mod, split, required=False)
-                try:
-                    D.verify_shards(paths, src.manifest.compression)
-                except DataError as found:
-                    return found
-        return DataError(f"corrupt TFRecord data: {msg.splitlines()[0]}")
-    return None
+    shards = [(p, src.manifest.compression) for src in sources.values()
+              for mod in src.manifest.modalities for split in ("train", "dev", "test")
+              for p in D.shard_paths(src, mod, split, required=False)]
+    return D.data_error_from(err, shards)
 
 
 def evaluate_run(model, cfg: C.TrainConfig, sources: dict) -> dict:
@@ -502,6 +490,10 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--triplet-margin", type=float)
     p.add_argument("--label-dims", default="", help="regression dims, e.g. arousal or arousal,valence")
     p.add_argument("--label-delay", type=float, help="annotation delay compensation in seconds")
+    p.add_argument("--cache", choices=D.CACHE_MODES,
+                   help="keep decoded training/dev data in memory: auto (default: when the "
+                        "split's shards total at most 1 GiB), memory (always) or none (stream "
+                        "every epoch)")
     p.add_argument("--hparams", help="JSON file of hyperparameters, e.g. a search's "
                    "best_hyperparameters.json (explicit options above win)")
     p.add_argument("--strategy", default="none", choices=STRATEGIES,
@@ -543,7 +535,7 @@ def config_from_args(args, out: str, mode: str) -> C.TrainConfig:
         "triplet_margin": args.triplet_margin}.items() if v is not None})
     data = dataclasses.replace(cfg.data, **{k: v for k, v in {
         "batch_size": args.batch_size, "auxiliary_batch_size": args.aux_batch_size,
-        "label_delay_s": args.label_delay,
+        "label_delay_s": args.label_delay, "cache": getattr(args, "cache", None),
         "label_dims": tuple(d for d in args.label_dims.split(",") if d) or None}.items()
         if v is not None})
     top = {k: v for k, v in {"epochs": args.epochs, "patience": args.patience,

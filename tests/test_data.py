@@ -15,10 +15,12 @@ def _batches(ds):
     return [tf.nest.map_structure(lambda t: t.numpy(), b) for b in ds]
 
 
-def test_mixed_batches_hold_both_modalities(cls_data):
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_mixed_batches_hold_both_modalities(cls_data, cache):
     d, manifest, items = cls_data
     src = {m: D.Source.open(d) for m in ("audio", "video")}
-    ds = D.make_mixed_dataset(src, "audio", {"audio": 5, "video": 3}, seed=1)
+    ds = D.make_mixed_dataset(src, "audio", {"audio": 5, "video": 3}, seed=1,
+                              options=D.PipelineOptions(cache=cache))
     batches = _batches(ds)
     # the target stream (24 items, batch 5) defines the epoch
     assert len(batches) == 5
@@ -31,21 +33,24 @@ def test_mixed_batches_hold_both_modalities(cls_data):
     assert n_audio == 24
 
 
-def test_same_seed_same_batches_other_seed_other_order(cls_data):
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_same_seed_same_batches_other_seed_other_order(cls_data, cache):
     d, _, _ = cls_data
     src = {m: D.Source.open(d) for m in ("audio", "video")}
-    a = _batches(D.make_mixed_dataset(src, "audio", {"audio": 4, "video": 4}, seed=3))
-    b = _batches(D.make_mixed_dataset(src, "audio", {"audio": 4, "video": 4}, seed=3))
-    c = _batches(D.make_mixed_dataset(src, "audio", {"audio": 4, "video": 4}, seed=4))
+    opts = D.PipelineOptions(cache=cache)
+    a, b, c = (_batches(D.make_mixed_dataset(src, "audio", {"audio": 4, "video": 4}, seed=s,
+                                             options=opts)) for s in (3, 3, 4))
     for x, y in zip(a, b):
         tf.nest.map_structure(np.testing.assert_array_equal, x, y)
     assert any(not np.array_equal(x["audio"]["label"], y["audio"]["label"]) for x, y in zip(a, c))
 
 
-def test_standardisation_padding_and_mask(cls_data):
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_standardisation_padding_and_mask(cls_data, cache):
     d, manifest, items = cls_data
     src = D.Source.open(d)
-    ds = D.make_modality_dataset(src, "audio", "dev", 4, with_ids=True)
+    ds = D.make_modality_dataset(src, "audio", "dev", 4, with_ids=True,
+                                 options=D.PipelineOptions(cache=cache))
     info = manifest.modalities["audio"]
     by_rec = {it.recording: it for it in items}
     for b in _batches(ds):
@@ -60,11 +65,13 @@ def test_standardisation_padding_and_mask(cls_data):
             assert b["label"][i] == it.label_class
 
 
-def test_windows_and_label_delay(tmp_path):
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_windows_and_label_delay(tmp_path, cache):
     _, items = write_regression(tmp_path / "r", n=(1, 0, 0), frames=(23, 23),
                                 dims={"audio": 3})
     src = D.Source.open(str(tmp_path / "r"))
-    opts = D.PipelineOptions(window=10, window_shift=5, label_delay_frames=2, standardize=False)
+    opts = D.PipelineOptions(window=10, window_shift=5, label_delay_frames=2, standardize=False,
+                             cache=cache)
     ds = D.make_modality_dataset(src, "audio", "train", 100, training=True, options=opts)
     b = _batches(ds)[0]
     # windows start at 0, 5, 10, 15 (the one at 15 reaches frame 22, the end)
@@ -79,6 +86,67 @@ def test_windows_and_label_delay(tmp_path):
         n = int(m.sum())
         assert n == min(10, 23 - s)
         np.testing.assert_allclose(lab[:n], delayed[s:s + n], rtol=1e-6)
+
+
+def _items_of(batches, mod=None):
+    """(recording, label, features) of every real row, sorted by recording."""
+    out = []
+    for b in batches:
+        b = b[mod] if mod else b
+        for i, rec in enumerate(b["recording"]):
+            n = int(b["mask"][i].sum())
+            out.append((rec.decode(), b["label"][i].tolist(), b["features"][i, :n].tolist()))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("writer", ["classification", "regression"])
+def test_cached_and_streamed_epochs_hold_the_same_examples(tmp_path, writer):
+    if writer == "classification":
+        write_classification(tmp_path / "d")
+    else:
+        write_regression(tmp_path / "d", n=(3, 2, 0), frames=(5, 17), dims={"audio": 3})
+    src = D.Source.open(str(tmp_path / "d"))
+    got = {}
+    for cache in ("none", "memory"):
+        ds = D.make_modality_dataset(src, "audio", "train", 3, training=True, with_ids=True,
+                                     options=D.PipelineOptions(cache=cache))
+        got[cache] = [_items_of(_batches(ds)) for _ in range(2)]  # two epochs
+    assert got["none"][0] == got["memory"][0] == got["memory"][1]
+    assert len(got["none"][0]) == src.manifest.modalities["audio"].counts["train"]
+
+
+def test_cached_split_is_read_once_and_served_from_memory(tmp_path):
+    write_classification(tmp_path / "d")
+    src = D.Source.open(str(tmp_path / "d"))
+    ds = D.make_modality_dataset(src, "audio", "train", 4, training=True, with_ids=True,
+                                 options=D.PipelineOptions(cache="memory"))
+    for path in D.shard_paths(src, "audio", "train"):
+        os.remove(path)  # every later epoch must come from memory
+    epochs = [_items_of(_batches(ds)) for _ in range(3)]
+    assert epochs[0] == epochs[1] == epochs[2] and len(epochs[0]) == 24
+    orders = [[r for b in _batches(ds) for r in b["recording"].tolist()] for _ in range(2)]
+    assert orders[0] != orders[1]  # reshuffled each epoch, over the whole split
+
+
+def test_auto_cache_follows_the_size_limit(cls_data):
+    d, _, _ = cls_data
+    src = D.Source.open(d)
+    size = sum(os.path.getsize(p) for p in D.shard_paths(src, "audio", "train"))
+    assert D.uses_cache(src, "audio", "train", D.PipelineOptions())  # KBs << 1 GiB
+    assert not D.uses_cache(src, "audio", "train", D.PipelineOptions(cache_limit_mb=0))
+    assert size > 0 and not D.uses_cache(src, "audio", "train", D.PipelineOptions(cache="none"))
+    with pytest.raises(ValueError, match="cache must be one of"):
+        D.PipelineOptions(cache="disk")
+
+
+def test_cached_split_must_match_the_manifest_count(cls_data):
+    d, manifest, _ = cls_data
+    raw = manifest.to_json()
+    raw["modalities"]["audio"]["counts"]["train"] += 1
+    schema.Manifest.from_json(raw).save(d)
+    with pytest.raises(DataError, match="hold 24 examples but the manifest lists 25"):
+        D.make_modality_dataset(D.Source.open(d), "audio", "train", 4,
+                                options=D.PipelineOptions(cache="memory"))
 
 
 def test_shift_labels_back_matches_hand_example():
@@ -165,12 +233,19 @@ def _set_features(ex, arr):
     (lambda ex: ex.features.feature[schema.KEY_SHAPE].int64_list.value.__setitem__(0, 5),
      "feature bytes do not match shape"),
 ])
-def test_bad_records_name_shard_and_recording(tmp_path, mutate, msg):
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_bad_records_name_shard_and_recording(tmp_path, mutate, msg, cache):
     src, path = _foreign_shard(tmp_path, mutate)
-    ds = D.make_modality_dataset(src, "audio", "train", 1, options=D.PipelineOptions())
-    with pytest.raises(tf.errors.InvalidArgumentError) as err:
-        _batches(ds)
-    text = err.value.message
+    opts = D.PipelineOptions(cache=cache)
+    if cache == "none":  # streaming: the batch that holds the record fails
+        ds = D.make_modality_dataset(src, "audio", "train", 1, options=opts)
+        with pytest.raises(tf.errors.InvalidArgumentError) as err:
+            _batches(ds)
+        text = err.value.message
+    else:  # cached: the up-front pass fails with a DataError
+        with pytest.raises(DataError) as err:
+            D.make_modality_dataset(src, "audio", "train", 1, options=opts)
+        text = str(err.value)
     assert msg in text and path in text and "audio-train-1" in text
 
 

@@ -123,16 +123,19 @@ def test_emobed_without_auxiliary_modality_is_explained(tmp_path, capsys):
     assert T.main(_args(str(tmp_path / "a"), str(tmp_path / "r2"), "--mode", "classic")) == 0
 
 
-def test_corrupt_shard_during_training_is_named(cls_data, tmp_path):
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_corrupt_shard_during_training_is_named(cls_data, tmp_path, cache):
     d, manifest, _ = cls_data
     shard = manifest.modalities["video"].shards["train"][1].path
     path = os.path.join(d, shard)
     raw = bytearray(open(path, "rb").read())
     raw[40:60] = b"\xff" * 20  # same size, broken CRC
     open(path, "wb").write(bytes(raw))
+    cfg = T.config_from_args(T.parse_args(_args(d, str(tmp_path / "r"), "--cache", cache)),
+                             str(tmp_path / "r"), "emobed")
+    assert T.pipeline_options(cfg, manifest).cache == cache
     with pytest.raises(DataError, match="corrupt or truncated") as err:
-        T.train(T.config_from_args(T.parse_args(_args(d, str(tmp_path / "r"))),
-                                   str(tmp_path / "r"), "emobed"))
+        T.train(cfg)
     assert shard in str(err.value)
 
 
