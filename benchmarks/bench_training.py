@@ -13,6 +13,7 @@
   and its cost against the batch size up to 1,024.
 """
 
+import contextlib
 import os
 import tempfile
 import time
@@ -58,28 +59,39 @@ def pipeline_throughput(root):
     files = D.shard_paths(src, "audio", "train") + D.shard_paths(src, "video", "train")
     n_items = src.manifest.modalities["audio"].counts["train"] * 2
 
-    def bare():
-        ds = tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE).map(
-            lambda r: parse_record(r, "x")["features"], num_parallel_calls=tf.data.AUTOTUNE)
-        for _ in ds.padded_batch(64).prefetch(tf.data.AUTOTUNE):
-            pass
+    bare = (tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE)
+            .map(lambda r: parse_record(r, "x")["features"], num_parallel_calls=tf.data.AUTOTUNE)
+            .padded_batch(64).prefetch(tf.data.AUTOTUNE))
 
     def mixed(cache):
         return D.make_mixed_dataset({"audio": src, "video": src}, "audio",
                                     {"audio": 64, "video": 64},
                                     options=D.PipelineOptions(cache=cache))
 
-    def epoch(ds):
+    def epoch(ds, batches, count):
+        """One epoch pulled inside a tf.function, as Keras' train function pulls its batches."""
+        @tf.function
+        def drain(it):
+            n = tf.constant(0, tf.int64)
+            for _ in tf.range(batches):
+                n += tf.cast(count(next(it)), tf.int64)
+            return n
+
         def run():
-            for _ in ds:
-                pass
+            if int(drain(iter(ds))) != n_items:
+                raise RuntimeError("the epoch did not hold every item")
         return run
 
     streamed = mixed("none")
     t0 = time.perf_counter()
     cached = mixed("memory")  # includes the one pass that fills the cache
     t_fill = time.perf_counter() - t0
-    t_bare, t_streamed, t_cached = timed(bare), timed(epoch(streamed)), timed(epoch(cached))
+    def rows(b):
+        return tf.shape(b["audio"]["label"])[0] + tf.shape(b["video"]["label"])[0]
+
+    t_bare, t_streamed, t_cached = (timed(epoch(d, n, c)) for d, n, c in (
+        (bare, n_items // 64, lambda b: tf.shape(b)[0]), (streamed, n_items // 128, rows),
+        (cached, n_items // 128, rows)))
     return {"items": n_items, "bare_items_per_s": n_items / t_bare,
             "streamed_items_per_s": n_items / t_streamed,
             "cached_items_per_s": n_items / t_cached, "cache_fill_s": t_fill,
@@ -122,22 +134,30 @@ STEP_MODES = {"classic": (0.0, 0.0), "emobed": (0.5, 0.3), "emobed_no_triplet": 
 
 
 def step_times(root, jit, steps=30, rounds=7, layers=1, units=120, batch=64, target="audio",
-               precision="float32"):
+               precision="float32", device=None):
     """Median seconds per training step of each mode in STEP_MODES.
 
     The modes are timed in turns (``rounds`` blocks of ``steps`` each) so
     that the machine's drift hits them alike. ``emobed_no_triplet`` is the
     EmoBed step with beta = 0: the difference is what the triplet loss adds.
     """
-    import keras
     import tensorflow as tf
 
     from emobed_tf import data as D
-    from emobed_tf.model import EmoBed
 
     src = D.Source.open(root)
     batch_data = next(iter(D.make_mixed_dataset({"audio": src, "video": src}, "audio",
                                                 {"audio": batch, "video": batch})))
+    with tf.device(device) if device else contextlib.nullcontext():
+        return _step_times(batch_data, jit, steps, rounds, layers, units, target, precision)
+
+
+def _step_times(batch_data, jit, steps, rounds, layers, units, target, precision):
+    import keras
+    import tensorflow as tf
+
+    from emobed_tf.model import EmoBed
+
     fns = {}
     keras.mixed_precision.set_global_policy(precision)
     for mode, (a, b) in STEP_MODES.items():
@@ -163,6 +183,26 @@ def step_times(root, jit, steps=30, rounds=7, layers=1, units=120, batch=64, tar
             times[mode].append((time.perf_counter() - t0) / steps)
     out = {mode: float(np.median(t)) for mode, t in times.items()}
     out["ratio"] = out["emobed"] / out["classic"]
+    return out
+
+
+def device_comparison(root):
+    """EmoBed samples/s on the GPU against the CPU (same model and batch); None without a GPU."""
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        return None
+    out = {}
+    for name, device, precision in (("CPU", "/CPU:0", "float32"), ("GPU", "/GPU:0", "float32"),
+                                    ("GPU, mixed_float16", "/GPU:0", "mixed_float16")):
+        for jit in (False, True):
+            t = step_times(root, jit=jit, device=device, precision=precision, rounds=3)
+            out[f"{name}{', XLA' if jit else ''}"] = {
+                "emobed_step_s": t["emobed"], "classic_step_s": t["classic"],
+                "emobed_samples_per_s": 128 / t["emobed"]}
+    base = out["CPU"]["emobed_samples_per_s"]
+    for v in out.values():
+        v["over_cpu"] = v["emobed_samples_per_s"] / base
     return out
 
 
@@ -269,6 +309,7 @@ def main():
         root = make_data(os.path.join(tmp, "d"), 4096, 4096)
         pipe = pipeline_throughput(root)
         feed = fit_overhead(root)
+        gpu = device_comparison(root)
         recola = recola_costs(tmp)
         steps = {"graph, audio target": step_times(root, jit=False),
                  "XLA, audio target": step_times(root, jit=True),
@@ -284,7 +325,8 @@ def main():
     branches = {t: steps[f"{k}, audio target"]["emobed"] / (
         steps[f"{k}, audio target"]["classic"] + steps[f"{k}, video target"]["classic"])
         for k, t in (("graph", "graph"), ("XLA", "XLA"))}
-    result = {"pipeline": pipe, "fit_with_pipeline": feed, "train_step_s": steps,
+    result = {"pipeline": pipe, "fit_with_pipeline": feed, "gpu_vs_cpu": gpu,
+              "train_step_s": steps,
               "triplet_s": trip, "recola": recola, "triplet_share_of_emobed_step": share,
               "adam_update_s": adam_update_cost(),
               "emobed_over_both_classic_steps": branches,
@@ -326,6 +368,13 @@ def main():
     md += [f"| {'cached' if k == 'memory' else 'streamed'} | {v['steps']} | "
            f"{v['fixed_batch_s']:.2f} | {v['pipeline_s']:.2f} | {v['ratio']:.2f}x |"
            for k, v in feed.items()]
+    if gpu is None:
+        md += ["", "GPU against CPU: not measured, TensorFlow saw no GPU on this machine."]
+    else:
+        md += ["", "EmoBed step (audio target), samples/s against the CPU:", "",
+               "| device | EmoBed step (ms) | samples/s | x CPU |", "|---|---|---|---|"]
+        md += [f"| {k} | {1000 * v['emobed_step_s']:.1f} | {v['emobed_samples_per_s']:.0f} | "
+               f"{v['over_cpu']:.1f}x |" for k, v in gpu.items()]
     md += ["", "The triplet loss on its own (one tf.function: mining, distances, gradient), "
            "against the batch size:", "",
            "| batch per modality | triplet fwd+bwd (ms) |", "|---|---|"]
