@@ -64,6 +64,12 @@ class DataConfig:
             most ``cache_limit_mb`` MiB, ``"memory"`` always, ``"none"``
             streams every epoch (see ``emobed_tf.data.PipelineOptions``).
         cache_limit_mb: the ``"auto"`` threshold.
+        train_speakers, dev_speakers, test_speakers: speaker-independent
+            partitions assigned at read time (``emobed_tf.crossval`` sets
+            them per fold): every split reads all shards and keeps these
+            speakers' items; standardisation statistics come from the
+            training speakers. Empty: the splits written at extraction.
+            The auxiliary modality never sees a dev or test speaker.
     """
 
     batch_size: int = 64
@@ -76,6 +82,14 @@ class DataConfig:
     label_dims: tuple = ()
     cache: str = "auto"
     cache_limit_mb: int = 1024
+    train_speakers: tuple = ()
+    dev_speakers: tuple = ()
+    test_speakers: tuple = ()
+
+    @property
+    def speaker_folds(self) -> bool:
+        """Whether the partitions are assigned by speaker at read time."""
+        return bool(self.train_speakers or self.dev_speakers or self.test_speakers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +134,10 @@ class TrainConfig:
         return cls(**{**d, "model": ModelConfig(**d["model"]),
                       "loss": LossConfig(**{**d["loss"],
                                             "triplet_thresholds": tuple(d["loss"]["triplet_thresholds"])}),
-                      "data": DataConfig(**{**d["data"], "label_dims": tuple(d["data"]["label_dims"])})})
+                      "data": DataConfig(**{**d["data"], **{
+                          k: tuple(d["data"].get(k, ())) for k in (
+                              "label_dims", "train_speakers", "dev_speakers",
+                              "test_speakers")}})})
 
     def save(self, path: str) -> None:
         with open(path, "w") as fh:

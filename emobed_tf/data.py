@@ -34,14 +34,136 @@ class Source:
 
     Audio and video may come from different folders (different corpora);
     they must agree on the task and the label set.
+
+    ``speakers`` (set by :func:`fold_view`) assigns the partitions at read
+    time: ``{split: speaker ids}``, every split reading the records of all
+    the extraction's shards whose speaker is listed. ``None``: the splits
+    written at extraction time.
     """
 
     data_dir: str
     manifest: Manifest
+    speakers: Mapping[str, tuple] | None = None
 
     @classmethod
     def open(cls, data_dir: str) -> "Source":
         return cls(data_dir, schema.load_manifest(data_dir))
+
+    def speaker_filter(self, split: str):
+        """The speaker ids ``split`` keeps, or None when it keeps every record read."""
+        if self.speakers is None:
+            return None
+        return tuple(self.speakers.get(split, ()))
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeakerStats:
+    """What one speaker contributes to one modality of a data set."""
+
+    items: int
+    frames: int
+    sum: np.ndarray  # [D] float64 sum of the frames
+    sumsq: np.ndarray  # [D] float64 sum of the squared frames
+
+
+def all_shards(manifest: Manifest, modality: str) -> tuple:
+    """Every shard of a modality (all extraction splits), each once, in manifest order."""
+    seen, out = set(), []
+    for shards in manifest.modalities[modality].shards.values():
+        for sh in shards:
+            if sh.path not in seen:
+                seen.add(sh.path)
+                out.append(sh)
+    return tuple(out)
+
+
+def speaker_statistics(source: Source, modality: str) -> dict:
+    """``{speaker: SpeakerStats}`` over all shards of ``modality`` (one pass over the records).
+
+    Raises DataError naming the shard for corrupt or non-finite records.
+    """
+    import tensorflow as tf
+
+    m = source.manifest
+    info = m.modalities[modality]
+    paths = [os.path.join(source.data_dir, sh.path) for sh in all_shards(m, modality)]
+    for p in paths:
+        if not os.path.isfile(p):
+            raise DataError(f"{p}: shard listed in the manifest is missing")
+    spec = {k: schema.feature_spec()[k] for k in (schema.KEY_SPEAKER, schema.KEY_SHAPE,
+                                                   schema.KEY_FEATURES)}
+    out = {}
+    for path in paths:
+        ds = tf.data.TFRecordDataset(path, compression_type=m.compression or None).batch(512)
+        try:
+            for batch in ds:
+                ex = tf.io.parse_example(batch, spec)
+                for spk, shape, raw in zip(ex[schema.KEY_SPEAKER].numpy(),
+                                           ex[schema.KEY_SHAPE].numpy(),
+                                           ex[schema.KEY_FEATURES].numpy()):
+                    x = np.frombuffer(raw, "<f4")
+                    if x.size != shape[0] * shape[1] or shape[1] != info.dim:
+                        raise DataError(f"{path}: a record of speaker {spk.decode()!r} has "
+                                        f"shape {tuple(shape)}, the manifest says dimension "
+                                        f"{info.dim}")
+                    x = x.reshape(shape).astype(np.float64)
+                    if not np.all(np.isfinite(x)):
+                        raise DataError(f"{path}: NaN/inf features in a record of speaker "
+                                        f"{spk.decode()!r}")
+                    s = out.get(spk.decode())
+                    add = SpeakerStats(1, int(shape[0]), x.sum(0), (x * x).sum(0))
+                    out[spk.decode()] = add if s is None else SpeakerStats(
+                        s.items + 1, s.frames + add.frames, s.sum + add.sum, s.sumsq + add.sumsq)
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            raise DataError(f"{path}: corrupt or truncated TFRecord "
+                            f"({err.message.splitlines()[0]})") from err
+    return out
+
+
+def fold_view(source: Source, modality: str, speakers: Mapping[str, Sequence[str]],
+              stats: Mapping[str, SpeakerStats] | None = None) -> Source:
+    """``source`` with its partitions assigned by speaker at read time (no new shards).
+
+    Args:
+        source: the data folder as extracted (any splits).
+        modality: the modality this view serves.
+        speakers: ``{split: speaker ids}``, e.g. a cross-validation fold's
+            ``{"train": [...], "dev": [...], "test": [...]}``.
+        stats: :func:`speaker_statistics` of this modality (read if None).
+
+    Returns:
+        A :class:`Source` whose manifest lists, for every split, all shards,
+        the split's item and frame counts, and standardisation statistics
+        computed on the ``"train"`` speakers only. Splits without any item
+        are left out.
+    """
+    stats = speaker_statistics(source, modality) if stats is None else stats
+    m = source.manifest
+    info = m.modalities[modality]
+    shards = all_shards(m, modality)
+    chosen, counts, frames = {}, {}, {}
+    for split, spk in speakers.items():
+        spk = tuple(sorted(s for s in set(spk) if s in stats))
+        if not spk:
+            continue
+        chosen[split] = spk
+        counts[split] = sum(stats[s].items for s in spk)
+        frames[split] = sum(stats[s].frames for s in spk)
+    if "train" not in chosen:
+        raise DataError(f"{source.data_dir}: no {modality} item of the training speakers "
+                        f"{sorted(speakers.get('train', ()))[:8]}... (speakers in the data: "
+                        f"{sorted(stats)[:8]}...)")
+    n = sum(stats[s].frames for s in chosen["train"])
+    total = sum(stats[s].sum for s in chosen["train"])
+    mean = total / n
+    var = np.maximum(sum(stats[s].sumsq for s in chosen["train"]) / n - mean * mean, 0.0)
+    std = np.sqrt(var)
+    std[std < 1e-8] = 1.0  # as the writer does for constant features
+    new_info = dataclasses.replace(info, shards={s: shards for s in chosen}, counts=counts,
+                                   frames=frames, mean=tuple(mean.tolist()),
+                                   std=tuple(std.tolist()))
+    manifest = dataclasses.replace(m, modalities={modality: new_info})
+    return Source(source.data_dir, manifest, chosen)
 
 
 def shard_paths(source: Source, modality: str, split: str, required: bool = True) -> list:
@@ -365,12 +487,30 @@ def _windows(example, window: int, shift: int):
     return tf.data.Dataset.from_tensor_slices(out)
 
 
-def count_windows(paths, compression: str, window: int, shift: int) -> int:
-    """Training windows the shards yield (reads only each record's shape)."""
+def _keeps_speakers(speakers):
+    """A predicate on ``(record, path)`` keeping records of ``speakers``."""
+    import tensorflow as tf
+
+    spec = {schema.KEY_SPEAKER: tf.io.FixedLenFeature([], tf.string, default_value="")}
+    wanted = tf.constant(sorted(speakers), tf.string)
+
+    def keep(record, path):
+        spk = tf.io.parse_single_example(record, spec)[schema.KEY_SPEAKER]
+        return tf.reduce_any(tf.equal(spk, wanted))
+
+    return keep
+
+
+def count_windows(paths, compression: str, window: int, shift: int, speakers=None) -> int:
+    """Training windows the shards yield (reads only each record's shape and speaker)."""
     import tensorflow as tf
 
     spec = {schema.KEY_SHAPE: tf.io.FixedLenFeature([2], tf.int64)}
-    lengths = tf.data.TFRecordDataset(paths, compression_type=compression or None).map(
+    records = tf.data.TFRecordDataset(paths, compression_type=compression or None)
+    if speakers is not None:
+        keep = _keeps_speakers(speakers)
+        records = records.filter(lambda r: keep(r, ""))
+    lengths = records.map(
         lambda r: tf.io.parse_single_example(r, spec)[schema.KEY_SHAPE][0],
         num_parallel_calls=AUTOTUNE)
     total = 0
@@ -452,6 +592,9 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
 
     ds = files.interleave(read, cycle_length=min(len(paths), options.cycle_length),
                           num_parallel_calls=AUTOTUNE, deterministic=True)
+    speakers = source.speaker_filter(split)
+    if speakers is not None:  # partitions assigned at read time (cross-validation folds)
+        ds = ds.filter(_keeps_speakers(speakers))
     windowed = training and m.task == "regression" and options.window > 0
     if windowed:  # long recordings, cut into windows: parse record by record
         ds = ds.map(_parse_fn(source, modality, options, with_ids), num_parallel_calls=AUTOTUNE,
@@ -487,7 +630,7 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
             batch_parse, num_parallel_calls=AUTOTUNE, deterministic=True)
     if not repeat:  # a known length gives Keras complete progress bars
         n = (count_windows(paths, m.compression, options.window,
-                           options.window_shift or options.window) if windowed
+                           options.window_shift or options.window, speakers) if windowed
              else m.modalities[modality].counts[split])
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
     ds = ds.prefetch(AUTOTUNE)

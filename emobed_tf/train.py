@@ -113,7 +113,40 @@ def resolve_sources(cfg: C.TrainConfig) -> dict:
                             f"(it has {sorted(src.manifest.modalities)}); "
                             f"pass --{mod}-dir or use --mode classic")
         sources[mod] = src
+    if cfg.data.speaker_folds:
+        sources = speaker_fold_sources(cfg, sources)
     return sources
+
+
+def speaker_fold_sources(cfg: C.TrainConfig, sources: dict) -> dict:
+    """``sources`` with partitions assigned by speaker (``cfg.data.*_speakers``).
+
+    The target modality's train/dev/test are its items of those speakers
+    (train: every speaker not held out, unless listed). The auxiliary
+    modality trains on all its items except those of a dev or test speaker
+    of the target: a corpus that shares speakers with the target (the
+    audio-visual situation) never brings a held-out speaker's face into
+    training, and a corpus of other people is used whole.
+    """
+    d = cfg.data
+    held_out = set(d.dev_speakers) | set(d.test_speakers)
+    target_stats = D.speaker_statistics(sources[cfg.target], cfg.target)
+    unknown = sorted(held_out - set(target_stats))
+    if unknown:
+        raise DataError(f"{sources[cfg.target].data_dir}: no {cfg.target} items of the held-out "
+                        f"speakers {unknown} (speakers: {sorted(target_stats)})")
+    train = set(d.train_speakers) or set(target_stats) - held_out
+    overlap = sorted(train & held_out)
+    if overlap:
+        raise ValueError(f"speakers {overlap} are both training and held-out speakers")
+    out = {cfg.target: D.fold_view(sources[cfg.target], cfg.target, {
+        "train": sorted(train), "dev": sorted(d.dev_speakers), "test": sorted(d.test_speakers)},
+        target_stats)}
+    for mod, src in sources.items():
+        if mod != cfg.target:
+            stats = D.speaker_statistics(src, mod)
+            out[mod] = D.fold_view(src, mod, {"train": sorted(set(stats) - held_out)}, stats)
+    return out
 
 
 def pipeline_options(cfg: C.TrainConfig, manifest: schema.Manifest) -> D.PipelineOptions:

@@ -1,0 +1,132 @@
+"""Speaker folds assigned at read time, and the cross-validation command."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from emobed_tf import configs as C
+from emobed_tf import crossval as CV
+from emobed_tf import data as D
+from emobed_tf import train as T
+from emobed_tf.schema import DataError
+
+
+def test_folds_test_every_speaker_once_and_keep_held_out_speakers_out():
+    spk = [f"{i:02d}" for i in range(1, 25)]
+    for scheme, k in (("speaker:8", 8), ("loso", 24)):
+        folds = CV.make_folds(spk, scheme)
+        assert len(folds) == k
+        tested = [s for f in folds for s in f.test]
+        assert sorted(tested) == spk
+        for f in folds:
+            assert not set(f.train) & (set(f.dev) | set(f.test))
+            assert not set(f.dev) & set(f.test)
+            assert sorted(f.train + f.dev + f.test) == spk
+    eight = CV.make_folds(spk, "speaker:8")
+    assert eight[0].test == ("01", "09", "17") and eight[0].dev == ("02", "10", "18")
+    loso = CV.make_folds(spk, "loso")
+    assert loso[23].test == ("24",) and loso[23].dev == ("01", "02")
+    small = CV.make_folds(spk, "speaker:8", train_speakers=4)
+    assert all(len(f.train) == 4 for f in small)
+    assert set(small[0].train) < set(eight[0].train)
+    with pytest.raises(ValueError, match="loso or speaker:K"):
+        CV.make_folds(spk, "kfold")
+    with pytest.raises(ValueError, match="2 <= K"):
+        CV.make_folds(spk, "speaker:30")
+
+
+def test_paired_tests_match_hand_derived_values():
+    # all six differences positive: exact two-sided Wilcoxon p = 2 / 2^6, sign test the same
+    r = CV.paired_tests([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
+    assert r["p_wilcoxon"] == pytest.approx(2 / 64)
+    assert r["p_sign"] == pytest.approx(2 / 64)
+    assert r["mean_diff"] == pytest.approx(0.035)
+    # 5 wins, 1 loss: sign test p = 2 * (1 + 6) / 64
+    r = CV.paired_tests([0.02, 0.01, 0.03, -0.01, 0.02, 0.04])
+    assert (r["wins"], r["losses"]) == (5, 1)
+    assert r["p_sign"] == pytest.approx(14 / 64)
+    tie = CV.paired_tests([0.0, 0.0])
+    assert tie["p_wilcoxon"] == 1.0 and tie["ties"] == 2
+
+
+def _items_by_speaker(items, modality):
+    out = {}
+    for it in items:
+        if it.modality == modality:
+            out.setdefault(it.speaker, []).append(it)
+    return out
+
+
+def test_fold_view_counts_statistics_and_records(cls_data):
+    path, _, items = cls_data
+    src = D.Source.open(path)
+    by_spk = _items_by_speaker(items, "audio")
+    view = D.fold_view(src, "audio", {"train": ["s0", "s1"], "dev": ["s2"], "test": ["s3"]})
+    info = view.manifest.modalities["audio"]
+    assert info.counts == {s: sum(len(by_spk[k]) for k in spk) for s, spk in
+                           (("train", ["s0", "s1"]), ("dev", ["s2"]), ("test", ["s3"]))}
+    frames = np.concatenate([it.features for k in ("s0", "s1") for it in by_spk[k]])
+    np.testing.assert_allclose(info.mean, frames.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(info.std, frames.std(0), rtol=1e-5)
+    for split, spk in (("train", {"s0", "s1"}), ("test", {"s3"})):
+        for cache in ("memory", "none"):
+            ds = D.make_modality_dataset(view, "audio", split, 5, with_ids=True,
+                                         options=D.PipelineOptions(cache=cache))
+            recs = [r.decode() for b in ds for r in b["recording"].numpy()]
+            assert sorted(recs) == sorted(it.recording for k in spk for it in by_spk[k])
+    with pytest.raises(DataError, match="no audio item of the training speakers"):
+        D.fold_view(src, "audio", {"train": ["nobody"]})
+
+
+def test_no_held_out_speaker_of_either_modality_reaches_training(cls_data):
+    path, _, items = cls_data
+    cfg = T.default_config("custom", "unused", "audio", "emobed", data_dir=path)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, dev_speakers=("s1",), test_speakers=("s3",)))
+    sources = T.resolve_sources(cfg)
+    seen = {}
+    for mod, src in sources.items():
+        ds = D.make_modality_dataset(src, mod, "train", 8, with_ids=True)
+        seen[mod] = {s.decode() for b in ds for s in b["speaker"].numpy()}
+    assert seen == {"audio": {"s0", "s2"}, "video": {"s0", "s2"}}
+    # the auxiliary's statistics are those of its training speakers' frames
+    video = _items_by_speaker(items, "video")
+    frames = np.concatenate([it.features for k in ("s0", "s2") for it in video[k]])
+    np.testing.assert_allclose(sources["video"].manifest.modalities["video"].mean,
+                               frames.mean(0), rtol=1e-5, atol=1e-6)
+    bad = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_speakers=("s9",)))
+    with pytest.raises(DataError, match=r"held-out speakers \['s9'\]"):
+        T.resolve_sources(bad)
+
+
+def test_crossval_command_trains_every_run_reuses_them_and_reports(cls_data, tmp_path, capsys):
+    path, _, _ = cls_data
+    out = tmp_path / "cv"
+    argv = ["--dataset", "custom", "--data-dir", path, "--folds", "speaker:3", "--seeds", "0",
+            "--modes", "classic,emobed", "--epochs", "1", "--out", str(out), "--verbose", "0"]
+    assert CV.main(argv) == 0
+    first = capsys.readouterr().out
+    assert "[6/6]" in first and "reused" not in first
+    report = json.loads((out / "crossval.json").read_text())
+    assert report["systems"]["emobed"]["n_pairs"] == 3
+    diffs = []
+    for fold in report["folds"]:
+        scores = {}
+        for mode in ("classic", "emobed"):
+            run = out / "runs" / mode / f"fold{fold['index']}-seed0"
+            cfg = C.TrainConfig.from_json(json.loads((run / "config.json").read_text()))
+            assert cfg.data.test_speakers == tuple(fold["test"])
+            assert cfg.data.dev_speakers == tuple(fold["dev"])
+            scores[mode] = json.loads((run / "metrics.json").read_text())["test"]["f1_macro"]
+            assert report["runs"][mode][f"fold{fold['index']}-seed0"]["f1_macro"] == \
+                pytest.approx(scores[mode])
+        diffs.append(scores["emobed"] - scores["classic"])
+    row = report["systems"]["emobed"]
+    assert row["f1_macro_vs_classic"]["mean_diff"] == pytest.approx(np.mean(diffs))
+    assert os.path.getsize(out / "crossval.png") > 1000
+    assert "| emobed | 3 |" in (out / "crossval.md").read_text()
+    assert CV.main(argv) == 0
+    assert capsys.readouterr().out.count("reused") == 6
