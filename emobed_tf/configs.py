@@ -46,6 +46,8 @@ class LossConfig:
     triplet_reduction: str = "mean"
     triplet_frame_stride: int = 10
     triplet_thresholds: tuple = (0.0,)
+    crossmodal_loss: str = "triplet"
+    temperature: float = 0.1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -230,6 +230,36 @@ def plot(summary: dict, folds: list, path: str) -> None:
 # running
 
 
+def parse_system(name: str) -> tuple:
+    """``"emobed"`` -> ``("emobed", None)``; ``"emobed+prototype"`` -> ``("emobed", "prototype")``.
+
+    A system is one of the paper's modes, optionally with another
+    crossmodal loss than the configured one.
+
+    Example:
+    >>> parse_system("triplet+prototype")
+    ('triplet', 'prototype')
+    """
+    from emobed_tf.losses import CROSSMODAL_LOSSES
+
+    mode, _, loss = name.partition("+")
+    if mode not in C.MODES:
+        raise ValueError(f"unknown system {name!r}: the mode must be one of {C.MODES}")
+    if loss and loss not in CROSSMODAL_LOSSES:
+        raise ValueError(f"unknown system {name!r}: the crossmodal loss after '+' must be one "
+                         f"of {CROSSMODAL_LOSSES}")
+    return mode, loss or None
+
+
+def system_config(base: C.TrainConfig, system: str) -> C.TrainConfig:
+    """``base`` trained as ``system`` (see :func:`parse_system`)."""
+    mode, loss = parse_system(system)
+    cfg = dataclasses.replace(base, mode=mode)
+    if loss:
+        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, crossmodal_loss=loss))
+    return cfg
+
+
 def run_crossval(base: C.TrainConfig, folds: list, modes, seeds, out: str,
                  overwrite: bool = False, log=print) -> dict:
     """Trains every mode x fold x seed (reusing finished runs); returns the summary dict."""
@@ -240,7 +270,7 @@ def run_crossval(base: C.TrainConfig, folds: list, modes, seeds, out: str,
     for i, (mode, fold, seed) in enumerate(todo, 1):
         data = dataclasses.replace(base.data, train_speakers=fold.train,
                                    dev_speakers=fold.dev, test_speakers=fold.test)
-        cfg = dataclasses.replace(base, mode=mode, seed=seed, data=data,
+        cfg = dataclasses.replace(system_config(base, mode), seed=seed, data=data,
                                   out=os.path.join(out, "runs", mode,
                                                    f"fold{fold.index}-seed{seed}"))
         t1 = time.time()
@@ -276,7 +306,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     T.add_common_args(p)
     p.add_argument("--modes", default="classic,emobed",
-                   help="comma-separated systems among " + ", ".join(C.MODES))
+                   help="comma-separated systems: " + ", ".join(C.MODES) + ", each optionally "
+                        "with another crossmodal loss, e.g. emobed+prototype")
     p.add_argument("--folds", default="speaker:8", help="loso or speaker:K")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     p.add_argument("--dev-speakers", type=int, default=0,
@@ -291,13 +322,11 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
-    bad = [m for m in modes if m not in C.MODES]
-    if bad:
-        print(f"error: unknown modes {bad}; choose among {C.MODES}", file=sys.stderr)
-        return 2
     try:
+        for m in modes:
+            parse_system(m)
         seeds = [int(s) for s in args.seeds.split(",") if s]
-        base = T.config_from_args(args, args.out, modes[0])
+        base = T.config_from_args(args, args.out, parse_system(modes[0])[0])
         base = dataclasses.replace(base, verbose=0 if args.verbose == 1 else args.verbose)
         src = T.resolve_sources(dataclasses.replace(base, mode="classic"))[base.target]
         speakers = sorted(D.speaker_statistics(src, base.target))

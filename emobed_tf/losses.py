@@ -126,6 +126,77 @@ def batch_hard_triplet_loss(labels, embeddings, valid=None, form: str = "paper",
     return total / ops.maximum(ops.sum(usable), 1.0)
 
 
+def crossmodal_prototype_loss(labels_a, emb_a, labels_b, emb_b, num_classes: int,
+                              valid_a=None, valid_b=None, temperature: float = 0.1):
+    """Crossmodal prototype loss: each modality classified by the other's class centroids.
+
+    Beyond the paper (this package's ``--crossmodal-loss prototype``). In
+    one mixed batch, the class centroids of modality B's embeddings
+    (L2-normalised, then averaged and normalised again) act as the weights
+    of a cosine classifier for modality A's embeddings, and vice versa::
+
+        L = 1/2 [ CE(y_a, softmax(cos(e_a, c_b) / T)) + CE(y_b, softmax(cos(e_b, c_a) / T)) ]
+
+    Unlike the batch-hard triplet, every embedding is pulled towards the
+    other modality's whole class (not one hardest example) and pushed from
+    every other class centroid at once, which is less noisy on small,
+    imbalanced batches. Classes absent from the other modality's half of the
+    batch are left out of the softmax; anchors whose class is absent there
+    are dropped.
+
+    Args:
+        labels_a, labels_b: int [N_a], [N_b] class ids (or binned labels).
+        emb_a, emb_b: float [N_a, E], [N_b, E] embeddings.
+        num_classes: number of class ids.
+        valid_a, valid_b: optional [N] masks (padding frames are ignored).
+        temperature: softmax temperature T of the cosine logits.
+
+    Returns:
+        Scalar loss tensor (0 when no anchor is usable).
+
+    Example:
+    >>> import numpy as np
+    >>> e = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
+    >>> y = np.array([0, 1])
+    >>> round(float(crossmodal_prototype_loss(y, e, y, e, 2, temperature=1.0)), 4)
+    0.3133
+    """
+
+    def one_way(y1, e1, v1, y2, e2, v2):
+        onehot = ops.one_hot(ops.cast(y2, "int32"), num_classes) * ops.expand_dims(v2, 1)
+        count = ops.sum(onehot, axis=0)
+        centroids = ops.matmul(ops.transpose(onehot), e2) / ops.expand_dims(
+            ops.maximum(count, 1.0), 1)
+        centroids = _unit(centroids)
+        logits = ops.matmul(e1, ops.transpose(centroids)) / temperature
+        present = count > 0
+        logits = ops.where(ops.expand_dims(present, 0), logits, -1e9)
+        y1 = ops.cast(y1, "int32")
+        usable = v1 * ops.cast(ops.take(present, y1), "float32")
+        ce = keras.losses.sparse_categorical_crossentropy(y1, logits, from_logits=True)
+        return ops.sum(ce * usable) / ops.maximum(ops.sum(usable), 1.0)
+
+    def prepared(labels, emb, valid):
+        labels = ops.reshape(labels, (-1,))
+        emb = _unit(ops.cast(emb, "float32"))
+        n = ops.shape(emb)[0]
+        v = ops.ones((n,), "float32") if valid is None else ops.cast(
+            ops.reshape(valid, (-1,)), "float32")
+        return labels, emb, v
+
+    a = prepared(labels_a, emb_a, valid_a)
+    b = prepared(labels_b, emb_b, valid_b)
+    return 0.5 * (one_way(*a, *b) + one_way(*b, *a))
+
+
+def _unit(x):
+    """Rows scaled to unit L2 norm (zero rows stay zero, with finite gradients)."""
+    return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
+
+
+CROSSMODAL_LOSSES = ("triplet", "prototype")
+
+
 def bin_labels(values, thresholds=(0.0,)):
     """Bins continuous labels [..., K] into one class id per row.
 

@@ -126,7 +126,8 @@ class EmoBed(keras.Model):
                  alpha=0.5, beta=0.5, l2=1e-4, encoder_layers=2, encoder_units=120,
                  shared_layers=2, shared_units=120, dropout=0.0, regression_loss="ccc",
                  triplet_form="paper", triplet_margin=0.0, triplet_reduction="mean",
-                 triplet_frame_stride=10, triplet_thresholds=(0.0,), output_names=None, **kwargs):
+                 triplet_frame_stride=10, triplet_thresholds=(0.0,), output_names=None,
+                 crossmodal_loss="triplet", temperature=0.1, **kwargs):
         super().__init__(**kwargs)
         input_dims = dict(input_dims or {"audio": 88, "video": 4096})
         if task not in ("classification", "regression"):
@@ -137,6 +138,11 @@ class EmoBed(keras.Model):
             raise ValueError(f"no input dimension for the target modality {target!r}")
         if regression_loss not in L.REGRESSION_LOSSES:
             raise ValueError(f"regression_loss must be one of {sorted(L.REGRESSION_LOSSES)}")
+        if crossmodal_loss not in L.CROSSMODAL_LOSSES:
+            raise ValueError(f"crossmodal_loss must be one of {L.CROSSMODAL_LOSSES}, "
+                             f"got {crossmodal_loss!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         if alpha < 0 or beta < 0 or l2 < 0:
             raise ValueError("alpha, beta and l2 must be >= 0")
         self.task = task
@@ -162,6 +168,8 @@ class EmoBed(keras.Model):
         self.triplet_frame_stride = int(triplet_frame_stride)
         self.triplet_thresholds = tuple(float(t) for t in triplet_thresholds)
         self.output_names_ = list(output_names or [])
+        self.crossmodal_loss = crossmodal_loss
+        self.temperature = float(temperature)
 
         for m in MODALITIES:
             if m in input_dims:
@@ -181,7 +189,7 @@ class EmoBed(keras.Model):
         if self.alpha > 0:
             self.trackers["auxiliary_loss"] = keras.metrics.Mean(name="auxiliary_loss")
         if self.beta > 0:
-            self.trackers["triplet_loss"] = keras.metrics.Mean(name="triplet_loss")
+            self.trackers[self.crossmodal_term] = keras.metrics.Mean(name=self.crossmodal_term)
         if self.l2 > 0:
             self.trackers["l2_loss"] = keras.metrics.Mean(name="l2_loss")
         if seq:
@@ -199,6 +207,11 @@ class EmoBed(keras.Model):
     @property
     def uses_auxiliary(self) -> bool:
         return self.alpha > 0 or self.beta > 0
+
+    @property
+    def crossmodal_term(self) -> str:
+        """Name of the beta-weighted term: ``triplet_loss`` (the paper's) or ``prototype_loss``."""
+        return f"{self.crossmodal_loss}_loss"
 
     @property
     def score_name(self) -> str:
@@ -304,6 +317,19 @@ class EmoBed(keras.Model):
         e = ops.reshape(e, (-1, ops.shape(e)[-1]))
         return ops.reshape(lab, (-1,)), e, ops.reshape(ops.cast(mask, "float32"), (-1,))
 
+    def crossmodal_term_value(self, batches, outputs):
+        """The beta-weighted crossmodal term: the paper's triplet or the prototype loss."""
+        if self.crossmodal_loss == "triplet":
+            return self.triplet_loss(batches, outputs)
+        a, b = (self._triplet_inputs(batches[m], outputs[m]["embedding"])
+                for m in (self.target, self.auxiliary))
+        if self.task == "classification":
+            classes = self.num_outputs
+        else:
+            classes = (len(self.triplet_thresholds) + 1) ** self.num_outputs
+        return L.crossmodal_prototype_loss(a[0], a[1], b[0], b[1], classes, a[2], b[2],
+                                           temperature=self.temperature)
+
     def triplet_loss(self, batches, outputs):
         parts = [self._triplet_inputs(batches[m], outputs[m]["embedding"])
                  for m in self.active_modalities()]
@@ -330,8 +356,9 @@ class EmoBed(keras.Model):
                                                      outputs[self.auxiliary]["prediction"])
             total = total + self.alpha * terms["auxiliary_loss"]
         if self.beta > 0:
-            terms["triplet_loss"] = self.triplet_loss(data, outputs)
-            total = total + self.beta * terms["triplet_loss"]
+            term = self.crossmodal_term
+            terms[term] = self.crossmodal_term_value(data, outputs)
+            total = total + self.beta * terms[term]
         if self.l2 > 0:
             terms["l2_loss"] = self.l2_penalty()
             total = total + terms["l2_loss"]
@@ -403,6 +430,7 @@ class EmoBed(keras.Model):
             "triplet_frame_stride": self.triplet_frame_stride,
             "triplet_thresholds": list(self.triplet_thresholds),
             "output_names": self.output_names_,
+            "crossmodal_loss": self.crossmodal_loss, "temperature": self.temperature,
         }
 
 

@@ -59,7 +59,7 @@ def default_config(dataset: str, out: str, target: str = "audio", mode: str = "e
 
 
 HPARAM_FIELDS = {
-    "alpha": "loss", "beta": "loss", "l2": "loss", "triplet_margin": "loss",
+    "alpha": "loss", "beta": "loss", "l2": "loss", "triplet_margin": "loss", "temperature": "loss",
     "encoder_layers": "model", "encoder_units": "model", "shared_layers": "model",
     "shared_units": "model", "dropout": "model",
     "batch_size": "data", "auxiliary_batch_size": "data",
@@ -188,7 +188,8 @@ def build_model(cfg: C.TrainConfig, sources: dict):
                    regression_loss=lc.regression_loss, triplet_form=lc.triplet_form,
                    triplet_margin=lc.triplet_margin, triplet_reduction=lc.triplet_reduction,
                    triplet_frame_stride=lc.triplet_frame_stride,
-                   triplet_thresholds=lc.triplet_thresholds, output_names=names)
+                   triplet_thresholds=lc.triplet_thresholds, output_names=names,
+                   crossmodal_loss=lc.crossmodal_loss, temperature=lc.temperature)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
     return model
 
@@ -521,6 +522,11 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shared-units", type=int)
     p.add_argument("--triplet-form", choices=("paper", "hinge", "soft"))
     p.add_argument("--triplet-margin", type=float)
+    p.add_argument("--crossmodal-loss", choices=("triplet", "prototype"),
+                   help="the beta-weighted crossmodal term: triplet (the paper's batch-hard "
+                        "triplet, Eq. 6) or prototype (each modality classified by the other's "
+                        "class centroids in the batch)")
+    p.add_argument("--temperature", type=float, help="prototype loss softmax temperature")
     p.add_argument("--label-dims", default="", help="regression dims, e.g. arousal or arousal,valence")
     p.add_argument("--label-delay", type=float, help="annotation delay compensation in seconds")
     p.add_argument("--cache", choices=D.CACHE_MODES,
@@ -565,7 +571,9 @@ def config_from_args(args, out: str, mode: str) -> C.TrainConfig:
         if v is not None})
     loss = dataclasses.replace(cfg.loss, **{k: v for k, v in {
         "alpha": args.alpha, "beta": args.beta, "l2": args.l2, "triplet_form": args.triplet_form,
-        "triplet_margin": args.triplet_margin}.items() if v is not None})
+        "triplet_margin": args.triplet_margin,
+        "crossmodal_loss": getattr(args, "crossmodal_loss", None),
+        "temperature": getattr(args, "temperature", None)}.items() if v is not None})
     data = dataclasses.replace(cfg.data, **{k: v for k, v in {
         "batch_size": args.batch_size, "auxiliary_batch_size": args.aux_batch_size,
         "label_delay_s": args.label_delay, "cache": getattr(args, "cache", None),

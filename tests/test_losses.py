@@ -128,3 +128,51 @@ def test_keras_wrappers_serialise_and_match():
                                                                      margin=0.2), rel=1e-5)
     yt = np.random.default_rng(4).normal(size=(20, 1)).astype(np.float32)
     assert float(L.CCCLoss()(yt, yt)) == pytest.approx(0.0, abs=1e-5)
+
+
+def reference_prototype(ya, ea, yb, eb, k, va=None, vb=None, t=0.1):
+    """Loop-based numpy crossmodal prototype loss (independent implementation)."""
+    def unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
+
+    def one(y1, e1, v1, y2, e2, v2):
+        e1, e2 = unit(e1), unit(e2)
+        cents = {c: unit(e2[(y2 == c) & v2].mean(0)) for c in range(k) if np.any((y2 == c) & v2)}
+        losses = []
+        for i in range(len(y1)):
+            if not v1[i] or y1[i] not in cents:
+                continue
+            logits = {c: float(e1[i] @ cents[c]) / t for c in cents}
+            m = max(logits.values())
+            lse = m + np.log(sum(np.exp(v - m) for v in logits.values()))
+            losses.append(lse - logits[y1[i]])
+        return np.mean(losses) if losses else 0.0
+
+    va = np.ones(len(ya), bool) if va is None else np.asarray(va, bool)
+    vb = np.ones(len(yb), bool) if vb is None else np.asarray(vb, bool)
+    return 0.5 * (one(ya, ea, va, yb, eb, vb) + one(yb, eb, vb, ya, ea, va))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prototype_loss_matches_numpy_reference(seed):
+    rng = np.random.default_rng(seed)
+    ya, yb = rng.integers(0, 4, 12), rng.integers(0, 3, 9)  # class 3 absent from b
+    ea = rng.normal(size=(12, 5)).astype(np.float32)
+    eb = rng.normal(size=(9, 5)).astype(np.float32)
+    vb = rng.random(9) > 0.2
+    got = float(L.crossmodal_prototype_loss(ya, ea, yb, eb, 4, None, vb, temperature=0.2))
+    assert got == pytest.approx(reference_prototype(ya, ea, yb, eb, 4, None, vb, 0.2), rel=1e-4)
+
+
+def test_prototype_loss_is_small_when_classes_align_and_has_finite_gradients():
+    # aligned: both modalities put class c on the same axis -> loss close to 0
+    y = np.array([0, 1, 2, 0, 1, 2])
+    e = np.eye(3, dtype=np.float32)[y] * 3
+    assert float(L.crossmodal_prototype_loss(y, e, y, e, 3, temperature=0.05)) < 1e-6
+    # swapped classes across modalities -> large loss
+    swapped = np.eye(3, dtype=np.float32)[(y + 1) % 3]
+    assert float(L.crossmodal_prototype_loss(y, e, y, swapped, 3, temperature=0.05)) > 10
+    ea = tf.Variable(np.zeros((6, 3), np.float32))  # zero rows: finite gradients
+    with tf.GradientTape() as tape:
+        loss = L.crossmodal_prototype_loss(y, ea, y, e, 3)
+    assert np.all(np.isfinite(tape.gradient(loss, ea).numpy()))

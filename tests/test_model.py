@@ -209,3 +209,28 @@ def test_mixed_precision_training(policy, tmp_path):
                                    atol=1e-6)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_prototype_crossmodal_loss_in_the_model_matches_the_pure_function():
+    from emobed_tf import losses as L
+
+    rng = np.random.default_rng(3)
+    m = EmoBed("classification", 3, {"audio": 4, "video": 6}, alpha=0.5, beta=0.7, l2=0.0,
+               encoder_layers=1, encoder_units=8, shared_layers=1, shared_units=8,
+               crossmodal_loss="prototype", temperature=0.2)
+    data = {mod: {"features": rng.normal(size=(6, 1, d)).astype("float32"),
+                  "mask": np.ones((6, 1), bool), "label": np.array([0, 1, 2, 0, 1, 2])}
+            for mod, d in (("audio", 4), ("video", 6))}
+    terms, out = m.compute_terms(data)
+    want = L.crossmodal_prototype_loss(data["audio"]["label"], out["audio"]["embedding"],
+                                       data["video"]["label"], out["video"]["embedding"], 3,
+                                       temperature=0.2)
+    assert "triplet_loss" not in terms
+    assert float(terms["prototype_loss"]) == pytest.approx(float(want), rel=1e-5)
+    assert float(terms["loss"]) == pytest.approx(
+        float(terms["target_loss"]) + 0.5 * float(terms["auxiliary_loss"]) + 0.7 * float(want),
+        rel=1e-5)
+    clone = EmoBed.from_config(m.get_config())
+    assert (clone.crossmodal_loss, clone.temperature) == ("prototype", 0.2)
+    with pytest.raises(ValueError, match="crossmodal_loss must be one of"):
+        EmoBed("classification", 3, {"audio": 4, "video": 6}, crossmodal_loss="cosine")
