@@ -463,6 +463,42 @@ def _batch_parse_fn(source: Source, modality: str, opts: PipelineOptions, with_i
     return parse
 
 
+def bucket_length(t):
+    """The padded time length of a batch whose longest item has ``t`` frames.
+
+    1 stays 1 (utterance-level features); longer batches are padded up to a
+    multiple of ``max(8, 2**(floor(log2 t) - 2))``, i.e. at most 25% (and 7
+    frames) of padding, and at most four lengths per octave. Each distinct
+    batch shape costs a ``tf.function`` trace in Keras' training and
+    prediction steps; without buckets every new batch maximum retraces.
+
+    Example:
+    >>> [int(bucket_length(t)) for t in (1, 2, 8, 9, 36, 65, 300)]
+    [1, 8, 8, 16, 40, 80, 320]
+    """
+    import tensorflow as tf
+
+    t = tf.cast(t, tf.int32)
+    octave = tf.cast(tf.math.floor(tf.math.log(tf.cast(tf.maximum(t, 1), tf.float32))
+                                   / np.log(2.0) + 1e-6), tf.int32)
+    step = tf.maximum(8, tf.bitwise.left_shift(1, tf.maximum(octave - 2, 0)))
+    return tf.where(t <= 1, t, -(-t // step) * step)
+
+
+def bucket_time(batch):
+    """Pads a batch's time axis (features, mask, per-frame labels) to :func:`bucket_length`."""
+    import tensorflow as tf
+
+    t = tf.shape(batch["features"])[1]
+    pad = bucket_length(t) - t
+    out = dict(batch)
+    out["features"] = tf.pad(batch["features"], [[0, 0], [0, pad], [0, 0]])
+    out["mask"] = tf.pad(batch["mask"], [[0, 0], [0, pad]])
+    if batch["label"].shape.rank == 3:  # per-frame regression labels [B, T, K]
+        out["label"] = tf.pad(batch["label"], [[0, 0], [0, pad], [0, 0]])
+    return out
+
+
 def _windows(example, window: int, shift: int):
     """Cuts one recording into fixed-length windows (last one zero-padded)."""
     import tensorflow as tf
@@ -619,7 +655,7 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
             ds = ds.shuffle(max(n_records, 1), seed=seed + 1, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
-        ds = ds.padded_batch(batch_size, drop_remainder=False)
+        ds = ds.padded_batch(batch_size, drop_remainder=False).map(bucket_time)
     else:  # shuffle the raw records, then parse whole batches at once
         if training:
             ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
@@ -627,7 +663,7 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
             ds = ds.repeat()
         batch_parse = _batch_parse_fn(source, modality, options, with_ids)
         ds = ds.batch(batch_size, drop_remainder=False).map(
-            batch_parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+            batch_parse, num_parallel_calls=AUTOTUNE, deterministic=True).map(bucket_time)
     if not repeat:  # a known length gives Keras complete progress bars
         n = (count_windows(paths, m.compression, options.window,
                            options.window_shift or options.window, speakers) if windowed

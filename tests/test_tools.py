@@ -70,6 +70,17 @@ def test_egemaps_matches_opensmile_reading_the_file(media_dir):
     assert np.abs(got[paths[0]] - got[paths[1]]).max() > 1e-2
 
 
+def test_lld_sequences_are_openSMILE_llds_averaged_over_the_hop(media_dir):
+    path = str(media_dir / "a.wav")
+    (_, got, err, _), = run_audio_jobs([(path, path, {"mode": "lld", "hop_s": 0.1})], workers=1)
+    assert err is None
+    ref = run_reference([path], "lld")[0]  # [T, 25] every 10 ms, read by openSMILE itself
+    n = len(ref)
+    want = [ref[i:i + 10].mean(0) for i in range(0, n, 10)]  # 100 ms means, last one shorter
+    assert got.shape == (-(-n // 10), 25)
+    np.testing.assert_allclose(got, np.stack(want), rtol=1e-4, atol=1e-4)
+
+
 def test_windowed_functionals_and_errors_in_workers(media_dir):
     jobs = [("w", str(media_dir / "a.wav"), {"mode": "windowed", "window_s": 1.0}),
             ("n", str(media_dir / "noaudio.mp4"), {}),

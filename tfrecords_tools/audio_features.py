@@ -1,4 +1,5 @@
-"""openSMILE eGeMAPSv02 functionals (88 values) per utterance or per sliding window.
+"""openSMILE eGeMAPSv02: functionals (88 values) per utterance or per sliding window,
+or the 25 low-level descriptors (LLDs) as a sequence.
 
 openSMILE aborts (``malloc(): invalid size``) in a process where TensorFlow
 was imported first, so extraction runs in worker processes started with
@@ -15,7 +16,11 @@ import numpy as np
 from tfrecords_tools.media import AUDIO_RATE, MediaError, decode_audio
 
 EGEMAPS_DIM = 88
+EGEMAPS_LLD_DIM = 25
+LLD_STEP_S = 0.01  # openSMILE's eGeMAPS LLD frame step
 _SMILE = None
+_SMILE_LLD = None
+AUDIO_MODES = ("utterance", "windowed", "lld")
 
 
 def _smile():
@@ -26,6 +31,45 @@ def _smile():
         _SMILE = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                                  feature_level=opensmile.FeatureLevel.Functionals)
     return _SMILE
+
+
+def _smile_lld():
+    global _SMILE_LLD
+    if _SMILE_LLD is None:
+        import opensmile
+
+        _SMILE_LLD = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                                     feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+    return _SMILE_LLD
+
+
+def pool_frames(frames: np.ndarray, n: int) -> np.ndarray:
+    """Means of consecutive groups of ``n`` frames (the last, shorter group kept).
+
+    Example:
+    >>> pool_frames(np.arange(10, dtype="float32")[:, None], 4)[:, 0].tolist()
+    [1.5, 5.5, 8.5]
+    """
+    if n <= 1:
+        return frames
+    t = len(frames)
+    idx = np.arange(t) // n
+    sums = np.zeros((idx[-1] + 1, frames.shape[1]), np.float64)
+    np.add.at(sums, idx, frames)
+    return (sums / np.bincount(idx)[:, None]).astype(np.float32)
+
+
+def lld_sequence(signal: np.ndarray, rate: int = AUDIO_RATE, hop_s: float = 0.1) -> np.ndarray:
+    """eGeMAPSv02 LLDs (25 per 10 ms frame) averaged over ``hop_s`` steps: [T, 25].
+
+    The paper's sequence input (Sec. 4.2 feeds frame-level features to the
+    GRUs); averaging 10 ms frames into ``hop_s`` steps keeps the recurrent
+    nets short (100 ms: about 10 steps per second).
+    """
+    lld = _smile_lld().process_signal(signal, rate).to_numpy().astype(np.float32)
+    if len(lld) == 0:
+        raise MediaError("audio too short for one openSMILE LLD frame")
+    return pool_frames(lld, max(1, int(round(hop_s / LLD_STEP_S))))
 
 
 def functionals(signal: np.ndarray, rate: int = AUDIO_RATE) -> np.ndarray:
@@ -59,7 +103,7 @@ def windowed_functionals(signal: np.ndarray, rate: int = AUDIO_RATE, window_s: f
 def extract_audio(path: str, mode: str = "utterance", window_s: float = 4.0,
                   hop_s: float = 0.04, start_s: float | None = None,
                   end_s: float | None = None) -> np.ndarray:
-    """Decodes ``path`` and returns [1, 88] (utterance) or [T, 88] (windowed)."""
+    """Decodes ``path``; returns [1, 88] (utterance), [T, 88] (windowed) or [T, 25] (lld)."""
     signal = decode_audio(path)
     if start_s is not None or end_s is not None:
         a = int((start_s or 0) * AUDIO_RATE)
@@ -73,8 +117,13 @@ def extract_audio(path: str, mode: str = "utterance", window_s: float = 4.0,
         feats = functionals(signal)[None, :]
     elif mode == "windowed":
         feats = windowed_functionals(signal, window_s=window_s, hop_s=hop_s)
+    elif mode == "lld":
+        try:
+            feats = lld_sequence(signal, hop_s=hop_s)
+        except MediaError as err:
+            raise MediaError(f"{path}: {err}") from err
     else:
-        raise ValueError(f"mode must be utterance or windowed, got {mode!r}")
+        raise ValueError(f"mode must be utterance, windowed or lld, got {mode!r}")
     if not np.all(np.isfinite(feats)):
         raise MediaError(f"{path}: openSMILE returned NaN/inf features")
     return feats
@@ -111,11 +160,17 @@ def functionals_of_file(path: str) -> np.ndarray:
     return _smile().process_file(path).to_numpy().reshape(-1).astype(np.float32)
 
 
-def _reference_job(path):
-    return functionals_of_file(path)
+def lld_of_file(path: str) -> np.ndarray:
+    """openSMILE's own reading of the eGeMAPS LLDs of a file: [T, 25] at 10 ms."""
+    return _smile_lld().process_file(path).to_numpy().astype(np.float32)
 
 
-def run_reference(paths):
-    """``functionals_of_file`` for each path, in a spawned worker."""
+def _reference_job(args):
+    path, level = args
+    return lld_of_file(path) if level == "lld" else functionals_of_file(path)
+
+
+def run_reference(paths, level: str = "functionals"):
+    """``functionals_of_file`` (or ``lld_of_file``) for each path, in a spawned worker."""
     with mp.get_context("spawn").Pool(1) as pool:
-        return pool.map(_reference_job, list(paths))
+        return pool.map(_reference_job, [(p, level) for p in paths])

@@ -411,13 +411,17 @@ def extract(args) -> dict:
                                 if os.path.exists(_cache_path(out, j))), None)
             dims = {}
             if audio:
-                dims["audio"] = 88
+                from tfrecords_tools.audio_features import EGEMAPS_DIM, EGEMAPS_LLD_DIM
+
+                dims["audio"] = EGEMAPS_LLD_DIM if args.audio_mode == "lld" else EGEMAPS_DIM
             if video and enc_dim:
                 dims["video"] = enc_dim
             encoder = (f"keras {os.path.basename(args.encoder_model or '')}:{args.layer} "
                        f"({args.layer_pool}, {args.input_range} input)" if args.encoder == "keras"
                        else f"vggface {args.layer or 'fc7_relu'}")
-            feature_sets = {"audio": f"eGeMAPSv02 functionals ({args.audio_mode})",
+            feature_sets = {"audio": (f"eGeMAPSv02 LLDs averaged over {args.hop:g} s"
+                                      if args.audio_mode == "lld"
+                                      else f"eGeMAPSv02 functionals ({args.audio_mode})"),
                             "video": f"{encoder} {args.video_pool}"}
         written, fails = write_dataset(out, name, task, names, jobs, dims, feature_sets,
                                        dim_names, args.compression, stats, skipped,
@@ -508,7 +512,10 @@ def parse_args(argv=None):
     p.add_argument("--video-set", default="appearance", choices=("appearance", "geometric"))
     p.add_argument("--modalities", default="audio,video", help="omg: which modalities")
     p.add_argument("--workers", type=int, default=1, help="openSMILE worker processes")
-    p.add_argument("--audio-mode", default="utterance", choices=("utterance", "windowed"))
+    p.add_argument("--audio-mode", default="utterance", choices=("utterance", "windowed", "lld"),
+                   help="utterance: 88 eGeMAPS functionals per item; windowed: functionals over "
+                        "--window every --hop; lld: the 25 eGeMAPS low-level descriptors averaged "
+                        "over --hop steps (the paper's sequence input; use --hop 0.1)")
     p.add_argument("--window", type=float, default=4.0, help="audio window (s), windowed mode")
     p.add_argument("--hop", type=float, default=0.04, help="frame hop (s)")
     p.add_argument("--encoder", default="vggface", choices=("vggface", "keras"))

@@ -1,0 +1,273 @@
+"""Does the crossmodal training help on real data? The development corpus study.
+
+::
+
+    python -m benchmarks.dev_corpus --dev-data ../shared/dev-data --work /tmp/devwork
+
+Target: RAVDESS speech (audio, eGeMAPS functionals, 24 actors, the 7
+emotions shared with the faces; calm is dropped by the label map).
+Auxiliaries, one setting each:
+
+* ``faces``: a face-photo corpus of other people (cross-corpus), encoded by
+  a small face CNN (mini-Xception ``add_4``, average-pooled to 128-d);
+* ``video_au``: OpenFace action units of the same RAVDESS clips' videos
+  (same corpus, same actors, used unpaired; a held-out actor's clips of
+  either modality never train).
+
+The script extracts the data with ``tfrecords_tools.extract`` (once), then
+runs ``python -m emobed_tf.crossval`` for each setting (speaker folds,
+every system x fold x seed, resumable: rerun the same command to continue)
+and a learning curve (the same with fewer target training speakers), and
+writes ``benchmarks/results/dev_corpus.json``/``.md`` and
+``dev_corpus_learning_curve.png``. Every number in them comes from the
+crossval reports of these commands, which are listed in the results.
+The classic system never reads the auxiliary data, so its runs are
+trained once and shared by both settings (a symbolic link).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+
+from benchmarks.common import RESULTS, machine
+
+LABELS = "anger,disgust,fear,happiness,neutral,sadness,surprise"
+RAVDESS_MAP = "calm=,angry=anger,fearful=fear,happy=happiness,sad=sadness,surprised=surprise"
+
+
+def extraction_commands(dev: str, work: str) -> dict:
+    """``{data folder: extract argv}`` for the three corpora."""
+    return {
+        "ravdess_speech": ["--corpus", "ravdess", "--ravdess-dir", f"{dev}/ravdess_speech",
+                           "--label-map", RAVDESS_MAP, "--labels", LABELS, "--workers", "2",
+                           "--out", f"{work}/ravdess_speech"],
+        "faces": ["--corpus", "images", "--images-dir", f"{dev}/facial_expressions/images",
+                  "--labels-csv", f"{dev}/facial_expressions/labels.csv", "--encoder", "keras",
+                  "--encoder-model", f"{dev}/models/fer_mini_xception.hdf5", "--layer", "add_4",
+                  "--layer-pool", "avg", "--input-range", "symmetric", "--no-detect",
+                  "--labels", LABELS, "--out", f"{work}/faces"],
+        "ravdess_au": ["--corpus", "table", "--table",
+                       f"{dev}/ravdess_video_au/au_clip_means.csv", "--modality", "video",
+                       "--label-map", RAVDESS_MAP, "--labels", LABELS, "--name", "ravdess",
+                       "--out", f"{work}/ravdess_au"],
+    }
+
+
+SETTINGS = {"faces": "faces", "video_au": "ravdess_au"}
+
+
+def crossval_argv(work: str, setting: str, systems, seeds, folds: str, out: str,
+                  train_speakers: int = 0) -> list:
+    argv = ["--dataset", "custom", "--audio-dir", f"{work}/ravdess_speech", "--video-dir",
+            f"{work}/{SETTINGS[setting]}", "--target", "audio", "--folds", folds,
+            "--modes", ",".join(systems), "--seeds", ",".join(map(str, seeds)), "--out", out]
+    if train_speakers:
+        argv += ["--train-speakers", str(train_speakers)]
+    return argv
+
+
+def _share_classic(first_out: str, out: str) -> None:
+    """Links ``out/runs/classic`` to the first setting's classic runs (never reads the auxiliary)."""
+    src = os.path.abspath(os.path.join(first_out, "runs", "classic"))
+    dst = os.path.join(out, "runs", "classic")
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    os.makedirs(src, exist_ok=True)
+    if not os.path.lexists(dst):
+        os.symlink(src, dst)
+
+
+def _run(module_main, argv, log) -> None:
+    cmd = f"python -m {module_main.__module__} " + " ".join(shlex.quote(a) for a in argv)
+    log.append(cmd)
+    print(f"$ {cmd}", flush=True)
+    rc = module_main(argv)
+    if rc != 0:
+        raise SystemExit(f"command failed with exit code {rc}: {cmd}")
+
+
+def summary_row(row: dict) -> dict:
+    out = {k: row[k] for k in ("f1_macro_mean", "f1_macro_sd", "uar_mean", "uar_sd",
+                               "accuracy_mean", "accuracy_sd", "n_runs")}
+    if "p_vs_classic" in row:
+        t = row["f1_macro_vs_classic"]
+        out.update(p_vs_classic=row["p_vs_classic"], p_sign_vs_classic=t["p_sign"],
+                   n_pairs=row["n_pairs"], diff_vs_classic=t["mean_diff"],
+                   wins=t["wins"], losses=t["losses"])
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = ["# The crossmodal gain on the development corpus", "",
+             "Target: RAVDESS speech (eGeMAPS functionals), 7 emotions, speaker-independent "
+             f"folds `{result['folds']}` x seeds {result['seeds']}; test macro-F1 of the speech "
+             "model alone, mean +- sd over fold x seed runs; p: two-sided paired Wilcoxon "
+             "signed-rank test against classic over the same fold x seed pairs.", "",
+             f"Default system: `{result['default_system']}`.", ""]
+    for setting, rows in result["settings"].items():
+        lines += [f"## settings.{setting}", "",
+                  "| system | macro-F1 | UAR | accuracy | diff vs classic | wins/losses | "
+                  "p (Wilcoxon) | p (sign) |", "|---|---|---|---|---|---|---|---|"]
+        for system, r in rows.items():
+            cells = [system, f"{r['f1_macro_mean']:.4f} +- {r['f1_macro_sd']:.4f}",
+                     f"{r['uar_mean']:.4f}", f"{r['accuracy_mean']:.4f}"]
+            if "p_vs_classic" in r:
+                cells += [f"{100 * r['diff_vs_classic']:+.2f} pt", f"{r['wins']}/{r['losses']}",
+                          f"{r['p_vs_classic']:.4f}", f"{r['p_sign_vs_classic']:.4f}"]
+            else:
+                cells += ["", "", "", ""]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if result.get("learning_curve"):
+        lines += ["## Learning curve (gain against the number of target training speakers)", "",
+                  "| setting | training speakers | classic | "
+                  f"{result['default_system']} | diff | p (Wilcoxon) | pairs |",
+                  "|---|---|---|---|---|---|---|"]
+        for setting, points in result["learning_curve"].items():
+            for p in points:
+                lines.append(f"| {setting} | {p['train_speakers']} | {p['classic']:.4f} | "
+                             f"{p['system']:.4f} | {100 * p['diff']:+.2f} pt | {p['p']:.4f} | "
+                             f"{p['n_pairs']} |")
+        lines += ["", "![learning curve](dev_corpus_learning_curve.png)", ""]
+    lines += ["## Commands", "", "```bash"] + result["commands"] + ["```", ""]
+    return "\n".join(lines)
+
+
+def plot_curve(curve: dict, system: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for setting, points in curve.items():
+        n = [p["train_speakers"] for p in points]
+        axes[0].plot(n, [p["system"] for p in points], marker="o", label=f"{system} ({setting})")
+        axes[1].plot(n, [100 * p["diff"] for p in points], marker="o", label=setting)
+    first = next(iter(curve.values()))
+    axes[0].plot([p["train_speakers"] for p in first], [p["classic"] for p in first],
+                 marker="s", color="k", label="classic")
+    axes[0].set_ylabel("test macro-F1")
+    axes[1].axhline(0, color="grey", lw=0.8)
+    axes[1].set_ylabel(f"{system} - classic (points)")
+    for ax in axes:
+        ax.set_xlabel("target (speech) training speakers")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.dev_corpus", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dev-data", default="../shared/dev-data", help="the development corpus")
+    p.add_argument("--work", required=True, help="folder for extracted data and runs")
+    p.add_argument("--systems", default="classic,joint,emobed+triplet,emobed")
+    p.add_argument("--default-system", default="emobed",
+                   help="the system the package's defaults give (--mode emobed)")
+    p.add_argument("--folds", default="speaker:8")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--curve", default="4,8", help="training speaker counts of the learning curve")
+    p.add_argument("--curve-seeds", default="0,1")
+    p.add_argument("--settings", default="faces,video_au")
+    p.add_argument("--only", choices=("extract", "main", "curve", "report"), default=None,
+                   help="run one stage (default: all)")
+    args = p.parse_args(argv)
+
+    from emobed_tf import crossval
+    from tfrecords_tools import extract
+
+    dev, work = os.path.abspath(args.dev_data), os.path.abspath(args.work)
+    systems = [s for s in args.systems.split(",") if s]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    curve_seeds = [int(s) for s in args.curve_seeds.split(",")]
+    settings = [s for s in args.settings.split(",") if s]
+    commands, t0 = [], time.time()
+    stages = [args.only] if args.only else ["extract", "main", "curve", "report"]
+    if "extract" in stages:
+        for name, ex_argv in extraction_commands(dev, work).items():
+            if not os.path.isfile(os.path.join(work, name, "manifest.json")):
+                _run(extract.main, ex_argv, commands)
+            else:
+                commands.append("python -m tfrecords_tools.extract "
+                                + " ".join(shlex.quote(a) for a in ex_argv))
+    outs = {s: os.path.join(work, "cv", s) for s in settings}
+    if "main" in stages:
+        for i, s in enumerate(settings):
+            if i:
+                _share_classic(outs[settings[0]], outs[s])
+            _run(crossval.main, crossval_argv(work, s, systems, seeds, args.folds, outs[s]),
+                 commands)
+    curve_outs = {}
+    for n in [int(c) for c in args.curve.split(",") if c]:
+        for i, s in enumerate(settings):
+            out = os.path.join(work, "curve", f"n{n}", s)
+            curve_outs[(s, n)] = out
+            if "curve" in stages:
+                if i:
+                    _share_classic(curve_outs[(settings[0], n)], out)
+                _run(crossval.main, crossval_argv(work, s, ["classic", args.default_system],
+                                                  curve_seeds, args.folds, out, n), commands)
+    if "report" not in stages:
+        return 0
+    if not commands:  # report only: list the commands that made the numbers
+        commands = ["python -m tfrecords_tools.extract " + " ".join(map(shlex.quote, a))
+                    for a in extraction_commands(dev, work).values()]
+        commands += ["python -m emobed_tf.crossval " + " ".join(map(shlex.quote, crossval_argv(
+            work, s, systems, seeds, args.folds, outs[s]))) for s in settings]
+        commands += ["python -m emobed_tf.crossval " + " ".join(map(shlex.quote, crossval_argv(
+            work, s, ["classic", args.default_system], curve_seeds, args.folds, out, n)))
+            for (s, n), out in curve_outs.items()]
+    result = {"folds": args.folds, "seeds": seeds, "default_system": args.default_system,
+              "commands": commands, "settings": {}, "learning_curve": {}}
+    speakers = None
+    for s in settings:
+        with open(os.path.join(outs[s], "crossval.json")) as fh:
+            rep = json.load(fh)
+        speakers = len({sp for f in rep["folds"] for sp in f["test"]})
+        result["settings"][s] = {m: summary_row(r) for m, r in rep["systems"].items()}
+    for (s, n), out in sorted(curve_outs.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        path = os.path.join(out, "crossval.json")
+        if not os.path.isfile(path):
+            continue
+        with open(path) as fh:
+            rep = json.load(fh)
+        row = rep["systems"][args.default_system]
+        result["learning_curve"].setdefault(s, []).append({
+            "train_speakers": n, "classic": rep["systems"]["classic"]["f1_macro_mean"],
+            "system": row["f1_macro_mean"], "diff": row["f1_macro_vs_classic"]["mean_diff"],
+            "p": row["p_vs_classic"], "n_pairs": row["n_pairs"]})
+    for s in settings:  # the full corpus as the last point of the curve
+        if s in result["learning_curve"] and s in result["settings"]:
+            with open(os.path.join(outs[s], "crossval.json")) as fh:
+                rep = json.load(fh)
+            n_train = len(rep["folds"][0]["train"])
+            row = result["settings"][s][args.default_system]
+            result["learning_curve"][s].append({
+                "train_speakers": n_train, "classic": result["settings"][s]["classic"][
+                    "f1_macro_mean"], "system": row["f1_macro_mean"],
+                "diff": row["diff_vs_classic"], "p": row["p_vs_classic"],
+                "n_pairs": row["n_pairs"]})
+    result["machine"] = machine()
+    result["speakers"] = speakers
+    result["wall_seconds_this_invocation"] = round(time.time() - t0)
+    os.makedirs(RESULTS, exist_ok=True)
+    if result["learning_curve"]:
+        plot_curve(result["learning_curve"], args.default_system,
+                   os.path.join(RESULTS, "dev_corpus_learning_curve.png"))
+    with open(os.path.join(RESULTS, "dev_corpus.json"), "w") as fh:
+        json.dump(result, fh, indent=1)
+    md = markdown(result)
+    with open(os.path.join(RESULTS, "dev_corpus.md"), "w") as fh:
+        fh.write(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
