@@ -320,6 +320,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    # TensorFlow's C++ start-up INFO/WARNING lines; errors still show
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     try:

@@ -33,7 +33,7 @@ from emobed_tf import schema
 from emobed_tf.schema import Item
 from emobed_tf.writer import DatasetWriter
 
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 OMG_CLASSES = ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
 # (arousal, valence) of each class on the circumplex, used as part of its latent prototype
 _CIRCUMPLEX = np.array([[0.8, -0.6], [0.2, -0.7], [0.7, -0.5], [0.5, 0.8], [0.0, 0.0],
@@ -53,19 +53,35 @@ def _projection(rng, out_dim, latent_dim, gains):
 def write_demo_omg(out_dir: str, seed: int = 0, sizes=None, overwrite: bool = False) -> schema.Manifest:
     """Writes the simulated OMG-shaped corpus to ``out_dir``.
 
-    ``sizes``: utterances per (modality, split); defaults to audio 400/500/500
-    and video 2400/500/500 (train/dev/test).
+    The situation EmoBed addresses: a **small target corpus** (audio: 16
+    speakers x 30 utterances) and a **larger auxiliary corpus of other
+    people** (video: 60 subjects x 40 clips), unpaired, expressing the same
+    7 emotions. ``sizes``: ``{"audio": (speakers, items per speaker),
+    "video": (...)}``. Splits are by speaker (audio 8 / 4 / 4 speakers for
+    train / dev / test, video 48 / 6 / 6); ``emobed_tf.crossval`` reassigns
+    them by speaker folds.
+
+    Generative story, the same for both modalities except where stated: an
+    utterance's emotion class c gives a latent emotion z = prototype_c +
+    N(0, 0.55^2) in an 8-d space (the first two dimensions are the
+    circumplex's arousal and valence); a modality observes z through its own
+    random linear map with its own gains per latent direction (audio:
+    arousal-like directions strong, valence-like ones weak; video the other
+    way round), plus a per-speaker offset, per-speaker class preferences
+    (a shortcut that fails on unseen speakers) and noise; video is a sparse
+    non-negative code like VGG-Face fc7. Nothing in it depends on which
+    training method is used: both modalities carry their own, partial view
+    of the same emotion space, which is the premise of crossmodal training,
+    and neither sees the other's items.
     """
     rng = np.random.default_rng(seed)
-    sizes = sizes or {("audio", "train"): 400, ("audio", "dev"): 500, ("audio", "test"): 500,
-                      ("video", "train"): 2400, ("video", "dev"): 500, ("video", "test"): 500}
+    sizes = sizes or {"audio": (16, 30), "video": (60, 40)}
+    split_of = {"audio": (8, 4, 4), "video": (48, 6, 6)}
     latent_dim = 8
     k = len(OMG_CLASSES)
     # Class prototypes: circumplex position in the first two latent dims,
     # random directions in the others.
     protos = np.concatenate([_CIRCUMPLEX * 1.2, rng.normal(scale=0.7, size=(k, latent_dim - 2))], 1)
-    # Both modalities express the same emotion, with different strengths
-    # per latent direction (audio: arousal-like, video: valence-like).
     gains = {"audio": [1.0, 0.5, 0.8, 0.8, 0.6, 0.6, 0.7, 0.5],
              "video": [0.6, 1.0, 0.6, 0.6, 0.8, 0.8, 0.6, 0.8]}
     dims = {"audio": 88, "video": 4096}
@@ -74,34 +90,29 @@ def write_demo_omg(out_dir: str, seed: int = 0, sizes=None, overwrite: bool = Fa
     active = rng.random(dims["video"]) < 0.25
     noise = {"audio": 0.9, "video": 0.7}
     nuisance = {"audio": 1.0, "video": 0.5}  # speaker / subject offsets
-    n_speakers = {"audio": 10, "video": 60}
-    label_noise = {"audio": 0.15, "video": 0.05}
     class_prior = np.array([0.10, 0.05, 0.05, 0.25, 0.30, 0.15, 0.10])
     with DatasetWriter(out_dir, "demo", "classification", OMG_CLASSES, dims,
                        {"audio": "simulated-eGeMAPS", "video": "simulated-VGGFace-fc7"},
                        dim_names=("arousal", "valence"), overwrite=overwrite,
                        extra={"simulated": True, "demo_version": DEMO_VERSION, "seed": seed}) as w:
-        for (mod, split), n in sizes.items():
-            speakers = [f"{mod[0]}{split}{i:02d}" for i in range(n_speakers[mod])]
-            offsets = {s: rng.normal(scale=nuisance[mod], size=dims[mod]) for s in speakers}
-            # Each speaker shows some emotions more than others (as in real
-            # corpora), so speaker identity is a shortcut that fails on the
-            # unseen speakers of dev/test.
-            priors = {s: rng.dirichlet(class_prior * 7 * 0.6) for s in speakers}
-            for i in range(n):
-                spk = speakers[int(rng.integers(len(speakers)))]
-                c = int(rng.choice(k, p=priors[spk]))
-                z = protos[c] + rng.normal(scale=0.55, size=latent_dim)
-                x = proj[mod] @ z + offsets[spk] + rng.normal(scale=noise[mod], size=dims[mod])
-                if mod == "video":
-                    x = np.maximum(x, 0.0) * active
-                label = c
-                if split == "train" and rng.random() < label_noise[mod]:
-                    label = int(rng.integers(k))  # annotator disagreement
-                av = np.clip(z[:2] / 1.5, -1, 1)[None, :]
-                w.add(Item(mod, x[None, :].astype(np.float32), label_class=label, label_dims=av,
-                           corpus="demo", speaker=spk, recording=f"{mod}-{split}-{i:05d}",
-                           split=split))
+        for mod in ("audio", "video"):
+            n_spk, per_spk = sizes[mod]
+            n_train, n_dev = (round(n_spk * f / sum(split_of[mod])) for f in split_of[mod][:2])
+            for s_i in range(n_spk):
+                split = "train" if s_i < n_train else "dev" if s_i < n_train + n_dev else "test"
+                spk = f"{mod[0]}{s_i:02d}"
+                offset = rng.normal(scale=nuisance[mod], size=dims[mod])
+                prior = rng.dirichlet(class_prior * 7 * 0.6)
+                for i in range(per_spk):
+                    c = int(rng.choice(k, p=prior))
+                    z = protos[c] + rng.normal(scale=0.55, size=latent_dim)
+                    x = proj[mod] @ z + offset + rng.normal(scale=noise[mod], size=dims[mod])
+                    if mod == "video":
+                        x = np.maximum(x, 0.0) * active
+                    av = np.clip(z[:2] / 1.5, -1, 1)[None, :]
+                    w.add(Item(mod, x[None, :].astype(np.float32), label_class=c,
+                               label_dims=av, corpus="demo", speaker=spk,
+                               recording=f"{spk}-{i:03d}", split=split))
     return w.manifest
 
 

@@ -7,6 +7,7 @@ Only the target modality's branch runs here: this is how every score in
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import numpy as np
 
@@ -39,6 +40,29 @@ class Predictions:
         return np.concatenate(self.gold, 0), np.concatenate(self.pred, 0)
 
 
+_FORWARD_FNS = weakref.WeakKeyDictionary()
+
+
+def _forward_fn(model, modality: str):
+    """One traced forward function per model and modality, reused by every call.
+
+    A new ``tf.function`` per call would retrace each time (and TensorFlow
+    warns about it after five); the data pipeline pads batches to a few
+    bucketed lengths, so each function traces a few shapes at most.
+    """
+    import tensorflow as tf
+
+    fns = _FORWARD_FNS.setdefault(model, {})
+    if modality not in fns:
+        @tf.function(reduce_retracing=True)
+        def run(features, mask):
+            out = model.forward(modality, {"features": features, "mask": mask}, training=False)
+            return out["prediction"], out["embedding"]
+
+        fns[modality] = run
+    return fns[modality]
+
+
 def predict_split(model, source: D.Source, modality: str, split: str, batch_size: int = 64,
                   options: D.PipelineOptions = D.PipelineOptions(),
                   with_embeddings: bool = False) -> Predictions:
@@ -50,10 +74,7 @@ def predict_split(model, source: D.Source, modality: str, split: str, batch_size
                                  with_ids=True,
                                  options=dataclasses.replace(options, window=0, cache="none"))
 
-    @tf.function(reduce_retracing=True)
-    def run(features, mask):
-        out = model.forward(modality, {"features": features, "mask": mask}, training=False)
-        return out["prediction"], out["embedding"]
+    run = _forward_fn(model, modality)
 
     recs, spks, golds, preds, embs = [], [], [], [], []
     task = source.manifest.task

@@ -464,7 +464,7 @@ def train(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
             if cfg.strategy == "multiworker":
                 fit_multiworker(model, strategy, train_ds, cfg, sources, ckpt, start)
             else:
-                model.fit(train_ds, validation_data=dev_ds, epochs=cfg.epochs,
+                model.fit(train_ds, validation_data=dev_ds, epochs=cfg.epochs, shuffle=False,
                           initial_epoch=start, callbacks=callbacks, verbose=cfg.verbose)
         except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
             data_err = _data_error_from(err, sources)

@@ -258,3 +258,43 @@ def test_demo_cache_is_keyed_by_the_generator(tmp_path):
     m = schema.load_manifest(first)
     assert m.extra["simulated"] is True and m.modalities["audio"].counts == {
         "train": 4, "dev": 3, "test": 3}
+
+
+def test_batches_are_padded_to_bucketed_lengths_with_exact_masks(cls_data):
+    import tensorflow as tf
+
+    path, manifest, items = cls_data  # lengths 1..5 frames
+    src = D.Source.open(path)
+    lengths = {it.recording: len(it.features) for it in items if it.modality == "audio"
+               and it.split == "dev"}
+    for cache in ("memory", "none"):
+        ds = D.make_modality_dataset(src, "audio", "dev", 5, with_ids=True,
+                                     options=D.PipelineOptions(cache=cache))
+        for b in ds:
+            t_max = max(lengths[r.decode()] for r in b["recording"].numpy())
+            assert b["features"].shape[1] == (1 if t_max == 1 else 8)
+            got = dict(zip([r.decode() for r in b["recording"].numpy()],
+                           b["mask"].numpy().sum(1)))
+            assert got == {r: lengths[r] for r in got}
+            assert float(tf.reduce_sum(tf.abs(b["features"]) * tf.cast(
+                ~b["mask"], tf.float32)[..., None])) == 0.0
+
+
+def test_demo_is_a_small_target_corpus_and_a_larger_auxiliary_one_split_by_speaker(tmp_path):
+    from emobed_tf import demo
+
+    demo.write_demo_omg(str(tmp_path / "d"), sizes={"audio": (8, 5), "video": (12, 4)})
+    src = D.Source.open(str(tmp_path / "d"))
+    for mod, n_spk, per in (("audio", 8, 5), ("video", 12, 4)):
+        stats = D.speaker_statistics(src, mod)
+        assert len(stats) == n_spk and all(s.items == per for s in stats.values())
+        info = src.manifest.modalities[mod]
+        assert sum(info.counts.values()) == n_spk * per
+        by_split = {}
+        for split in info.shards:
+            ds = D.make_modality_dataset(src, mod, split, 64, with_ids=True)
+            by_split[split] = {s.decode() for b in ds for s in b["speaker"].numpy()}
+        assert not (by_split["train"] & by_split["test"]) and not (by_split["dev"] &
+                                                                  by_split["test"])
+    # the two corpora are different people: crossval never has to drop auxiliary items
+    assert not set(D.speaker_statistics(src, "audio")) & set(D.speaker_statistics(src, "video"))

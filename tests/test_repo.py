@@ -17,7 +17,7 @@ def test_readme_starts_with_exactly_two_commands():
     assert text.index("```bash") < 40
     cmds = _readme_commands()
     assert len(cmds) == 2
-    assert "emobed_tf.compare --dataset demo" in cmds[0]
+    assert "emobed_tf.crossval --dataset demo" in cmds[0]
     assert cmds[1].endswith("-m pytest")
 
 
