@@ -167,7 +167,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dev-data", default="../shared/dev-data", help="the development corpus")
     p.add_argument("--work", required=True, help="folder for extracted data and runs")
-    p.add_argument("--systems", default="classic,joint,emobed+triplet,emobed")
+    p.add_argument("--systems", default="classic,joint,emobed,emobed+prototype")
     p.add_argument("--default-system", default="emobed",
                    help="the system the package's defaults give (--mode emobed)")
     p.add_argument("--folds", default="speaker:8")

@@ -130,3 +130,22 @@ def test_crossval_command_trains_every_run_reuses_them_and_reports(cls_data, tmp
     assert "| emobed | 3 |" in (out / "crossval.md").read_text()
     assert CV.main(argv) == 0
     assert capsys.readouterr().out.count("reused") == 6
+
+
+def test_dev_corpus_report_rows_carry_the_paired_statistics():
+    from benchmarks import dev_corpus
+
+    base = {(f, s): {"f1_macro": 0.5 + 0.01 * f, "uar": 0.5, "accuracy": 0.5}
+            for f in range(4) for s in range(2)}
+    better = {k: {**v, "f1_macro": v["f1_macro"] + 0.02 + 0.001 * k[0]} for k, v in base.items()}
+    summary = CV.summarise({"classic": base, "emobed": better}, ["f1_macro", "uar", "accuracy"])
+    row = dev_corpus.summary_row(summary["systems"]["emobed"])
+    assert row["n_pairs"] == 8 and (row["wins"], row["losses"]) == (8, 0)
+    assert row["diff_vs_classic"] == pytest.approx(0.02 + 0.001 * 1.5)
+    assert row["p_vs_classic"] == pytest.approx(2 / 2 ** 8)  # exact Wilcoxon, all 8 positive
+    assert row["f1_macro_mean"] == pytest.approx(np.mean([v["f1_macro"] for v in better.values()]))
+    md = dev_corpus.markdown({"folds": "speaker:4", "seeds": [0, 1], "default_system": "emobed",
+                              "settings": {"faces": {"classic": dev_corpus.summary_row(
+                                  summary["systems"]["classic"]), "emobed": row}},
+                              "learning_curve": {}, "commands": ["python -m x"]})
+    assert "| emobed | 0.5365 +- " in md and "+2.15 pt | 8/0 | 0.0078" in md
