@@ -61,6 +61,38 @@ def extraction_commands(dev: str, work: str) -> dict:
 SETTINGS = {"faces": "faces", "video_au": "ravdess_au"}
 
 
+def lld_commands(dev: str, work: str) -> tuple:
+    """(extract argv, crossval argv) of the sequence-input side study (the paper's setting)."""
+    ex = ["--corpus", "ravdess", "--ravdess-dir", f"{dev}/ravdess_speech", "--label-map",
+          RAVDESS_MAP, "--labels", LABELS, "--audio-mode", "lld", "--hop", "0.1", "--workers",
+          "2", "--out", f"{work}/ravdess_speech_lld"]
+    cv = ["--dataset", "custom", "--audio-dir", f"{work}/ravdess_speech_lld", "--video-dir",
+          f"{work}/ravdess_au", "--target", "audio", "--folds", "speaker:8", "--seeds", "0",
+          "--modes", "classic,emobed", "--epochs", "80", "--out", f"{work}/lld/video_au"]
+    return ex, cv
+
+
+def lld_study(work: str, utterance_out: str) -> dict:
+    """Sequence input against utterance functionals (classic, seed 0 pairs) and EmoBed on it."""
+    from emobed_tf.crossval import paired_tests
+
+    with open(os.path.join(work, "lld", "video_au", "crossval.json")) as fh:
+        rep = json.load(fh)
+    seq = rep["runs"]["classic"]
+    keys = sorted(k for k in seq if k.endswith("-seed0"))
+    utt = {}
+    for k in keys:
+        with open(os.path.join(utterance_out, "runs", "classic", k, "metrics.json")) as fh:
+            utt[k] = json.load(fh)["test"]["f1_macro"]
+    t = paired_tests([seq[k]["f1_macro"] - utt[k] for k in keys])
+    row = rep["systems"]["emobed"]
+    return {"classic_functionals": sum(utt.values()) / len(keys),
+            "classic_lld": rep["systems"]["classic"]["f1_macro_mean"],
+            "lld_vs_functionals": t,
+            "emobed_lld": row["f1_macro_mean"],
+            "emobed_vs_classic_lld": row["f1_macro_vs_classic"]}
+
+
 def crossval_argv(work: str, setting: str, systems, seeds, folds: str, out: str,
                   train_speakers: int = 0) -> list:
     argv = ["--dataset", "custom", "--audio-dir", f"{work}/ravdess_speech", "--video-dir",
@@ -133,6 +165,20 @@ def markdown(result: dict) -> str:
                              f"{p['system']:.4f} | {100 * p['diff']:+.2f} pt | {p['p']:.4f} | "
                              f"{p['n_pairs']} |")
         lines += ["", "![learning curve](dev_corpus_learning_curve.png)", ""]
+    q = result.get("sequence_input")
+    if q:
+        t, e = q["lld_vs_functionals"], q["emobed_vs_classic_lld"]
+        lines += ["## Side study: sequence input (the paper's setting), video_au, seed 0", "",
+                  "eGeMAPS LLDs averaged over 100 ms steps as sequences through the GRUs "
+                  "(`--audio-mode lld --hop 0.1`, `--epochs 80`), same 8 folds:", "",
+                  "| | macro-F1 | diff | wins/losses | p (Wilcoxon) |", "|---|---|---|---|---|",
+                  f"| classic, utterance functionals | {q['classic_functionals']:.4f} | | | |",
+                  f"| classic, LLD sequences | {q['classic_lld']:.4f} | "
+                  f"{100 * t['mean_diff']:+.2f} pt vs functionals | {t['wins']}/{t['losses']} | "
+                  f"{t['p_wilcoxon']:.4f} |",
+                  f"| emobed, LLD sequences | {q['emobed_lld']:.4f} | "
+                  f"{100 * e['mean_diff']:+.2f} pt vs LLD classic | {e['wins']}/{e['losses']} | "
+                  f"{e['p_wilcoxon']:.4f} |", ""]
     lines += ["## Commands", "", "```bash"] + result["commands"] + ["```", ""]
     return "\n".join(lines)
 
@@ -175,7 +221,7 @@ def main(argv=None) -> int:
     p.add_argument("--curve", default="4,8", help="training speaker counts of the learning curve")
     p.add_argument("--curve-seeds", default="0,1")
     p.add_argument("--settings", default="faces,video_au")
-    p.add_argument("--only", choices=("extract", "main", "curve", "report"), default=None,
+    p.add_argument("--only", choices=("extract", "main", "curve", "lld", "report"), default=None,
                    help="run one stage (default: all)")
     args = p.parse_args(argv)
 
@@ -188,7 +234,7 @@ def main(argv=None) -> int:
     curve_seeds = [int(s) for s in args.curve_seeds.split(",")]
     settings = [s for s in args.settings.split(",") if s]
     commands, t0 = [], time.time()
-    stages = [args.only] if args.only else ["extract", "main", "curve", "report"]
+    stages = [args.only] if args.only else ["extract", "main", "curve", "lld", "report"]
     if "extract" in stages:
         for name, ex_argv in extraction_commands(dev, work).items():
             if not os.path.isfile(os.path.join(work, name, "manifest.json")):
@@ -213,6 +259,11 @@ def main(argv=None) -> int:
                     _share_classic(curve_outs[(settings[0], n)], out)
                 _run(crossval.main, crossval_argv(work, s, ["classic", args.default_system],
                                                   curve_seeds, args.folds, out, n), commands)
+    lld_ex, lld_cv = lld_commands(dev, work)
+    if "lld" in stages:
+        if not os.path.isfile(os.path.join(work, "ravdess_speech_lld", "manifest.json")):
+            _run(extract.main, lld_ex, commands)
+        _run(crossval.main, lld_cv, commands)
     if "report" not in stages:
         return 0
     if not commands:  # report only: list the commands that made the numbers
@@ -223,6 +274,8 @@ def main(argv=None) -> int:
         commands += ["python -m emobed_tf.crossval " + " ".join(map(shlex.quote, crossval_argv(
             work, s, ["classic", args.default_system], curve_seeds, args.folds, out, n)))
             for (s, n), out in curve_outs.items()]
+        commands += ["python -m tfrecords_tools.extract " + " ".join(map(shlex.quote, lld_ex)),
+                     "python -m emobed_tf.crossval " + " ".join(map(shlex.quote, lld_cv))]
     result = {"folds": args.folds, "seeds": seeds, "default_system": args.default_system,
               "commands": commands, "settings": {}, "learning_curve": {}}
     speakers = None
@@ -253,6 +306,8 @@ def main(argv=None) -> int:
                     "f1_macro_mean"], "system": row["f1_macro_mean"],
                 "diff": row["diff_vs_classic"], "p": row["p_vs_classic"],
                 "n_pairs": row["n_pairs"]})
+    if os.path.isfile(os.path.join(work, "lld", "video_au", "crossval.json")) and settings:
+        result["sequence_input"] = lld_study(work, outs[settings[0]])
     result["machine"] = machine()
     result["speakers"] = speakers
     result["wall_seconds_this_invocation"] = round(time.time() - t0)

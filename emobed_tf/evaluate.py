@@ -51,7 +51,8 @@ def _load(run_dir):
     return cfg, load_model(model_path)
 
 
-def _sources(run_dir, model):
+def _sources(run_dir, model, cfg):
+    """The run's data folders, with the run's speaker folds when it was cross-validated."""
     out = {}
     for mod in model.encoders:
         path = os.path.join(run_dir, "manifests", f"{mod}.json")
@@ -59,6 +60,8 @@ def _sources(run_dir, model):
             with open(path) as fh:
                 data_dir = json.load(fh)["data_dir"]
             out[mod] = D.Source.open(data_dir)
+    if cfg.data.speaker_folds and cfg.target in out:
+        out = T.speaker_fold_sources(cfg, out)
     return out
 
 
@@ -271,7 +274,7 @@ def evaluate(run_dir: str, compare: str | None = None, tsne_points_max: int = 60
              figures: bool = True) -> dict:
     """Scores, post-processing, figures and report of a finished run."""
     cfg, model = _load(run_dir)
-    sources = _sources(run_dir, model)
+    sources = _sources(run_dir, model, cfg)
     if cfg.target not in sources:
         raise DataError(f"{run_dir}: the target's data folder (manifests/{cfg.target}.json) "
                         "is not available")

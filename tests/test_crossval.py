@@ -149,3 +149,18 @@ def test_dev_corpus_report_rows_carry_the_paired_statistics():
                                   summary["systems"]["classic"]), "emobed": row}},
                               "learning_curve": {}, "commands": ["python -m x"]})
     assert "| emobed | 0.5365 +- " in md and "+2.15 pt | 8/0 | 0.0078" in md
+
+
+def test_evaluate_scores_a_fold_run_on_its_own_test_speakers(cls_data, tmp_path):
+    from emobed_tf import evaluate
+
+    path, _, _ = cls_data
+    cfg = T.default_config("custom", str(tmp_path / "run"), "audio", "emobed", data_dir=path,
+                           epochs=1, verbose=0)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, dev_speakers=("s1",), test_speakers=("s2", "s3")))
+    metrics = T.train(cfg)
+    rep = evaluate.evaluate(cfg.out, figures=False)
+    # s2 and s3 have 12 items each over the extraction splits; the extraction's test split has 12
+    assert rep["scores"]["test"]["n"] == metrics["test"]["n"] == 24
+    assert rep["scores"]["test"]["f1_macro"] == pytest.approx(metrics["test"]["f1_macro"])
