@@ -323,6 +323,11 @@ def main(argv=None) -> int:
     # TensorFlow's C++ start-up INFO/WARNING lines; errors still show
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
+    import tensorflow as tf
+
+    # each run builds a new model and its traced functions; TensorFlow's retracing
+    # notices about them are not actionable here (errors are still printed)
+    tf.get_logger().setLevel("ERROR")
     modes = [m for m in args.modes.split(",") if m]
     try:
         for m in modes:
