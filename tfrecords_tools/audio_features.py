@@ -18,29 +18,18 @@ from tfrecords_tools.media import AUDIO_RATE, MediaError, decode_audio
 EGEMAPS_DIM = 88
 EGEMAPS_LLD_DIM = 25
 LLD_STEP_S = 0.01  # openSMILE's eGeMAPS LLD frame step
-_SMILE = None
-_SMILE_LLD = None
+_SMILES = {}  # feature level -> opensmile.Smile, one per worker process
 AUDIO_MODES = ("utterance", "windowed", "lld")
 
 
-def _smile():
-    global _SMILE
-    if _SMILE is None:
+def _smile(level: str = "Functionals"):
+    """The eGeMAPSv02 extractor for ``level`` (``Functionals`` or ``LowLevelDescriptors``)."""
+    if level not in _SMILES:
         import opensmile
 
-        _SMILE = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                                 feature_level=opensmile.FeatureLevel.Functionals)
-    return _SMILE
-
-
-def _smile_lld():
-    global _SMILE_LLD
-    if _SMILE_LLD is None:
-        import opensmile
-
-        _SMILE_LLD = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                                     feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
-    return _SMILE_LLD
+        _SMILES[level] = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                                         feature_level=getattr(opensmile.FeatureLevel, level))
+    return _SMILES[level]
 
 
 def pool_frames(frames: np.ndarray, n: int) -> np.ndarray:
@@ -66,7 +55,7 @@ def lld_sequence(signal: np.ndarray, rate: int = AUDIO_RATE, hop_s: float = 0.1)
     GRUs); averaging 10 ms frames into ``hop_s`` steps keeps the recurrent
     nets short (100 ms: about 10 steps per second).
     """
-    lld = _smile_lld().process_signal(signal, rate).to_numpy().astype(np.float32)
+    lld = _smile("LowLevelDescriptors").process_signal(signal, rate).to_numpy().astype(np.float32)
     if len(lld) == 0:
         raise MediaError("audio too short for one openSMILE LLD frame")
     return pool_frames(lld, max(1, int(round(hop_s / LLD_STEP_S))))
@@ -162,7 +151,7 @@ def functionals_of_file(path: str) -> np.ndarray:
 
 def lld_of_file(path: str) -> np.ndarray:
     """openSMILE's own reading of the eGeMAPS LLDs of a file: [T, 25] at 10 ms."""
-    return _smile_lld().process_file(path).to_numpy().astype(np.float32)
+    return _smile("LowLevelDescriptors").process_file(path).to_numpy().astype(np.float32)
 
 
 def _reference_job(args):
