@@ -23,8 +23,10 @@ class GRUStack(keras.layers.Layer):
         dropout: input dropout of every layer.
 
     Example:
+
+    >>> import numpy as np
     >>> stack = GRUStack(8, 2)
-    >>> stack(np.zeros((2, 5, 3), "float32")).shape
+    >>> tuple(stack(np.zeros((2, 5, 3), "float32")).shape)
     (2, 5, 8)
     """
 
