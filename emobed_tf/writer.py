@@ -130,9 +130,14 @@ class DatasetWriter:
         overwrite: allow writing where a manifest already exists.
 
     Example:
-    >>> with DatasetWriter("/tmp/d", "toy", "classification", ["a", "b"],
+
+    >>> import os, tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "toy")
+    >>> with DatasetWriter(out, "toy", "classification", ["a", "b"],
     ...                    {"audio": 3}) as w:
     ...     w.add(Item("audio", np.ones((2, 3)), label_class=1, recording="r1"))
+    >>> w.manifest.modalities["audio"].counts["train"]
+    1
     """
 
     def __init__(self, out_dir: str, name: str, task: str, label_names: Sequence[str],

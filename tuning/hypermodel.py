@@ -26,7 +26,7 @@ class EmoBedHyperModel(kt.HyperModel):
 
     Example:
     >>> hm = EmoBedHyperModel(cfg, sources)            # doctest: +SKIP
-    >>> tuner = kt.RandomSearch(hm, objective=hm.objective, max_trials=20)
+    >>> tuner = kt.RandomSearch(hm, objective=hm.objective, max_trials=20)  # doctest: +SKIP
     """
 
     def __init__(self, base: C.TrainConfig, sources: dict, **kwargs):
