@@ -12,6 +12,9 @@ import json
 from typing import Any, Mapping
 
 MODES = ("classic", "joint", "triplet", "emobed")
+OMG_CLASSES = ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
+EGEMAPS_DIM = 88  # openSMILE eGeMAPSv02 functionals, the paper's audio features
+VGGFACE_FC7_DIM = 4096  # VGG-Face fc7, the paper's video features
 
 
 @dataclasses.dataclass(frozen=True)

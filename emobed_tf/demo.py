@@ -30,11 +30,11 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from emobed_tf import schema
+from emobed_tf.configs import EGEMAPS_DIM, OMG_CLASSES, VGGFACE_FC7_DIM
 from emobed_tf.schema import Item
 from emobed_tf.writer import DatasetWriter
 
 DEMO_VERSION = 3
-OMG_CLASSES = ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
 # (arousal, valence) of each class on the circumplex, used as part of its latent prototype
 _CIRCUMPLEX = np.array([[0.8, -0.6], [0.2, -0.7], [0.7, -0.5], [0.5, 0.8], [0.0, 0.0],
                         [-0.6, -0.5], [0.8, 0.4]])
@@ -84,7 +84,7 @@ def write_demo_omg(out_dir: str, seed: int = 0, sizes=None, overwrite: bool = Fa
     protos = np.concatenate([_CIRCUMPLEX * 1.2, rng.normal(scale=0.7, size=(k, latent_dim - 2))], 1)
     gains = {"audio": [1.0, 0.5, 0.8, 0.8, 0.6, 0.6, 0.7, 0.5],
              "video": [0.6, 1.0, 0.6, 0.6, 0.8, 0.8, 0.6, 0.8]}
-    dims = {"audio": 88, "video": 4096}
+    dims = {"audio": EGEMAPS_DIM, "video": VGGFACE_FC7_DIM}
     proj = {m: _projection(rng, dims[m], latent_dim, gains[m]) for m in dims}
     # video: a sparse, non-negative ReLU code like fc7; only a subset of units responds
     active = rng.random(dims["video"]) < 0.25
@@ -131,7 +131,7 @@ def write_demo_recola(out_dir: str, seed: int = 0, frames: int = 1500, recording
     rng = np.random.default_rng(seed + 1000)
     recordings = recordings or {("audio", "train"): 4, ("audio", "dev"): 3, ("audio", "test"): 3,
                                 ("video", "train"): 8, ("video", "dev"): 3, ("video", "test"): 3}
-    dims = {"audio": 88, "video": 168}
+    dims = {"audio": EGEMAPS_DIM, "video": 168}
     delay = 60  # 2.4 s at 40 ms: the annotators lag the latent emotion
     latent_dim = 4  # arousal, valence, two nuisance processes
     gains = {"audio": [1.0, 0.3, 0.7, 0.0], "video": [0.35, 1.0, 0.0, 0.7]}
