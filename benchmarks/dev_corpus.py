@@ -99,7 +99,7 @@ def crossval_argv(work: str, setting: str, systems, seeds, folds: str, out: str,
             f"{work}/{SETTINGS[setting]}", "--target", "audio", "--folds", folds,
             "--modes", ",".join(systems), "--seeds", ",".join(map(str, seeds)), "--out", out]
     if train_speakers:
-        argv += ["--train-speakers", str(train_speakers)]
+        argv += ["--n-train-speakers", str(train_speakers)]
     return argv
 
 

@@ -16,19 +16,19 @@ import argparse
 import os
 import sys
 
+from emobed_tf import cli  # first: keeps framework start-up logs quiet
 from emobed_tf import configs as C
 from emobed_tf import significance as S
-from emobed_tf import train as T
-from emobed_tf.reports import write_json_and_markdown
-from emobed_tf.schema import DataError
+from emobed_tf import experiment as E
+from emobed_tf.io import markdown_table, write_json_and_markdown
 
 
 def run_modes(args, modes) -> dict:
     results = {}
     for mode in modes:
-        cfg = T.config_from_args(args, os.path.join(args.out, mode), mode)
+        cfg = cli.config_from_args(args, os.path.join(args.out, mode), mode)
         print(f"[{mode}] {cfg.out}", flush=True)
-        results[mode], reused = T.train_or_reuse(cfg, args.overwrite)
+        results[mode], reused = E.run_or_reuse(cfg, args.overwrite)
         if reused:
             print(f"[{mode}] finished earlier, reused", flush=True)
     return results
@@ -69,8 +69,7 @@ def comparison(results: dict, baseline: str = "classic") -> dict:
 def format_markdown(table: dict) -> str:
     keys = table["keys"]
     head = ["system", "alpha", "beta"] + [f"{s} {k}" for s in ("dev", "test") for k in keys]
-    lines = [f"# {table['dataset']}: target {table['target']}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for mode, row in table["rows"].items():
         cells = [mode, f"{row['alpha']:g}", f"{row['beta']:g}"]
         for s in ("dev", "test"):
@@ -80,7 +79,8 @@ def format_markdown(table: dict) -> str:
                 test = sig.get(k) or (sig.get("accuracy") if k == "accuracy" else None)
                 mark = S.significance_mark(test["p"]) if test else ""
                 cells.append("-" if v is None else f"{v:.4f}{mark}")
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines = [f"# {table['dataset']}: target {table['target']}", "", markdown_table(head, rows)]
     if table["baseline"]:
         test = ("one-tailed two-proportion z-test on accuracy" if table["task"] ==
                 "classification" else "one-tailed Fisher r-to-z test on CCC")
@@ -96,7 +96,7 @@ def format_markdown(table: dict) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m emobed_tf.compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    T.add_common_args(p)
+    cli.add_config_args(p)
     p.add_argument("--modes", default="classic,joint,triplet,emobed",
                    help="comma-separated systems among " + ", ".join(C.MODES))
     p.add_argument("--out", required=True, help="folder for the runs and the comparison")
@@ -108,13 +108,11 @@ def main(argv=None) -> int:
     modes = [m for m in args.modes.split(",") if m]
     bad = [m for m in modes if m not in C.MODES]
     if bad:
-        print(f"error: unknown modes {bad}; choose among {C.MODES}", file=sys.stderr)
-        return 2
+        return cli.fail(f"unknown modes {bad}; choose among {C.MODES}")
     try:
         results = run_modes(args, modes)
-    except (DataError, T.RunError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except cli.ERRORS as err:
+        return cli.fail(err)
     table = comparison(results)
     md = format_markdown(table)
     write_json_and_markdown(args.out, "comparison", table, md)

@@ -1,95 +1,227 @@
 """Configuration as data: frozen dataclasses with the paper's defaults.
 
+Every setting is declared once, here, with its help text and its check in
+the field's metadata (:func:`setting`). The command-line flags of every CLI
+(``emobed_tf.cli``), the hyperparameter names of ``tuning`` and
+``--hparams`` files (:func:`hparam_fields`) and the validation of a
+configuration (on construction, so a bad value never reaches a model) are
+generated from these fields.
+
 ``DATASETS`` is the registry behind ``--dataset``: each preset holds the
 task and the paper's (or a documented) default model, data and loss
-settings for that corpus. The CLI only parses arguments into these.
+settings for that corpus.
+
+>>> cfg = default_config("omg", out="runs/omg", target="video")
+>>> cfg.model.encoder_layers, cfg.loss.alpha, cfg.loss.beta   # paper Sec. 4.2, Fig. 7
+(1, 0.5, 0.8)
+>>> apply_hparams(cfg, {"beta": 0.3, "encoder_units": 64}).model.encoder_units
+64
+>>> LossConfig(alpha=-1.0)
+Traceback (most recent call last):
+...
+emobed_tf.configs.ConfigError: alpha must be a finite number >= 0, got -1.0
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from typing import Any, Mapping
+import math
+from typing import Any, Callable, Mapping
+
+from emobed_tf.data import CACHE_MODES
 
 MODES = ("classic", "joint", "triplet", "emobed")
 OMG_CLASSES = ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
 EGEMAPS_DIM = 88  # openSMILE eGeMAPSv02 functionals, the paper's audio features
 VGGFACE_FC7_DIM = 4096  # VGG-Face fc7, the paper's video features
+MODALITIES = ("audio", "video")
+REGRESSION_LOSSES = ("ccc", "mse")
+TRIPLET_FORMS = ("paper", "hinge", "soft")
+TRIPLET_REDUCTIONS = ("mean", "sum")
+CROSSMODAL_LOSSES = ("triplet", "prototype")
+STRATEGIES = ("none", "mirrored", "multiworker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the package cannot train with; the message names it."""
+
+
+# --------------------------------------------------------------------------
+# checks: each returns None when the value is fine, else what it must be
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def positive_int(v):
+    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 \
+        else "an integer >= 1"
+
+
+def nonneg_int(v):
+    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 \
+        else "an integer >= 0"
+
+
+def positive_float(v):
+    return None if _is_number(v) and math.isfinite(v) and v > 0 else "a finite number > 0"
+
+
+def nonneg_float(v):
+    return None if _is_number(v) and math.isfinite(v) and v >= 0 else "a finite number >= 0"
+
+
+def fraction(v):
+    return None if _is_number(v) and 0 <= v < 1 else "a number in [0, 1)"
+
+
+def finite_floats(v):
+    ok = isinstance(v, tuple) and v and all(_is_number(x) and math.isfinite(x) for x in v)
+    return None if ok else "one or more finite numbers"
+
+
+def strings(v):
+    return None if isinstance(v, tuple) and all(isinstance(x, str) and x for x in v) \
+        else "a list of names"
+
+
+def setting(default, help: str, *, check: Callable | None = None, choices=None,
+            flag: str | None = None, aliases=(), hparam: bool = True, cli: bool = True,
+            item=str, required: bool = False):
+    """A dataclass field that carries its CLI flag, help text and check.
+
+    Args:
+        default: the paper's (or the package's documented) default.
+        help: the flag's help text.
+        check: a function returning ``None`` for a good value, else a phrase
+            saying what the value must be (e.g. ``"an integer >= 1"``).
+        choices: the allowed values of a string setting.
+        flag: the flag name (default ``--field-name``); ``aliases``: older names.
+        hparam: whether ``tuning`` / ``--hparams`` may set it.
+        cli: whether it gets a flag at all.
+        item: element type of a tuple setting (its flag takes ``a,b,c``).
+        required: a flag every CLI that has it must be given.
+    """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "check": check, "choices": tuple(choices) if choices else None,
+        "flag": flag, "aliases": tuple(aliases), "hparam": hparam, "cli": cli, "item": item,
+        "required": required})
+
+
+def check_value(f: dataclasses.Field, value) -> str | None:
+    """``None`` when ``value`` suits the field ``f``, else the reason."""
+    md = f.metadata
+    if md.get("choices") and value not in md["choices"]:
+        return f"one of {', '.join(map(str, md['choices']))}"
+    if md.get("check"):
+        return md["check"](value)
+    return None
+
+
+def validate(obj) -> None:
+    """Raises :class:`ConfigError` naming the first field of ``obj`` with a bad value."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        why = check_value(f, value)
+        if why:
+            raise ConfigError(f"{f.name} must be {why}, got {value!r}")
+
+
+class _Validated:
+    def __post_init__(self):
+        validate(self)
+
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Validated):
     """Sizes of f_A / f_V (encoder) and of the shared network f.
 
     Paper (Sec. 4.2): RECOLA 2 + 2 GRU layers of 120 units; OMG-Emotion one
     layer each.
     """
 
-    encoder_layers: int = 2
-    encoder_units: int = 120
-    shared_layers: int = 2
-    shared_units: int = 120
-    dropout: float = 0.0
+    encoder_layers: int = setting(2, "GRU layers of each modality's encoder f_A / f_V",
+                                  check=positive_int)
+    encoder_units: int = setting(120, "units of each encoder GRU layer", check=positive_int)
+    shared_layers: int = setting(2, "GRU layers of the shared network f", check=positive_int)
+    shared_units: int = setting(120, "units of each shared GRU layer", check=positive_int)
+    dropout: float = setting(0.0, "input dropout of every GRU layer", check=fraction)
 
 
 @dataclasses.dataclass(frozen=True)
-class LossConfig:
+class LossConfig(_Validated):
     """Weights and forms of the loss terms of Eq. (8).
 
     ``alpha``/``beta`` are the EmoBed values; the mode zeroes them
     (``classic``: both, ``joint``: beta, ``triplet``: alpha).
     """
 
-    alpha: float = 0.5
-    beta: float = 0.5
-    l2: float = 1e-4
-    regression_loss: str = "ccc"
-    triplet_form: str = "paper"
-    triplet_margin: float = 0.0
-    triplet_reduction: str = "mean"
-    triplet_frame_stride: int = 10
-    triplet_thresholds: tuple = (0.0,)
-    crossmodal_loss: str = "triplet"
-    temperature: float = 0.1
+    alpha: float = setting(0.5, "weight of the auxiliary modality's loss (Eq. 8)",
+                           check=nonneg_float)
+    beta: float = setting(0.5, "weight of the crossmodal term (Eq. 8)", check=nonneg_float)
+    l2: float = setting(1e-4, "weight of the L2 term on kernels (paper: 1e-4)",
+                        check=nonneg_float)
+    regression_loss: str = setting("ccc", "regression loss: 1 - CCC (paper) or masked MSE",
+                                   choices=REGRESSION_LOSSES)
+    triplet_form: str = setting("paper", "triplet form: paper (Eq. 6, no margin), hinge "
+                                "(max(0, d+ - d- + margin)) or soft (softplus)",
+                                choices=TRIPLET_FORMS)
+    triplet_margin: float = setting(0.0, "margin of the hinge triplet", check=nonneg_float)
+    triplet_reduction: str = setting("mean", "how anchors' triplet losses are combined",
+                                     choices=TRIPLET_REDUCTIONS)
+    triplet_frame_stride: int = setting(10, "regression: every n-th frame is a triplet anchor",
+                                        check=positive_int)
+    triplet_thresholds: tuple = setting((0.0,), "regression: thresholds that bin the first "
+                                        "label dimension into triplet classes",
+                                        check=finite_floats, item=float)
+    crossmodal_loss: str = setting("triplet", "the beta-weighted crossmodal term: triplet (the "
+                                   "paper's batch-hard triplet, Eq. 6) or prototype (each "
+                                   "modality classified by the other's class centroids in the "
+                                   "batch)", choices=CROSSMODAL_LOSSES)
+    temperature: float = setting(0.1, "softmax temperature of the prototype loss",
+                                 check=positive_float)
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Validated):
     """Batching of the mixed pipeline.
 
-    Args:
-        batch_size: target-modality examples per batch.
-        auxiliary_batch_size: auxiliary examples per batch (0 = same).
-        eval_batch_size: batch size for dev/test prediction.
-        window, window_shift: training windows in frames (regression).
-        shuffle_buffer: examples in the shuffle buffer.
-        label_delay_s: annotation delay compensation (regression), seconds.
-        label_dims: regression dimensions to predict (default: all).
-        cache: ``"auto"`` keeps a split in memory when its shards total at
-            most ``cache_limit_mb`` MiB, ``"memory"`` always, ``"none"``
-            streams every epoch (see ``emobed_tf.data.PipelineOptions``).
-        cache_limit_mb: the ``"auto"`` threshold.
-        train_speakers, dev_speakers, test_speakers: speaker-independent
-            partitions assigned at read time (``emobed_tf.crossval`` sets
-            them per fold): every split reads all shards and keeps these
-            speakers' items; standardisation statistics come from the
-            training speakers. Empty: the splits written at extraction.
-            The auxiliary modality never sees a dev or test speaker.
+    ``train_speakers``, ``dev_speakers``, ``test_speakers``: speaker-independent
+    partitions assigned at read time (``emobed_tf.crossval`` sets them per
+    fold): every split reads all shards and keeps these speakers' items;
+    standardisation statistics come from the training speakers. Empty: the
+    splits written at extraction. The auxiliary modality never sees a dev or
+    test speaker.
     """
 
-    batch_size: int = 64
-    auxiliary_batch_size: int = 0
-    eval_batch_size: int = 64
-    window: int = 0
-    window_shift: int = 0
-    shuffle_buffer: int = 4096
-    label_delay_s: float = 0.0
-    label_dims: tuple = ()
-    cache: str = "auto"
-    cache_limit_mb: int = 1024
-    train_speakers: tuple = ()
-    dev_speakers: tuple = ()
-    test_speakers: tuple = ()
+    batch_size: int = setting(64, "target-modality examples per batch", check=positive_int)
+    auxiliary_batch_size: int = setting(0, "auxiliary examples per batch (0: the same as "
+                                        "--batch-size)", check=nonneg_int,
+                                        aliases=("--aux-batch-size",))
+    eval_batch_size: int = setting(64, "batch size of dev/test prediction", check=positive_int)
+    window: int = setting(0, "regression: training windows of this many frames (0: whole "
+                          "sequences)", check=nonneg_int)
+    window_shift: int = setting(0, "regression: shift between training windows in frames "
+                                "(0: the window)", check=nonneg_int)
+    shuffle_buffer: int = setting(4096, "examples (windows) in the shuffle buffer",
+                                  check=positive_int)
+    label_delay_s: float = setting(0.0, "regression: annotation delay compensation in seconds",
+                                   check=nonneg_float, aliases=("--label-delay",))
+    label_dims: tuple = setting((), "regression dimensions to predict, e.g. arousal or "
+                                "arousal,valence (default: all)", check=strings, hparam=False)
+    cache: str = setting("auto", "keep decoded training/dev data in memory: auto (when the "
+                         "split's shards total at most --cache-limit-mb), memory (always) or "
+                         "none (stream every epoch)", choices=CACHE_MODES)
+    cache_limit_mb: int = setting(1024, "the auto cache's size limit in MiB", check=nonneg_int)
+    train_speakers: tuple = setting((), "speaker-independent training speakers (default: "
+                                    "every speaker not held out)", check=strings, hparam=False)
+    dev_speakers: tuple = setting((), "speakers whose target items are the dev partition",
+                                  check=strings, hparam=False)
+    test_speakers: tuple = setting((), "speakers whose target items are the test partition",
+                                   check=strings, hparam=False)
 
     @property
     def speaker_folds(self) -> bool:
@@ -97,27 +229,39 @@ class DataConfig:
         return bool(self.train_speakers or self.dev_speakers or self.test_speakers)
 
 
+def _dataset_check(v):
+    return None if v in DATASETS else f"one of {', '.join(sorted(DATASETS))}"
+
+
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Validated):
     """Everything one training run needs; saved as ``RUN_DIR/config.json``."""
 
-    dataset: str
-    out: str
-    data_dir: str = ""
-    audio_dir: str = ""
-    video_dir: str = ""
-    target: str = "audio"
-    mode: str = "emobed"
+    dataset: str = setting("", "registered data set (see README)", check=_dataset_check,
+                           hparam=False, required=True)
+    out: str = setting("", "run folder", hparam=False, cli=False)
+    data_dir: str = setting("", "folder with manifest.json and shards", hparam=False)
+    audio_dir: str = setting("", "audio from another data folder (corpus)", hparam=False)
+    video_dir: str = setting("", "video from another data folder (corpus)", hparam=False)
+    target: str = setting("audio", "the modality the model is for (the other one is the "
+                          "auxiliary)", choices=MODALITIES, hparam=False)
+    mode: str = setting("emobed", "classic (alpha=beta=0), joint (beta=0), triplet (alpha=0), "
+                        "emobed", choices=MODES, hparam=False, cli=False)
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
     data: DataConfig = DataConfig()
-    learning_rate: float = 1e-3
-    epochs: int = 50
-    patience: int = 10
-    seed: int = 0
-    verbose: int = 1
-    strategy: str = "none"
-    precision: str = "float32"
+    learning_rate: float = setting(1e-3, "Adam learning rate", check=positive_float)
+    epochs: int = setting(50, "maximum training epochs", check=positive_int)
+    patience: int = setting(10, "early stopping patience in epochs", check=positive_int)
+    seed: int = setting(0, "seed of Python, numpy, Keras and the data order", check=nonneg_int,
+                        hparam=False)
+    verbose: int = setting(1, "Keras progress: 0 silent, 1 progress bar, 2 a line per epoch",
+                           choices=(0, 1, 2), hparam=False)
+    strategy: str = setting("none", "tf.distribute: mirrored (devices of one machine) or "
+                            "multiworker (machines listed in TF_CONFIG; each worker writes its "
+                            "own --out)", choices=STRATEGIES, hparam=False)
+    precision: str = setting("float32", "Keras dtype policy; mixed_float16 (with loss scaling) "
+                             "or mixed_bfloat16 speed up GPUs", choices=PRECISIONS, hparam=False)
 
     @property
     def alpha(self) -> float:
@@ -136,17 +280,85 @@ class TrainConfig:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "TrainConfig":
         d = {k: v for k, v in d.items() if not k.startswith("effective_")}
-        return cls(**{**d, "model": ModelConfig(**d["model"]),
-                      "loss": LossConfig(**{**d["loss"],
-                                            "triplet_thresholds": tuple(d["loss"]["triplet_thresholds"])}),
-                      "data": DataConfig(**{**d["data"], **{
-                          k: tuple(d["data"].get(k, ())) for k in (
-                              "label_dims", "train_speakers", "dev_speakers",
-                              "test_speakers")}})})
+        parts = {name: _from_dict(klass, d.get(name, {})) for name, klass in SECTIONS.items()
+                 if name != "top"}
+        return cls(**{**d, **parts})
 
     def save(self, path: str) -> None:
-        with open(path, "w") as fh:
-            json.dump(self.to_json(), fh, indent=1)
+        from emobed_tf import io
+
+        io.write_json(path, self.to_json())
+
+
+SECTIONS = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "top": TrainConfig}
+
+
+def _from_dict(klass, d: Mapping[str, Any]):
+    """``klass(**d)`` with JSON lists turned back into tuples."""
+    kwargs = {}
+    for f in dataclasses.fields(klass):
+        if f.name in d:
+            v = d[f.name]
+            kwargs[f.name] = tuple(v) if isinstance(f.default, tuple) and isinstance(v, list) \
+                else v
+    return klass(**kwargs)
+
+
+def scalar_fields(section: str):
+    """The settings of ``section`` (``model``, ``loss``, ``data``, ``top``), sub-configs left out."""
+    return [f for f in dataclasses.fields(SECTIONS[section]) if f.name not in SECTIONS]
+
+
+def hparam_fields() -> dict:
+    """``{name: section}`` of the settings ``tuning`` and ``--hparams`` files may set.
+
+    >>> hparam_fields()["beta"], hparam_fields()["encoder_units"], hparam_fields()["epochs"]
+    ('loss', 'model', 'top')
+    """
+    return {f.name: section for section in SECTIONS for f in scalar_fields(section)
+            if f.metadata.get("hparam")}
+
+
+def _coerce(f: dataclasses.Field, value, where: str):
+    """``value`` converted to the field's type, or a ConfigError naming ``where``."""
+    kind = type(f.default)
+    bad = ConfigError(f"{where}: {f.name} must be {kind.__name__ if kind is not tuple else 'a list'}"
+                      f", got {value!r}")
+    if isinstance(value, bool) and kind is not bool:
+        raise bad
+    if kind is float and isinstance(value, (int, float)):
+        return float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind is tuple and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if not isinstance(value, kind):
+        raise bad
+    return value
+
+
+def apply_hparams(cfg: "TrainConfig", hparams: Mapping[str, Any],
+                  where: str = "hyperparameters") -> "TrainConfig":
+    """``cfg`` with hyperparameters set by name (the names ``tuning.search`` writes).
+
+    Unknown names, values of the wrong type and values that fail a setting's
+    check raise :class:`ConfigError` naming ``where`` (e.g. the file).
+    """
+    fields = hparam_fields()
+    unknown = sorted(set(hparams) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown hyperparameters {unknown}; known: {sorted(fields)}")
+    by_name = {f.name: f for section in SECTIONS for f in scalar_fields(section)}
+    parts = {s: {} for s in SECTIONS}
+    for name, value in hparams.items():
+        parts[fields[name]][name] = _coerce(by_name[name], value, where)
+    try:
+        return dataclasses.replace(
+            cfg, model=dataclasses.replace(cfg.model, **parts["model"]),
+            loss=dataclasses.replace(cfg.loss, **parts["loss"]),
+            data=dataclasses.replace(cfg.data, **parts["data"]), **parts["top"])
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def effective_weights(mode: str, alpha: float, beta: float) -> tuple:
@@ -198,7 +410,7 @@ DATASETS = {
         # Paper Fig. 7: best alpha 0.5 for both targets; beta 0.3 (audio), 0.8 (video).
         loss=LossConfig(alpha=0.5, beta=0.3), beta_by_target={"audio": 0.3, "video": 0.8},
         make_hint="python -m tfrecords_tools.extract --corpus omg --csv-dir OMG_CSV_DIR "
-                  "--video-dir OMG_CLIPS_DIR --out data/omg"),
+                  "--clips-dir OMG_CLIPS_DIR --vggface-weights VGGFACE_WEIGHTS.h5 --out data/omg"),
     "recola": DatasetPreset(
         "recola", "regression", "RECOLA / AVEC 2016, arousal and valence at 40 ms (Sec. 4.1.1)",
         default_dir="data/recola", model=_RECOLA_MODEL,
@@ -225,3 +437,22 @@ DATASETS = {
         "custom", None, "your own TFRecords: task, labels and dims from DATA_DIR/manifest.json",
         model=_OMG_MODEL, data=DataConfig(batch_size=64, eval_batch_size=64)),
 }
+
+
+def preset_for(name: str) -> DatasetPreset:
+    """The registered preset ``name`` (a ConfigError lists the registered ones)."""
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; registered: {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def default_config(dataset: str, out: str, target: str = "audio", mode: str = "emobed",
+                   **overrides) -> TrainConfig:
+    """The preset's defaults for ``dataset`` and ``target``, then ``overrides``."""
+    preset = preset_for(dataset)
+    loss = preset.loss
+    if target in preset.beta_by_target:
+        loss = dataclasses.replace(loss, beta=preset.beta_by_target[target])
+    cfg = TrainConfig(dataset=dataset, out=out, target=target, mode=mode, model=preset.model,
+                      loss=loss, data=preset.data, epochs=preset.epochs, patience=preset.patience)
+    return dataclasses.replace(cfg, **overrides)

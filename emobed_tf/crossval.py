@@ -10,7 +10,7 @@ Folds are assigned at read time from the speaker ids in the records (the
 data layer filters by speaker; no shards are written): ``--folds loso``
 holds out one speaker per fold, ``speaker:K`` splits the sorted speakers
 into K folds (fold i = speakers[i::K]). Inside the remaining speakers a dev
-group (the next fold's speakers; for LOSO the next ``--dev-speakers``
+group (the next fold's speakers; for LOSO the next ``--n-dev-speakers``
 speakers) serves early stopping; the rest train. The auxiliary modality
 trains on everything except the target's dev and test speakers, so a
 corpus that shares speakers with the target (audio-visual recordings)
@@ -33,13 +33,14 @@ import os
 import sys
 import time
 
+from emobed_tf import cli  # first: keeps framework start-up logs quiet
 import numpy as np
 
 from emobed_tf import configs as C
 from emobed_tf import data as D
-from emobed_tf import train as T
-from emobed_tf.reports import write_json_and_markdown
-from emobed_tf.schema import DataError
+from emobed_tf import experiment as E
+from emobed_tf import figures
+from emobed_tf.io import markdown_table, write_json_and_markdown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +106,7 @@ def make_folds(speakers, scheme: str = "speaker:8", dev_speakers: int = 0,
         train = [s for s in spk if s not in test and s not in dev]
         if train_speakers:
             if train_speakers > len(train):
-                raise ValueError(f"--train-speakers {train_speakers}: fold {i} has only "
+                raise ValueError(f"--n-train-speakers {train_speakers}: fold {i} has only "
                                  f"{len(train)} training speakers")
             rng = np.random.default_rng(seed * 1000 + i)
             train = sorted(rng.choice(train, train_speakers, replace=False).tolist())
@@ -171,13 +172,9 @@ def summarise(results: dict, keys, baseline: str = "classic") -> dict:
 
 def format_markdown(summary: dict, title: str, folds: list) -> str:
     keys = summary["keys"]
-    lines = [f"# {title}", "",
-             f"{len(folds)} speaker-independent folds; test scores of the target modality "
-             "alone, mean +- sd over the fold x seed runs.", "",
-             "| system | runs | " + " | ".join(keys) + " | diff vs classic | "
-             "wins/losses | p (Wilcoxon) | p (sign) |", "|---" * (len(keys) + 6) + "|"]
+    rows = []
     for mode, row in summary["systems"].items():
-        cells = [mode, str(row["n_runs"])]
+        cells = [mode, row["n_runs"]]
         cells += [f"{row[f'{k}_mean']:.4f} +- {row[f'{k}_sd']:.4f}" for k in keys]
         t = row.get(f"{keys[0]}_vs_{summary['baseline']}")
         if t:
@@ -185,26 +182,26 @@ def format_markdown(summary: dict, title: str, folds: list) -> str:
                       f"{t['p_wilcoxon']:.4f}", f"{t['p_sign']:.4f}"]
         else:
             cells += ["", "", "", ""]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Per fold ({keys[0]}, mean over seeds):", "",
-              "| fold | test speakers | " + " | ".join(summary["systems"]) + " |",
-              "|---" * (len(summary["systems"]) + 2) + "|"]
+        rows.append(cells)
+    per_fold = []
     for i, f in enumerate(folds):
         vals = [summary["systems"][m][f"{keys[0]}_per_fold"][i]
                 if i < len(summary["systems"][m][f"{keys[0]}_per_fold"]) else math.nan
                 for m in summary["systems"]]
-        lines.append(f"| {f.index} | {','.join(f.test)} | "
-                     + " | ".join(f"{v:.4f}" for v in vals) + " |")
+        per_fold.append([f.index, ",".join(f.test)] + [f"{v:.4f}" for v in vals])
+    lines = [f"# {title}", "",
+             f"{len(folds)} speaker-independent folds; test scores of the target modality "
+             "alone, mean +- sd over the fold x seed runs.", "",
+             markdown_table(["system", "runs", *keys, "diff vs classic", "wins/losses",
+                             "p (Wilcoxon)", "p (sign)"], rows),
+             "", f"Per fold ({keys[0]}, mean over seeds):", "",
+             markdown_table(["fold", "test speakers", *summary["systems"]], per_fold)]
     return "\n".join(lines) + "\n"
 
 
 def plot(summary: dict, folds: list, path: str) -> None:
     """Per-fold scores of each system and the paired differences against classic."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figures.pyplot()
     key = summary["keys"][0]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
     x = np.arange(len(folds))
@@ -221,9 +218,7 @@ def plot(summary: dict, folds: list, path: str) -> None:
         ax2.boxplot(data, tick_labels=list(diffs))
         ax2.axhline(0, color="grey", lw=0.8)
         ax2.set_ylabel(f"{key} - classic (points), per fold x seed")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figures.save(fig, path)
 
 
 # --------------------------------------------------------------------------
@@ -274,7 +269,7 @@ def run_crossval(base: C.TrainConfig, folds: list, modes, seeds, out: str,
                                   out=os.path.join(out, "runs", mode,
                                                    f"fold{fold.index}-seed{seed}"))
         t1 = time.time()
-        res, reused = T.train_or_reuse(cfg, overwrite)
+        res, reused = E.run_or_reuse(cfg, overwrite)
         if not reused:
             trained += 1
         if keys is None:
@@ -304,15 +299,15 @@ def run_crossval(base: C.TrainConfig, folds: list, modes, seeds, out: str,
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m emobed_tf.crossval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    T.add_common_args(p)
+    cli.add_config_args(p, exclude=("train_speakers", "dev_speakers", "test_speakers"))
     p.add_argument("--modes", default="classic,emobed",
                    help="comma-separated systems: " + ", ".join(C.MODES) + ", each optionally "
                         "with another crossmodal loss, e.g. emobed+prototype")
     p.add_argument("--folds", default="speaker:8", help="loso or speaker:K")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
-    p.add_argument("--dev-speakers", type=int, default=0,
+    p.add_argument("--n-dev-speakers", type=int, default=0,
                    help="dev speakers per fold (default: the next fold's; LOSO: n/10)")
-    p.add_argument("--train-speakers", type=int, default=0,
+    p.add_argument("--n-train-speakers", type=int, default=0,
                    help="train on only this many of each fold's training speakers "
                         "(learning curves; default all)")
     p.add_argument("--out", required=True, help="folder for the runs and the report")
@@ -320,32 +315,25 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    # TensorFlow's C++ start-up INFO/WARNING lines; errors still show
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
-    import tensorflow as tf
-
-    # each run builds a new model and its traced functions; TensorFlow's retracing
-    # notices about them are not actionable here (errors are still printed)
-    tf.get_logger().setLevel("ERROR")
+    cli.quiet_frameworks()
     modes = [m for m in args.modes.split(",") if m]
     try:
         for m in modes:
             parse_system(m)
         seeds = [int(s) for s in args.seeds.split(",") if s]
-        base = T.config_from_args(args, args.out, parse_system(modes[0])[0])
-        base = dataclasses.replace(base, verbose=0 if args.verbose == 1 else args.verbose)
-        src = T.resolve_sources(dataclasses.replace(base, mode="classic"))[base.target]
+        base = cli.config_from_args(args, args.out, parse_system(modes[0])[0])
+        base = dataclasses.replace(base, verbose=args.verbose or 0)  # one line per run
+        src = E.resolve_sources(dataclasses.replace(base, mode="classic"))[base.target]
         speakers = sorted(D.speaker_statistics(src, base.target))
-        folds = make_folds(speakers, args.folds, args.dev_speakers, args.train_speakers)
+        folds = make_folds(speakers, args.folds, args.n_dev_speakers, args.n_train_speakers)
         print(f"{len(speakers)} {base.target} speakers, {len(folds)} folds x {len(seeds)} seeds"
               f" x {len(modes)} systems = {len(folds) * len(seeds) * len(modes)} runs -> "
               f"{args.out}", flush=True)
         summary = run_crossval(base, folds, modes, seeds, args.out, args.overwrite,
                                log=lambda s: print(s, flush=True))
-    except (DataError, T.RunError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (*cli.ERRORS, ValueError) as err:
+        return cli.fail(err)
     title = f"{base.dataset}: target {base.target}, {args.folds}"
     md = format_markdown(summary, title, folds)
     write_json_and_markdown(args.out, "crossval", summary, md)

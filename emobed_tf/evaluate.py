@@ -21,82 +21,54 @@ writes into ``RUN_DIR/report/``:
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import os
 import sys
 
 import numpy as np
 
-from emobed_tf import configs as C
+from emobed_tf import cli  # noqa: F401  (quiet framework start-up first)
 from emobed_tf import data as D
+from emobed_tf import experiment as E
+from emobed_tf import figures
 from emobed_tf import metrics as M
 from emobed_tf import postprocess as PP
 from emobed_tf import significance as S
-from emobed_tf import train as T
-from emobed_tf.predict import predict_split
-from emobed_tf.reports import write_json_and_markdown
+from emobed_tf.io import markdown_table, write_json_and_markdown
+from emobed_tf.predict import predict_split, score_predictions
+from emobed_tf.rundir import RunDir, RunError
 from emobed_tf.schema import DataError
 
 
-def _load(run_dir):
-    from emobed_tf.model import load_model
-
-    cfg_path = os.path.join(run_dir, "config.json")
-    model_path = os.path.join(run_dir, "model.keras")
-    for p in (cfg_path, model_path):
-        if not os.path.isfile(p):
-            raise DataError(f"{p}: missing; is {run_dir} a finished emobed_tf.train run?")
-    with open(cfg_path) as fh:
-        cfg = C.TrainConfig.from_json(json.load(fh))
-    return cfg, load_model(model_path)
-
-
-def _sources(run_dir, model, cfg):
+def _sources(run: RunDir, model, cfg):
     """The run's data folders, with the run's speaker folds when it was cross-validated."""
     out = {}
     for mod in model.encoders:
-        path = os.path.join(run_dir, "manifests", f"{mod}.json")
-        if os.path.isfile(path):
-            with open(path) as fh:
-                data_dir = json.load(fh)["data_dir"]
+        data_dir = run.data_dir(mod)
+        if data_dir:
             out[mod] = D.Source.open(data_dir)
     if cfg.data.speaker_folds and cfg.target in out:
-        out = T.speaker_fold_sources(cfg, out)
+        out = E.speaker_fold_sources(cfg, out)
     return out
 
 
 def evaluate_classification(preds: dict, names) -> dict:
-    res = {}
-    for split, p in preds.items():
-        gold, prob = p.pooled()
-        pred = prob.argmax(-1)
-        cm = M.confusion_matrix(gold, pred, len(names))
-        scores = M.scores_from_confusion(cm)
-        tp, sup, pr = np.diag(cm), cm.sum(1), cm.sum(0)
-        per = {n: float(2 * tp[i] / (sup[i] + pr[i])) if sup[i] + pr[i] else None
-               for i, n in enumerate(names)}
-        res[split] = {**scores, "n": int(len(gold)), "f1_per_class": per,
-                      "confusion": cm.tolist()}
-    return res
+    """Per split: the scorer's scores with per-class F1 and the confusion matrix."""
+    return {split: {**score_predictions(p, names, detail=True), "n": int(len(p.pooled()[0]))}
+            for split, p in preds.items()}
 
 
 def evaluate_regression(preds: dict, names, frame_step_s: float) -> tuple:
+    """Per split: raw scores and, with the AVEC 2016 chain fitted on dev, post-processed ones."""
     res, chain = {}, None
     if "dev" in preds:
         chain = PP.fit_chain(preds["dev"].gold, preds["dev"].pred, names, frame_step_s)
     for split, p in preds.items():
-        gold, pred = p.pooled()
-        raw = M.regression_scores(gold, pred, names)
-        raw.update({f"ccc_avec2016_{n}": M.ccc(gold[:, k], pred[:, k], "avec2016")
-                    for k, n in enumerate(names)})
-        entry = {"raw": raw, "n": int(len(gold))}
+        entry = {"raw": score_predictions(p, names), "n": int(len(p.pooled()[0]))}
         if chain:
             post = PP.apply_chain(p.pred, chain, names)
-            pp = np.concatenate(post)
-            entry["postprocessed"] = M.regression_scores(gold, pp, names)
-            entry["postprocessed"].update({f"ccc_avec2016_{n}": M.ccc(gold[:, k], pp[:, k],
-                                                                       "avec2016")
-                                           for k, n in enumerate(names)})
+            entry["postprocessed"] = score_predictions(
+                dataclasses.replace(p, pred=post), names)
         res[split] = entry
     return res, chain
 
@@ -121,17 +93,8 @@ def compare_runs(this: dict, other: dict, task: str, names) -> dict:
 # -- figures -----------------------------------------------------------------
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_confusion(cm, names, path, title):
-    plt = _plt()
+    plt = figures.pyplot()
     cm = np.asarray(cm, float)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -146,13 +109,11 @@ def plot_confusion(cm, names, path, title):
     ax.set_ylabel("gold")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label="recall")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figures.save(fig, path)
 
 
 def plot_predictions(p, names, path, frame_step_s, chain=None):
-    plt = _plt()
+    plt = figures.pyplot()
     k = len(names)
     fig, axes = plt.subplots(k, 1, figsize=(10, 2.6 * k), squeeze=False)
     gold, pred = p.gold[0], p.pred[0]
@@ -167,9 +128,7 @@ def plot_predictions(p, names, path, frame_step_s, chain=None):
         ax.set_ylabel(n)
         ax.legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel(f"time (s), recording {p.recordings[0]}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    figures.save(fig, path, dpi=110)
 
 
 def tsne_points(preds_by_mod: dict, task: str, names, max_points: int, seed: int,
@@ -198,7 +157,7 @@ def tsne_points(preds_by_mod: dict, task: str, names, max_points: int, seed: int
 
 
 def plot_tsne(pts, labels, mods, label_names, path, title):
-    plt = _plt()
+    plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     markers = {"audio": "o", "video": "x"}
     cmap = plt.get_cmap("tab10")
@@ -212,18 +171,14 @@ def plot_tsne(pts, labels, mods, label_names, path, title):
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(fontsize=7, ncol=2, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figures.save(fig, path)
 
 
 # -- report --------------------------------------------------------------------
 
 
 def _md_table(rows, header):
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
+    return markdown_table(header, rows).split("\n")
 
 
 def format_report(rep: dict) -> str:
@@ -233,7 +188,7 @@ def format_report(rep: dict) -> str:
              "alone, pooled over each partition.", ""]
     names = rep["names"]
     if rep["task"] == "classification":
-        keys = ["f1_macro", "f1_micro", "uar", "accuracy"]
+        keys = list(M.CLASSIFICATION_SCORES)
         rows = [[s] + [f"{rep['scores'][s][k]:.4f}" for k in keys] + [str(rep["scores"][s]["n"])]
                 for s in rep["scores"]]
         lines += _md_table(rows, ["split"] + keys + ["n"])
@@ -273,19 +228,21 @@ def format_report(rep: dict) -> str:
 def evaluate(run_dir: str, compare: str | None = None, tsne_points_max: int = 600,
              figures: bool = True) -> dict:
     """Scores, post-processing, figures and report of a finished run."""
-    cfg, model = _load(run_dir)
-    sources = _sources(run_dir, model, cfg)
+    run = RunDir(run_dir)
+    cfg = run.config()
+    model = run.load_model()
+    sources = _sources(run, model, cfg)
     if cfg.target not in sources:
         raise DataError(f"{run_dir}: the target's data folder (manifests/{cfg.target}.json) "
                         "is not available")
     src = sources[cfg.target]
-    opts = T.pipeline_options(cfg, src.manifest)
-    names = T.output_names(cfg, src.manifest)
+    opts = E.pipeline_options(cfg, src.manifest)
+    names = E.output_names(cfg, src.manifest)
     task = src.manifest.task
     splits = [s for s in ("dev", "test") if src.manifest.modalities[cfg.target].shards.get(s)]
     preds = {s: predict_split(model, src, cfg.target, s, cfg.data.eval_batch_size, opts,
                               with_embeddings=(s == "dev")) for s in splits}
-    out_dir = os.path.join(run_dir, "report")
+    out_dir = run.report_dir
     os.makedirs(out_dir, exist_ok=True)
     rep = {"run": run_dir, "target": cfg.target, "mode": cfg.mode, "alpha": cfg.alpha,
            "beta": cfg.beta, "dataset": cfg.dataset, "task": task, "names": names,
@@ -296,10 +253,7 @@ def evaluate(run_dir: str, compare: str | None = None, tsne_points_max: int = 60
         rep["scores"], chain = evaluate_regression(preds, names, src.manifest.frame_step_s)
         rep["postprocess"] = chain
         if chain:
-            tmp = os.path.join(run_dir, "postprocess.json.tmp")
-            with open(tmp, "w") as fh:
-                json.dump(chain, fh, indent=1)
-            os.replace(tmp, os.path.join(run_dir, "postprocess.json"))
+            run.write_postprocess(chain)
     if compare:
         other = evaluate(compare, figures=False)
         rep["compare_run"] = compare
@@ -319,7 +273,7 @@ def evaluate(run_dir: str, compare: str | None = None, tsne_points_max: int = 60
             if mod != cfg.target and s.manifest.modalities.get(mod, None) and \
                     s.manifest.modalities[mod].shards.get("dev"):
                 by_mod[mod] = predict_split(model, s, mod, "dev", cfg.data.eval_batch_size,
-                                            T.pipeline_options(cfg, s.manifest),
+                                            E.pipeline_options(cfg, s.manifest),
                                             with_embeddings=True)
         pts, labels, mods = tsne_points(by_mod, task, names, tsne_points_max, cfg.seed,
                                         cfg.loss.triplet_thresholds)
@@ -342,9 +296,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         rep = evaluate(args.run, args.compare, args.tsne_points, not args.no_figures)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (DataError, RunError, OSError) as err:
+        return cli.fail(err)
     print(format_report(rep))
     print(f"report written to {os.path.join(args.run, 'report')}")
     return 0

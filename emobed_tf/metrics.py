@@ -98,21 +98,31 @@ def classification_scores(y_true, y_pred, num_classes: int) -> dict:
     return scores_from_confusion(confusion_matrix(y_true, y_pred, num_classes))
 
 
-def f1_macro(y_true, y_pred, num_classes: int) -> float:
-    return classification_scores(y_true, y_pred, num_classes)["f1_macro"]
+CLASSIFICATION_SCORES = ("f1_macro", "f1_micro", "uar", "accuracy")
+HEADLINE = {"classification": "f1_macro", "regression": "ccc_mean"}  # what model selection uses
 
 
-def f1_micro(y_true, y_pred, num_classes: int) -> float:
-    return classification_scores(y_true, y_pred, num_classes)["f1_micro"]
+def headline_keys(task: str, names) -> list:
+    """The scores a summary shows: all four for classification, the CCC per dimension.
+
+    >>> headline_keys("regression", ["arousal", "valence"])
+    ['ccc_arousal', 'ccc_valence']
+    """
+    if task == "classification":
+        return list(CLASSIFICATION_SCORES)
+    return [f"ccc_{n}" for n in names]
 
 
-def uar(y_true, y_pred, num_classes: int) -> float:
-    return classification_scores(y_true, y_pred, num_classes)["uar"]
+def per_class_f1(cm: np.ndarray, names) -> dict:
+    """``{class name: F1}`` from a confusion matrix (None for a class never seen nor predicted).
 
-
-def accuracy(y_true, y_pred) -> float:
-    t = np.asarray(y_true).ravel()
-    return float(np.mean(t == np.asarray(y_pred).ravel())) if t.size else 0.0
+    >>> per_class_f1(np.array([[2, 0], [1, 1]]), ["a", "b"])
+    {'a': 0.8, 'b': 0.6666666666666666}
+    """
+    cm = np.asarray(cm)
+    tp, sup, pr = np.diag(cm), cm.sum(1), cm.sum(0)
+    return {n: float(2 * tp[i] / (sup[i] + pr[i])) if sup[i] + pr[i] else None
+            for i, n in enumerate(names)}
 
 
 def regression_scores(gold, pred, dim_names, variant: str = "standard") -> dict:

@@ -67,7 +67,6 @@ def predict_split(model, source: D.Source, modality: str, split: str, batch_size
                   options: D.PipelineOptions = D.PipelineOptions(),
                   with_embeddings: bool = False) -> Predictions:
     """Runs ``model`` on every item of ``split`` (whole sequences, no windows)."""
-    import tensorflow as tf
 
     # one pass: streaming is cheaper than filling a cache that is read once
     ds = D.make_modality_dataset(source, modality, split, batch_size, training=False,
@@ -103,9 +102,22 @@ def predict_split(model, source: D.Source, modality: str, split: str, batch_size
     return Predictions(task, recs, golds, preds, spks, embs if with_embeddings else None)
 
 
-def score_predictions(p: Predictions, names, ccc_variant: str = "standard") -> dict:
-    """Scores pooled over the partition (see ``emobed_tf.metrics``)."""
+def score_predictions(p: Predictions, names, detail: bool = False) -> dict:
+    """The one scorer: scores pooled over the partition (see ``emobed_tf.metrics``).
+
+    Classification: macro-F1, micro-F1, UAR, accuracy (with ``detail``: F1
+    per class and the confusion matrix). Regression: per dimension the CCC
+    (``ccc_<dim>``, and ``ccc_avec2016_<dim>``, the AVEC 2016 script's
+    variant), PCC and RMSE, and ``ccc_mean``.
+    """
     gold, pred = p.pooled()
     if p.task == "classification":
-        return M.classification_scores(gold, pred.argmax(-1), len(names))
-    return M.regression_scores(gold, pred, names, ccc_variant)
+        cm = M.confusion_matrix(gold, pred.argmax(-1), len(names))
+        out = M.scores_from_confusion(cm)
+        if detail:
+            out.update(f1_per_class=M.per_class_f1(cm, names), confusion=cm.tolist())
+        return out
+    out = M.regression_scores(gold, pred, names)
+    out.update({f"ccc_avec2016_{n}": M.ccc(gold[:, k], pred[:, k], "avec2016")
+                for k, n in enumerate(names)})
+    return out

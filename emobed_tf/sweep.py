@@ -15,14 +15,17 @@ import argparse
 import os
 import sys
 
-from emobed_tf import train as T
-from emobed_tf.reports import write_json_and_markdown
-from emobed_tf.schema import DataError
+from emobed_tf import cli  # first: keeps framework start-up logs quiet
+from emobed_tf import configs as C
+from emobed_tf import experiment as E
+from emobed_tf import figures
+from emobed_tf.metrics import HEADLINE
+from emobed_tf.io import markdown_table, write_json_and_markdown
 
 
 def score_keys(result: dict) -> list:
     if result["task"] == "classification":
-        return ["f1_macro"]
+        return [HEADLINE["classification"]]
     return [k for k in result["headline"]]
 
 
@@ -30,9 +33,9 @@ def run_sweep(args, values) -> list:
     mode = args.mode or ("joint" if args.param == "alpha" else "triplet")
     rows = []
     for v in values:
-        cfg = T.config_from_args(args, os.path.join(args.out, f"{args.param}={v:g}"), mode)
-        cfg = T.apply_hparams(cfg, {args.param: v})
-        res, reused = T.train_or_reuse(cfg, args.overwrite)
+        cfg = cli.config_from_args(args, os.path.join(args.out, f"{args.param}={v:g}"), mode)
+        cfg = C.apply_hparams(cfg, {args.param: v})
+        res, reused = E.run_or_reuse(cfg, args.overwrite)
         print(f"[{args.param}={v:g}] {mode} {cfg.out}" + (" (reused)" if reused else ""),
               flush=True)
         rows.append({"value": v, "mode": mode, "alpha": res["alpha"], "beta": res["beta"],
@@ -46,11 +49,7 @@ def best_value(rows, key):
 
 
 def plot_sweep(rows, param, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figures.pyplot()
     keys = rows[0]["_keys"]
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [r["value"] for r in rows]
@@ -66,15 +65,13 @@ def plot_sweep(rows, param, path, title):
     ax.set_ylabel("score")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figures.save(fig, path)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m emobed_tf.sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    T.add_common_args(p)
+    cli.add_config_args(p)
     p.add_argument("--param", required=True, choices=("alpha", "beta"))
     p.add_argument("--values", required=True, help="comma-separated weights, e.g. 0,0.5,1")
     p.add_argument("--mode", choices=("joint", "triplet", "emobed"),
@@ -84,12 +81,8 @@ def main(argv=None) -> int:
     try:
         values = [float(v) for v in args.values.split(",") if v]
         rows = run_sweep(args, values)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (DataError, T.RunError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, *cli.ERRORS) as err:
+        return cli.fail(err)
     keys = rows[0]["_keys"]
     os.makedirs(args.out, exist_ok=True)
     title = f"{args.dataset}, {args.target} target: {rows[0]['mode']} systems"
@@ -98,11 +91,9 @@ def main(argv=None) -> int:
                                             for r in rows],
               "best": {k: best_value(rows, k) for k in keys}}
     head = [args.param] + [f"{s} {k}" for s in ("dev", "test") for k in keys]
-    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [f"{r['value']:g}"] + ["-" if r[f"{s}_{k}"] is None else f"{r[f'{s}_{k}']:.4f}"
-                                       for s in ("dev", "test") for k in keys]
-        lines.append("| " + " | ".join(cells) + " |")
+    cells = [[f"{r['value']:g}"] + ["-" if r[f"{s}_{k}"] is None else f"{r[f'{s}_{k}']:.4f}"
+                                    for s in ("dev", "test") for k in keys] for r in rows]
+    lines = [f"# {title}", "", markdown_table(head, cells)]
     lines += ["", "best on dev: " + ", ".join(f"{k}: {args.param}={best_value(rows, k):g}"
                                               for k in keys), "", "![sweep](sweep.png)"]
     md = "\n".join(lines) + "\n"

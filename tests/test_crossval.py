@@ -10,7 +10,7 @@ import pytest
 from emobed_tf import configs as C
 from emobed_tf import crossval as CV
 from emobed_tf import data as D
-from emobed_tf import train as T
+from emobed_tf import experiment as E
 from emobed_tf.schema import DataError
 
 
@@ -83,10 +83,10 @@ def test_fold_view_counts_statistics_and_records(cls_data):
 
 def test_no_held_out_speaker_of_either_modality_reaches_training(cls_data):
     path, _, items = cls_data
-    cfg = T.default_config("custom", "unused", "audio", "emobed", data_dir=path)
+    cfg = C.default_config("custom", "unused", "audio", "emobed", data_dir=path)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(
         cfg.data, dev_speakers=("s1",), test_speakers=("s3",)))
-    sources = T.resolve_sources(cfg)
+    sources = E.resolve_sources(cfg)
     seen = {}
     for mod, src in sources.items():
         ds = D.make_modality_dataset(src, mod, "train", 8, with_ids=True)
@@ -99,7 +99,7 @@ def test_no_held_out_speaker_of_either_modality_reaches_training(cls_data):
                                frames.mean(0), rtol=1e-5, atol=1e-6)
     bad = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_speakers=("s9",)))
     with pytest.raises(DataError, match=r"held-out speakers \['s9'\]"):
-        T.resolve_sources(bad)
+        E.resolve_sources(bad)
 
 
 def test_crossval_command_trains_every_run_reuses_them_and_reports(cls_data, tmp_path, capsys):
@@ -155,11 +155,11 @@ def test_evaluate_scores_a_fold_run_on_its_own_test_speakers(cls_data, tmp_path)
     from emobed_tf import evaluate
 
     path, _, _ = cls_data
-    cfg = T.default_config("custom", str(tmp_path / "run"), "audio", "emobed", data_dir=path,
+    cfg = C.default_config("custom", str(tmp_path / "run"), "audio", "emobed", data_dir=path,
                            epochs=1, verbose=0)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(
         cfg.data, dev_speakers=("s1",), test_speakers=("s2", "s3")))
-    metrics = T.train(cfg)
+    metrics = E.run(cfg)
     rep = evaluate.evaluate(cfg.out, figures=False)
     # s2 and s3 have 12 items each over the extraction splits; the extraction's test split has 12
     assert rep["scores"]["test"]["n"] == metrics["test"]["n"] == 24

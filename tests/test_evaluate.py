@@ -8,6 +8,7 @@ from sklearn import metrics as skm
 from emobed_tf import evaluate as EV
 from emobed_tf import postprocess as PP
 from emobed_tf import significance as S
+from emobed_tf import experiment as E
 from emobed_tf import train as T
 from emobed_tf.metrics import ccc
 
@@ -62,9 +63,11 @@ def test_regression_report_fits_postprocessing_on_dev(reg_data, tmp_path):
     from emobed_tf.model import load_model
     from emobed_tf.predict import predict_split
 
-    cfg, model = EV._load(run)
+    from emobed_tf.rundir import RunDir
+
+    cfg, model = RunDir(run).config(), RunDir(run).load_model()
     src = D.Source.open(d)
-    p = predict_split(model, src, "audio", "test", 4, T.pipeline_options(cfg, src.manifest))
+    p = predict_split(model, src, "audio", "test", 4, E.pipeline_options(cfg, src.manifest))
     post = np.concatenate(PP.apply_chain(p.pred, chain, ["arousal", "valence"]))
     gold = np.concatenate(p.gold)
     assert rep["scores"]["test"]["postprocessed"]["ccc_valence"] == pytest.approx(

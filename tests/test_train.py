@@ -7,7 +7,10 @@ import keras
 import pytest
 from sklearn import metrics as skm
 
+from emobed_tf import cli
+from emobed_tf import experiment as E
 from emobed_tf import train as T
+from emobed_tf.rundir import RunError
 from emobed_tf.schema import DataError
 from tests.conftest import write_classification
 
@@ -62,26 +65,26 @@ def test_interrupted_run_resumes_and_finished_run_is_kept(cls_data, tmp_path):
     d, _, _ = cls_data
     out = str(tmp_path / "run")
     args = T.parse_args(_args(d, out, "--patience", "99"))
-    cfg = T.config_from_args(args, out, "joint")
+    cfg = cli.config_from_args(args, out, "joint")
     with pytest.raises(KeyboardInterrupt):
-        T.train(cfg, callbacks=[_Interrupt(2)])
+        E.run(cfg, callbacks=[_Interrupt(2)])
     state = json.load(open(os.path.join(out, "checkpoints", "state.json")))
     assert state["epoch"] == 2 and not os.path.exists(os.path.join(out, "metrics.json"))
-    result = T.train(cfg)
+    result = E.run(cfg)
     hist = json.load(open(os.path.join(out, "history.json")))
     assert [h["epoch"] for h in hist] == [1, 2, 3]
     assert result["epochs_trained"] == 3
     best = max(hist, key=lambda h: h["val_f1_macro"])
     assert result["best_epoch"] == best["epoch"]
     before = open(os.path.join(out, "metrics.json")).read()
-    with pytest.raises(T.RunError, match="already finished"):
-        T.train(cfg)
+    with pytest.raises(RunError, match="already finished"):
+        E.run(cfg)
     assert open(os.path.join(out, "metrics.json")).read() == before
-    other = T.config_from_args(args, out, "emobed")
+    other = cli.config_from_args(args, out, "emobed")
     os.remove(os.path.join(out, "metrics.json"))
-    with pytest.raises(T.RunError, match="different configuration"):
-        T.train(other)
-    T.train(other, overwrite=True)
+    with pytest.raises(RunError, match="different configuration"):
+        E.run(other)
+    E.run(other, overwrite=True)
     assert json.load(open(os.path.join(out, "metrics.json")))["mode"] == "emobed"
 
 
@@ -131,11 +134,11 @@ def test_corrupt_shard_during_training_is_named(cls_data, tmp_path, cache):
     raw = bytearray(open(path, "rb").read())
     raw[40:60] = b"\xff" * 20  # same size, broken CRC
     open(path, "wb").write(bytes(raw))
-    cfg = T.config_from_args(T.parse_args(_args(d, str(tmp_path / "r"), "--cache", cache)),
+    cfg = cli.config_from_args(T.parse_args(_args(d, str(tmp_path / "r"), "--cache", cache)),
                              str(tmp_path / "r"), "emobed")
-    assert T.pipeline_options(cfg, manifest).cache == cache
+    assert E.pipeline_options(cfg, manifest).cache == cache
     with pytest.raises(DataError, match="corrupt or truncated") as err:
-        T.train(cfg)
+        E.run(cfg)
     assert shard in str(err.value)
 
 

@@ -1,0 +1,165 @@
+"""What the command-line tools share: flags generated from the configs, quiet start-up, errors.
+
+Every setting of :mod:`emobed_tf.configs` becomes a flag of ``train``,
+``compare``, ``sweep``, ``crossval`` and ``tuning.search`` with the same
+name (``--encoder-units`` for ``ModelConfig.encoder_units``), its help text
+and its check: a bad value is an argparse error (exit code 2) before
+anything is loaded. Flags left out keep the ``--dataset`` preset's value.
+
+>>> import argparse
+>>> p = argparse.ArgumentParser()
+>>> add_config_args(p)
+>>> args = p.parse_args(["--dataset", "demo", "--beta", "0.8", "--encoder-units", "64"])
+>>> cfg = config_from_args(args, out="runs/x", mode="emobed")
+>>> cfg.loss.beta, cfg.model.encoder_units, cfg.loss.alpha
+(0.8, 64, 0.5)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+import warnings
+
+# framework start-up chatter (oneDNN notices, CUDA probing on CPU machines) stays out of
+# the CLIs' output; errors (level 2 keeps them) still show
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from emobed_tf import configs as C  # noqa: E402
+from emobed_tf.io import LockedError, OutputError  # noqa: E402
+from emobed_tf.rundir import RunError  # noqa: E402
+from emobed_tf.schema import DataError  # noqa: E402
+
+# what a CLI reports as one ``error:`` line with exit code 2 (anything else is a bug: traceback)
+ERRORS = (DataError, RunError, LockedError, OutputError, C.ConfigError)
+
+
+def quiet_frameworks() -> None:
+    """Silences TensorFlow's and absl's info/warning logs, keeping errors."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*tf\.function retracing.*")
+    with contextlib.suppress(Exception):
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _parser_for(f: dataclasses.Field):
+    """The argparse ``type`` of field ``f``: converts and applies the field's check."""
+    kind = type(f.default)
+
+    def parse(text: str):
+        try:
+            if kind is tuple:
+                item = f.metadata.get("item", str)
+                value = tuple(item(t.strip()) for t in text.split(",") if t.strip())
+            elif kind is bool:
+                value = text.lower() in ("1", "true", "yes")
+            else:
+                value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a valid {kind.__name__}: {text!r}") from None
+        why = C.check_value(f, value)
+        if why:
+            raise argparse.ArgumentTypeError(f"must be {why}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_GROUPS = {"top": "run", "model": "model (f_A, f_V and f)", "loss": "loss (Eq. 8)",
+           "data": "data pipeline"}
+
+
+def add_config_args(p: argparse.ArgumentParser, sections=("top", "model", "loss", "data"),
+                    exclude=()) -> None:
+    """Adds one flag per setting of the configs (see :mod:`emobed_tf.configs`)."""
+    for section in sections:
+        group = p.add_argument_group(_GROUPS[section])
+        for f in C.scalar_fields(section):
+            md = f.metadata
+            if not md.get("cli", True) or f.name in exclude:
+                continue
+            kw = dict(dest=f.name, type=_parser_for(f), default=None,
+                      help=f"{md['help']} (default: {_show(f.default)}, or the preset's)"
+                      if section != "top" or f.name not in ("dataset",) else md["help"])
+            if md.get("choices"):
+                kw["choices"] = md["choices"]
+                kw["metavar"] = "{" + ",".join(map(str, md["choices"])) + "}"
+            if f.name == "dataset":
+                kw.update(choices=sorted(C.DATASETS), metavar=None)
+            if md.get("required"):
+                kw["required"] = True
+            group.add_argument(flag_of(f), *md.get("aliases", ()), **kw)
+    if "top" in sections:
+        p.add_argument("--hparams", help="JSON file of hyperparameters, e.g. a search's "
+                       "best_hyperparameters.json (explicit flags win)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="train again where a finished run exists (the old run is replaced "
+                            "only when the new one has finished)")
+
+
+def _show(v) -> str:
+    if isinstance(v, tuple):
+        return ",".join(map(str, v)) or "all"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def given(args, section: str) -> dict:
+    """The settings of ``section`` given on the command line."""
+    return {f.name: getattr(args, f.name) for f in C.scalar_fields(section)
+            if f.metadata.get("cli", True) and getattr(args, f.name, None) is not None}
+
+
+def config_from_args(args, out: str, mode: str) -> C.TrainConfig:
+    """The run's :class:`~emobed_tf.configs.TrainConfig`: preset, then ``--hparams``, then flags."""
+    from emobed_tf import schema
+
+    target = args.target or "audio"
+    cfg = C.default_config(args.dataset, out, target, mode)
+    if args.dataset == "custom":
+        probe = args.data_dir or args.audio_dir or args.video_dir
+        if not probe:
+            raise DataError("--dataset custom needs --data-dir (or --audio-dir/--video-dir)")
+        if schema.load_manifest(probe).task == "regression":
+            rec = C.DATASETS["recola"]
+            cfg = dataclasses.replace(cfg, model=rec.model, data=rec.data, loss=rec.loss)
+    if getattr(args, "hparams", None):
+        from emobed_tf import io
+
+        try:
+            hp = io.read_json(args.hparams)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{args.hparams}: cannot read hyperparameters ({err})") from None
+        if not isinstance(hp, dict):
+            raise DataError(f"{args.hparams}: must hold a JSON object of hyperparameters")
+        values = hp.get("values", hp)
+        if not isinstance(values, dict):
+            raise DataError(f"{args.hparams}: 'values' must be a JSON object")
+        try:
+            cfg = C.apply_hparams(cfg, values, where=args.hparams)
+        except C.ConfigError as err:
+            raise DataError(str(err)) from None
+    top = given(args, "top")
+    top.pop("dataset", None)
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, **given(args, "model")),
+        loss=dataclasses.replace(cfg.loss, **given(args, "loss")),
+        data=dataclasses.replace(cfg.data, **given(args, "data")), **top)
+
+
+def fail(message) -> int:
+    """Prints one ``error: ...`` line to stderr; returns the exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2

@@ -1,0 +1,332 @@
+"""One experiment: configuration -> data sources -> pipelines -> model -> trained run folder.
+
+This is the library that ``train``, ``compare``, ``sweep``, ``crossval``,
+``evaluate`` and ``tuning`` run on:
+
+* :func:`resolve_sources` opens the data folders a configuration needs
+  (with speaker folds assigned at read time when it has them);
+* :func:`make_datasets` and :func:`build_model` assemble the mixed training
+  pipeline, the dev pipeline and the compiled :class:`~emobed_tf.model.EmoBed`;
+* :func:`score` is the one scorer of a model on a partition (train's
+  metrics, the multi-worker loop's dev score and evaluate all use it);
+* :func:`run` trains (or resumes) one run into its :class:`~emobed_tf.rundir.RunDir`
+  and returns the content of its ``metrics.json``.
+
+>>> from emobed_tf import configs as C
+>>> cfg = C.default_config("demo", out="runs/demo-emobed")
+>>> cfg.alpha, cfg.beta, cfg.model.encoder_layers
+(0.5, 0.3, 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import time
+
+from emobed_tf import configs as C
+from emobed_tf import data as D
+from emobed_tf import schema
+from emobed_tf.rundir import RunDir, RunError, make_run_checkpoint
+from emobed_tf.schema import DataError
+
+__all__ = ["resolve_sources", "speaker_fold_sources", "pipeline_options", "output_names",
+           "build_model", "make_datasets", "score", "score_run", "run", "run_or_reuse",
+           "format_summary", "RunError"]
+
+
+# --------------------------------------------------------------------------
+# data
+
+
+def resolve_sources(cfg: C.TrainConfig) -> dict:
+    """``{modality: Source}`` for the modalities the run uses."""
+    preset = C.preset_for(cfg.dataset)
+    if preset.generated:
+        from emobed_tf import demo
+
+        base = cfg.data_dir or demo.ensure_demo(cfg.dataset)
+    else:
+        base = cfg.data_dir or preset.default_dir
+    needed = [cfg.target]
+    aux = "video" if cfg.target == "audio" else "audio"
+    if cfg.alpha > 0 or cfg.beta > 0:
+        needed.append(aux)
+    sources = {}
+    for mod in needed:
+        folder = getattr(cfg, f"{mod}_dir") or base
+        if not folder:
+            raise DataError(f"--dataset {cfg.dataset} needs --data-dir (or --{mod}-dir)")
+        if not os.path.isfile(os.path.join(folder, schema.MANIFEST_NAME)):
+            hint = f"\n  create it with: {preset.make_hint}" if preset.make_hint else ""
+            raise DataError(f"{folder}: no TFRecord data set here (missing "
+                            f"{schema.MANIFEST_NAME}) for --dataset {cfg.dataset}{hint}")
+        src = D.Source.open(folder)
+        if preset.task and src.manifest.task != preset.task:
+            raise DataError(f"{folder}: manifest task {src.manifest.task!r} but --dataset "
+                            f"{cfg.dataset} is {preset.task}")
+        if mod not in src.manifest.modalities:
+            what = "the target" if mod == cfg.target else f"the auxiliary modality in {cfg.mode} mode"
+            raise DataError(f"{folder}: has no {mod} features, which {what} needs "
+                            f"(it has {sorted(src.manifest.modalities)}); "
+                            f"pass --{mod}-dir or use --mode classic")
+        sources[mod] = src
+    if cfg.data.speaker_folds:
+        sources = speaker_fold_sources(cfg, sources)
+    return sources
+
+
+def speaker_fold_sources(cfg: C.TrainConfig, sources: dict) -> dict:
+    """``sources`` with partitions assigned by speaker (``cfg.data.*_speakers``).
+
+    The target modality's train/dev/test are its items of those speakers
+    (train: every speaker not held out, unless listed). The auxiliary
+    modality trains on all its items except those of a dev or test speaker
+    of the target: a corpus that shares speakers with the target (the
+    audio-visual situation) never brings a held-out speaker's face into
+    training, and a corpus of other people is used whole.
+    """
+    d = cfg.data
+    held_out = set(d.dev_speakers) | set(d.test_speakers)
+    target_stats = D.speaker_statistics(sources[cfg.target], cfg.target)
+    unknown = sorted(held_out - set(target_stats))
+    if unknown:
+        raise DataError(f"{sources[cfg.target].data_dir}: no {cfg.target} items of the held-out "
+                        f"speakers {unknown} (speakers: {sorted(target_stats)})")
+    train = set(d.train_speakers) or set(target_stats) - held_out
+    overlap = sorted(train & held_out)
+    if overlap:
+        raise ValueError(f"speakers {overlap} are both training and held-out speakers")
+    out = {cfg.target: D.fold_view(sources[cfg.target], cfg.target, {
+        "train": sorted(train), "dev": sorted(d.dev_speakers), "test": sorted(d.test_speakers)},
+        target_stats)}
+    for mod, src in sources.items():
+        if mod != cfg.target:
+            stats = D.speaker_statistics(src, mod)
+            out[mod] = D.fold_view(src, mod, {"train": sorted(set(stats) - held_out)}, stats)
+    return out
+
+
+def pipeline_options(cfg: C.TrainConfig, manifest: schema.Manifest) -> D.PipelineOptions:
+    """The tf.data options of ``cfg`` for a data set described by ``manifest``."""
+    cols = ()
+    if manifest.task == "regression" and cfg.data.label_dims:
+        unknown = [d for d in cfg.data.label_dims if d not in manifest.label_names]
+        if unknown:
+            raise DataError(f"unknown label dimensions {unknown}; the data has "
+                            f"{list(manifest.label_names)}")
+        cols = tuple(manifest.label_names.index(d) for d in cfg.data.label_dims)
+    delay = int(round(cfg.data.label_delay_s / manifest.frame_step_s)) \
+        if manifest.task == "regression" else 0
+    return D.PipelineOptions(window=cfg.data.window, window_shift=cfg.data.window_shift,
+                             shuffle_buffer=cfg.data.shuffle_buffer, label_delay_frames=delay,
+                             label_dims=cols, cache=cfg.data.cache,
+                             cache_limit_mb=cfg.data.cache_limit_mb)
+
+
+def output_names(cfg: C.TrainConfig, manifest: schema.Manifest) -> list:
+    """Class names (classification) or predicted dimensions (regression)."""
+    if manifest.task == "regression" and cfg.data.label_dims:
+        return list(cfg.data.label_dims)
+    return list(manifest.label_names)
+
+
+def make_datasets(cfg: C.TrainConfig, sources: dict):
+    """(train, dev) datasets: mixed (or target-only) training, target-only dev."""
+    manifest = sources[cfg.target].manifest
+    opts = pipeline_options(cfg, manifest)
+    aux_bs = cfg.data.auxiliary_batch_size or cfg.data.batch_size
+    if len(sources) > 1:
+        sizes = {cfg.target: cfg.data.batch_size}
+        sizes.update({m: aux_bs for m in sources if m != cfg.target})
+        train = D.make_mixed_dataset(sources, cfg.target, sizes, "train", seed=cfg.seed,
+                                     options=opts)
+    else:
+        single = D.make_modality_dataset(sources[cfg.target], cfg.target, "train",
+                                         cfg.data.batch_size, training=True, seed=cfg.seed,
+                                         options=opts)
+        train = single.map(lambda b: {cfg.target: b})
+    dev_opts = dataclasses.replace(opts, window=0)
+    dev = D.make_modality_dataset(sources[cfg.target], cfg.target, "dev",
+                                  cfg.data.eval_batch_size, options=dev_opts)
+    dev = dev.map(lambda b: {cfg.target: b})
+    return train, dev
+
+
+# --------------------------------------------------------------------------
+# model
+
+
+def build_model(cfg: C.TrainConfig, sources: dict):
+    """A compiled :class:`emobed_tf.model.EmoBed` for ``cfg``."""
+    import keras
+
+    from emobed_tf.model import EmoBed
+
+    manifest = sources[cfg.target].manifest
+    names = output_names(cfg, manifest)
+    dims = {m: s.manifest.modalities[m].dim for m, s in sources.items()}
+    lc = cfg.loss
+    model = EmoBed(task=manifest.task, num_outputs=len(names), input_dims=dims,
+                   target=cfg.target, alpha=cfg.alpha, beta=cfg.beta,
+                   **dataclasses.asdict(cfg.model),
+                   **{k: v for k, v in dataclasses.asdict(lc).items()
+                      if k not in ("alpha", "beta")},
+                   output_names=names)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+    return model
+
+
+# --------------------------------------------------------------------------
+# scoring
+
+
+def score(model, source: D.Source, modality: str, split: str, cfg: C.TrainConfig,
+          detail: bool = False) -> dict:
+    """Scores of ``model`` on ``split`` of ``source`` by ``modality`` alone, pooled.
+
+    Classification: macro-F1 (headline), micro-F1, UAR, accuracy; regression:
+    CCC (standard and AVEC 2016), PCC, RMSE per dimension and the mean CCC.
+    ``n`` is the number of items (or frames) pooled.
+    """
+    from emobed_tf.predict import predict_split, score_predictions
+
+    p = predict_split(model, source, modality, split, cfg.data.eval_batch_size,
+                      pipeline_options(cfg, source.manifest))
+    out = score_predictions(p, output_names(cfg, source.manifest), detail=detail)
+    out["n"] = int(len(p.pooled()[0]))
+    return out
+
+
+def score_run(model, cfg: C.TrainConfig, sources: dict) -> dict:
+    """Dev and test scores of the target modality alone."""
+    src = sources[cfg.target]
+    return {split: score(model, src, cfg.target, split, cfg) for split in ("dev", "test")
+            if src.manifest.modalities[cfg.target].shards.get(split)}
+
+
+def format_summary(result: dict) -> str:
+    """The readable end-of-run table of ``metrics.json``'s content."""
+    keys = result["headline"]
+    lines = [f"run {result['out']}: target={result['target']} mode={result['mode']} "
+             f"alpha={result['alpha']:g} beta={result['beta']:g} "
+             f"(best epoch {result['best_epoch']} of {result['epochs_trained']})",
+             f"  {'score':<14}{'dev':>9}{'test':>9}"]
+    for k in keys:
+        vals = [result.get(s, {}).get(k) for s in ("dev", "test")]
+        lines.append(f"  {k:<14}" + "".join(f"{v:>9.4f}" if v is not None else f"{'-':>9}"
+                                            for v in vals))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# the run
+
+
+def _data_error_from(err, sources):
+    """Turns a tf.data failure into a DataError naming the shard."""
+    shards = [(p, src.manifest.compression) for src in sources.values()
+              for mod in src.manifest.modalities for split in ("train", "dev", "test")
+              for p in D.shard_paths(src, mod, split, required=False)]
+    return D.data_error_from(err, shards)
+
+
+def run(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
+    """Trains (or resumes) one run and writes its run folder. Returns metrics.json's content.
+
+    The inputs are checked before anything in the folder changes. With
+    ``overwrite`` a finished run is replaced only once the new one has
+    finished: the new run trains in a sibling folder (``OUT.overwriting``)
+    that is moved into place at the end. The folder is locked while the
+    run trains; a non-finite loss stops it with a :class:`RunError` and it
+    is never marked finished. ``callbacks`` are extra Keras callbacks, run
+    after the checkpointing one.
+    """
+    sources = resolve_sources(cfg)  # validates the inputs before any file changes
+    target = RunDir(cfg.out)
+    if overwrite and os.path.isdir(target.path) and os.listdir(target.path):
+        with target.lock():
+            stage = target.staging()
+            staged_cfg = dataclasses.replace(cfg, out=stage.path)
+            if stage.finished:  # a previous overwrite that died while moving into place
+                shutil.rmtree(stage.path)
+            result = _run_in(stage, staged_cfg, sources, callbacks)
+            result["out"] = cfg.out
+            cfg.save(stage.config_path)
+            stage.write_metrics(result)
+            target.replace_with(stage)
+        return result
+    with target.lock():
+        return _run_in(target, cfg, sources, callbacks)
+
+
+def _run_in(rd: RunDir, cfg: C.TrainConfig, sources: dict, callbacks=()) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from emobed_tf.distribute import fit_multiworker, make_strategy
+    from emobed_tf.metrics import headline_keys
+
+    state = rd.check_resumable(cfg)
+    rd.begin(cfg, sources)
+    keras.utils.set_random_seed(cfg.seed)
+    keras.mixed_precision.set_global_policy(cfg.precision)  # float16 wraps Adam in loss scaling
+    strategy = make_strategy(cfg.strategy)
+    train_ds, dev_ds = make_datasets(cfg, sources)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        if state is not None:
+            print(f"Resuming {cfg.out} after epoch {state['epoch']}", flush=True)
+            model = rd.load_model("last")
+        else:
+            model = build_model(cfg, sources)
+        if cfg.strategy == "multiworker":
+            model.optimizer.build(model.trainable_variables)
+    monitor = f"val_{model.score_name}"
+    ckpt = make_run_checkpoint(rd, monitor, cfg.patience, state)
+    start = ckpt.state["epoch"]
+    t0 = time.time()
+    if start < cfg.epochs and not ckpt.state["stopped_early"]:
+        try:
+            if cfg.strategy == "multiworker":
+                src = sources[cfg.target]
+                headline = headline_keys(src.manifest.task, output_names(cfg, src.manifest))[0]
+                fit_multiworker(model, strategy, train_ds, cfg.epochs, start, ckpt,
+                                lambda m: score(m, src, cfg.target, "dev", cfg)[headline],
+                                cfg.verbose)
+            else:
+                model.fit(train_ds, validation_data=dev_ds, epochs=cfg.epochs,
+                          initial_epoch=start, verbose=cfg.verbose,
+                          callbacks=[ckpt, keras.callbacks.TensorBoard(rd.logs_dir,
+                                                                       write_graph=False),
+                                     *callbacks])
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+            data_err = _data_error_from(err, sources)
+            if data_err is None:
+                raise
+            raise data_err from None
+    if ckpt.state["best_epoch"] is None:
+        raise RunError(f"{rd.path}: no epoch finished, so there is no model to save")
+    best = rd.load_model("best")
+    rd.save_model(best)
+    rd.write_history(ckpt.state["history"])
+    manifest = sources[cfg.target].manifest
+    names = output_names(cfg, manifest)
+    result = {"target": cfg.target, "mode": cfg.mode, "alpha": cfg.alpha, "beta": cfg.beta,
+              "dataset": cfg.dataset, "task": manifest.task, "out": cfg.out,
+              "score_name": model.score_name, "headline": headline_keys(manifest.task, names),
+              "best_epoch": ckpt.state["best_epoch"], "epochs_trained": ckpt.state["epoch"],
+              "stopped_early": ckpt.state["stopped_early"],
+              "train_seconds_this_session": round(time.time() - t0, 1),
+              **score_run(best, cfg, sources)}
+    rd.write_metrics(result)
+    return result
+
+
+def run_or_reuse(cfg: C.TrainConfig, overwrite: bool = False) -> tuple:
+    """``(metrics, reused)``: a finished run's metrics, or those of training it now."""
+    rd = RunDir(cfg.out)
+    if rd.finished and not overwrite:
+        return rd.metrics(), True
+    return run(cfg, overwrite=overwrite), False
