@@ -22,7 +22,9 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import sys
+import tempfile
 import warnings
 
 # framework start-up chatter (oneDNN notices, CUDA probing on CPU machines) stays out of
@@ -38,9 +40,43 @@ from emobed_tf.schema import DataError  # noqa: E402
 ERRORS = (DataError, RunError, LockedError, OutputError, C.ConfigError)
 
 
+_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} )")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its C++ start-up info lines dropped; anything else is replayed.
+
+    TensorFlow 2.21 prints oneDNN and CUDA-probing INFO lines before its log
+    level applies (``TF_CPP_MIN_LOG_LEVEL`` does not hide them). They are
+    captured while TensorFlow loads; lines that are not INFO/WARNING log
+    lines (real errors) are written to stderr afterwards.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr (embedded interpreters)
+        import tensorflow  # noqa: F401
+        return
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        os.dup2(tmp.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines():
+                if line.strip() and not _CHATTER.match(line):
+                    print(line, file=sys.stderr)
+
+
 def quiet_frameworks() -> None:
-    """Silences TensorFlow's and absl's info/warning logs, keeping errors."""
+    """Keeps TensorFlow's and absl's start-up info and warning logs out; errors still show."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _import_tensorflow_quietly()
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=r".*tf\.function retracing.*")
@@ -68,8 +104,10 @@ def _parser_for(f: dataclasses.Field):
             else:
                 value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a valid {kind.__name__}: {text!r}") from None
-        why = C.check_value(f, value)
+            what = (f"comma-separated list of {f.metadata.get('item', str).__name__}"
+                    if kind is tuple else kind.__name__)
+            raise argparse.ArgumentTypeError(f"not a valid {what}: {text!r}") from None
+        why = C.check_value(f, value) or (f.metadata.get("cli_check") or (lambda v: None))(value)
         if why:
             raise argparse.ArgumentTypeError(f"must be {why}, got {text!r}")
         return value

@@ -94,8 +94,10 @@ def format_markdown(table: dict) -> str:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m emobed_tf.compare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m emobed_tf.compare", description=__doc__,
+        usage="python -m emobed_tf.compare --dataset NAME --out DIR [--modes M1,M2] [options]",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_args(p)
     p.add_argument("--modes", default="classic,joint,triplet,emobed",
                    help="comma-separated systems among " + ", ".join(C.MODES))

@@ -89,7 +89,7 @@ def strings(v):
 
 def setting(default, help: str, *, check: Callable | None = None, choices=None,
             flag: str | None = None, aliases=(), hparam: bool = True, cli: bool = True,
-            item=str, required: bool = False):
+            item=str, required: bool = False, cli_check: Callable | None = None):
     """A dataclass field that carries its CLI flag, help text and check.
 
     Args:
@@ -103,11 +103,13 @@ def setting(default, help: str, *, check: Callable | None = None, choices=None,
         cli: whether it gets a flag at all.
         item: element type of a tuple setting (its flag takes ``a,b,c``).
         required: a flag every CLI that has it must be given.
+        cli_check: a stricter check for a value given as a flag (e.g. ``0`` as a
+            default that means "the same as another setting" but not as a flag).
     """
     return dataclasses.field(default=default, metadata={
         "help": help, "check": check, "choices": tuple(choices) if choices else None,
         "flag": flag, "aliases": tuple(aliases), "hparam": hparam, "cli": cli, "item": item,
-        "required": required})
+        "required": required, "cli_check": cli_check})
 
 
 def check_value(f: dataclasses.Field, value) -> str | None:
@@ -198,8 +200,8 @@ class DataConfig(_Validated):
     """
 
     batch_size: int = setting(64, "target-modality examples per batch", check=positive_int)
-    auxiliary_batch_size: int = setting(0, "auxiliary examples per batch (0: the same as "
-                                        "--batch-size)", check=nonneg_int,
+    auxiliary_batch_size: int = setting(0, "auxiliary examples per batch (default: the same as "
+                                        "--batch-size)", check=nonneg_int, cli_check=positive_int,
                                         aliases=("--aux-batch-size",))
     eval_batch_size: int = setting(64, "batch size of dev/test prediction", check=positive_int)
     window: int = setting(0, "regression: training windows of this many frames (0: whole "

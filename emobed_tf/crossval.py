@@ -297,8 +297,11 @@ def run_crossval(base: C.TrainConfig, folds: list, modes, seeds, out: str,
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m emobed_tf.crossval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m emobed_tf.crossval", description=__doc__,
+        usage="python -m emobed_tf.crossval --dataset NAME --out DIR [--folds loso|speaker:K] "
+              "[options]",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_args(p, exclude=("train_speakers", "dev_speakers", "test_speakers"))
     p.add_argument("--modes", default="classic,emobed",
                    help="comma-separated systems: " + ", ".join(C.MODES) + ", each optionally "

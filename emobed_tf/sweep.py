@@ -69,8 +69,10 @@ def plot_sweep(rows, param, path, title):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m emobed_tf.sweep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m emobed_tf.sweep", description=__doc__,
+        usage="python -m emobed_tf.sweep --dataset NAME --param alpha|beta --values V1,V2 --out DIR [options]",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_args(p)
     p.add_argument("--param", required=True, choices=("alpha", "beta"))
     p.add_argument("--values", required=True, help="comma-separated weights, e.g. 0,0.5,1")

@@ -23,8 +23,10 @@ from emobed_tf import experiment as E
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m emobed_tf.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m emobed_tf.train", description=__doc__,
+        usage="python -m emobed_tf.train --dataset NAME --out RUN [--mode MODE] [options]",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_args(p)
     p.add_argument("--mode", default="emobed", choices=C.MODES,
                    help="classic (alpha=beta=0), joint (beta=0), triplet (alpha=0), emobed")
