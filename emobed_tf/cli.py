@@ -40,7 +40,8 @@ from emobed_tf.schema import DataError  # noqa: E402
 ERRORS = (DataError, RunError, LockedError, OutputError, C.ConfigError)
 
 
-_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} )")
+_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+                      r"|[IW]\d{4} |To enable the following instructions)")
 
 
 def _import_tensorflow_quietly() -> None:

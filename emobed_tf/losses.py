@@ -30,8 +30,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-TRIPLET_FORMS = ("paper", "hinge", "soft")
-REDUCTIONS = ("mean", "sum")
+from emobed_tf.configs import CROSSMODAL_LOSSES, TRIPLET_FORMS  # noqa: E402,F401
+from emobed_tf.configs import TRIPLET_REDUCTIONS as REDUCTIONS  # noqa: E402
 
 
 def pairwise_distances(embeddings, squared: bool = False):
@@ -194,7 +194,6 @@ def _unit(x):
     return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
 
 
-CROSSMODAL_LOSSES = ("triplet", "prototype")
 
 
 def bin_labels(values, thresholds=(0.0,)):
@@ -266,51 +265,3 @@ def classification_loss(labels, probabilities):
 
 
 REGRESSION_LOSSES = {"ccc": ccc_loss, "mse": masked_mse}
-
-
-@keras.saving.register_keras_serializable(package="emobed_tf")
-class CrossmodalTripletLoss(keras.losses.Loss):
-    """Keras wrapper of :func:`batch_hard_triplet_loss`.
-
-    ``y_true`` holds the labels [N], ``y_pred`` the embeddings [N, E].
-
-    Args:
-        form: ``"paper"``, ``"hinge"`` or ``"soft"``.
-        margin: margin (hinge/paper forms).
-        triplet_reduction: ``"mean"`` or ``"sum"`` over anchors.
-
-    Example:
-    >>> loss = CrossmodalTripletLoss(form="hinge", margin=0.2)
-    >>> float(loss([0, 0, 1], [[0.0], [1.0], [3.0]]))  # doctest: +SKIP
-    """
-
-    def __init__(self, form="paper", margin=0.0, triplet_reduction="mean",
-                 name="crossmodal_triplet", **kwargs):
-        kwargs.pop("reduction", None)
-        super().__init__(name=name, reduction="none", **kwargs)
-        self.form = form
-        self.margin = margin
-        self.triplet_reduction = triplet_reduction
-
-    def call(self, y_true, y_pred):
-        return batch_hard_triplet_loss(y_true, y_pred, form=self.form, margin=self.margin,
-                                       reduction=self.triplet_reduction)
-
-    def get_config(self):
-        return {"name": self.name, "form": self.form, "margin": self.margin,
-                "triplet_reduction": self.triplet_reduction}
-
-
-@keras.saving.register_keras_serializable(package="emobed_tf")
-class CCCLoss(keras.losses.Loss):
-    """Keras wrapper of :func:`ccc_loss` (``1 - CCC`` pooled over the batch)."""
-
-    def __init__(self, name="ccc_loss", **kwargs):
-        kwargs.pop("reduction", None)
-        super().__init__(name=name, reduction="none", **kwargs)
-
-    def call(self, y_true, y_pred):
-        return ccc_loss(y_true, y_pred)
-
-    def get_config(self):
-        return {"name": self.name}

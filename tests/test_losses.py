@@ -116,20 +116,6 @@ def test_classification_loss_is_cross_entropy():
         -(np.log(0.7) + np.log(0.8)) / 2, rel=1e-5)
 
 
-def test_keras_wrappers_serialise_and_match():
-    import keras
-
-    emb = np.random.default_rng(3).normal(size=(10, 4)).astype(np.float32)
-    lab = np.arange(10) % 3
-    loss = L.CrossmodalTripletLoss(form="hinge", margin=0.2)
-    clone = keras.losses.deserialize(keras.losses.serialize(loss))
-    assert clone.get_config() == loss.get_config()
-    assert float(clone(lab, emb)) == pytest.approx(reference_triplet(lab, emb, form="hinge",
-                                                                     margin=0.2), rel=1e-5)
-    yt = np.random.default_rng(4).normal(size=(20, 1)).astype(np.float32)
-    assert float(L.CCCLoss()(yt, yt)) == pytest.approx(0.0, abs=1e-5)
-
-
 def reference_prototype(ya, ea, yb, eb, k, va=None, vb=None, t=0.1):
     """Loop-based numpy crossmodal prototype loss (independent implementation)."""
     def unit(x):
