@@ -418,6 +418,7 @@ def test_table_round_trip_with_fallback_columns(tmp_path):
     for r, want in zip(recs, x[[0, 2, 3]]):
         np.testing.assert_array_equal(r.features, want[None])  # bit-exact
     assert _failures(out) == [{"path": str(path), "modality": "video",
+                               "kind": "dropped_by_label_map",
                                "reason": "label 'calm' dropped by the label map"}]
 
 

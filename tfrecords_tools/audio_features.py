@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
+from emobed_tf.configs import EGEMAPS_DIM
 from tfrecords_tools.media import AUDIO_RATE, MediaError, decode_audio
 
-EGEMAPS_DIM = 88
-EGEMAPS_LLD_DIM = 25
+EGEMAPS_LLD_DIM = 25  # eGeMAPSv02 low-level descriptors per 10 ms frame
 LLD_STEP_S = 0.01  # openSMILE's eGeMAPS LLD frame step
 _SMILES = {}  # feature level -> opensmile.Smile, one per worker process
 AUDIO_MODES = ("utterance", "windowed", "lld")
@@ -91,9 +91,12 @@ def windowed_functionals(signal: np.ndarray, rate: int = AUDIO_RATE, window_s: f
 
 def extract_audio(path: str, mode: str = "utterance", window_s: float = 4.0,
                   hop_s: float = 0.04, start_s: float | None = None,
-                  end_s: float | None = None) -> np.ndarray:
-    """Decodes ``path``; returns [1, 88] (utterance), [T, 88] (windowed) or [T, 25] (lld)."""
-    signal = decode_audio(path)
+                  end_s: float | None = None, notes: list | None = None) -> np.ndarray:
+    """Decodes ``path``; returns [1, 88] (utterance), [T, 88] (windowed) or [T, 25] (lld).
+
+    Warnings about the file (cut short ...) are appended to ``notes``.
+    """
+    signal = decode_audio(path, notes=notes)
     if start_s is not None or end_s is not None:
         a = int((start_s or 0) * AUDIO_RATE)
         b = int(end_s * AUDIO_RATE) if end_s is not None else len(signal)
@@ -119,21 +122,25 @@ def extract_audio(path: str, mode: str = "utterance", window_s: float = 4.0,
 
 
 def _job(args):
+    """One audio job: ``(key, features or None, error or None, seconds, notes)``."""
     key, path, kw = args
     t0 = time.perf_counter()
+    notes = []
     try:
-        return key, extract_audio(path, **kw), None, time.perf_counter() - t0
+        return key, extract_audio(path, **kw, notes=notes), None, time.perf_counter() - t0, notes
     except MediaError as err:
-        return key, None, str(err), time.perf_counter() - t0
+        return key, None, str(err), time.perf_counter() - t0, notes
     except Exception as err:  # noqa: BLE001 - reported per file, the run goes on
-        return key, None, f"{path}: {type(err).__name__}: {err}", time.perf_counter() - t0
+        return (key, None, f"{path}: {type(err).__name__}: {err}", time.perf_counter() - t0,
+                notes)
 
 
 def run_audio_jobs(jobs, workers: int = 1):
     """Runs ``(key, path, kwargs)`` jobs in spawned worker processes.
 
-    Yields ``(key, features or None, error or None, seconds)`` as jobs
-    finish (in completion order).
+    Yields ``(key, features or None, error or None, seconds, notes)`` as jobs
+    finish (in completion order); ``notes`` lists warnings about a file that
+    was still used (a WAV cut short ...).
     """
     ctx = mp.get_context("spawn")
     with ctx.Pool(max(1, workers)) as pool:

@@ -40,13 +40,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import glob
+import io
 import json
 import os
 import re
 
 import numpy as np
 
-OMG_CLASSES = ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
+# corpora.OMG_CLASSES: the OMG-Emotion class order, defined once in the configs
+from emobed_tf.configs import OMG_CLASSES
+
 OMG_COLUMNS = ("link", "start", "end", "video", "utterance", "arousal", "valence",
                "EmotionMaxVote")
 OMG_SPLITS = {"train": ("omg_TrainVideos.csv", "omg_train", "train"),
@@ -81,10 +84,38 @@ class Job:
         return re.sub(r"[^A-Za-z0-9._-]+", "_", self.key)
 
 
-def _read_csv(path, required):
+def read_text(path: str, what: str = "file") -> str:
+    """A text file's content as UTF-8 (a byte-order mark is dropped).
+
+    Anything else is a :class:`CorpusError` naming the file, the line and
+    the byte offset of the first byte that is not UTF-8.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.csv")
+    >>> _ = open(path, "wb").write("path,label\\na.wav,caf\u00e9\\n".encode("latin-1"))
+    >>> read_text(path)
+    Traceback (most recent call last):
+    ...
+    tfrecords_tools.corpora.CorpusError: .../m.csv:2: not UTF-8 text (byte 0xe9 at offset 20); ...
+    """
     if not os.path.isfile(path):
-        raise CorpusError(f"{path}: file not found")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+        raise CorpusError(f"{path}: {what} not found")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as err:
+        raise CorpusError(f"{path}: cannot be read ({err.strerror})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        start = err.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        line = raw.count(b"\n", 0, start) + 1
+        raise CorpusError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[start]:02x} at offset "
+                          f"{start}); save the file as UTF-8") from None
+
+
+def _read_csv(path, required):
+    with io.StringIO(read_text(path), newline="") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
@@ -126,7 +157,8 @@ def omg_jobs(csv_dir: str, clips_dir: str, modalities=("audio", "video")) -> lis
                 raise CorpusError(f"{path}:{line}: EmotionMaxVote={row['EmotionMaxVote']!r} "
                                   "is not a class id") from err
             if not 0 <= label < len(OMG_CLASSES):
-                raise CorpusError(f"{path}:{line}: EmotionMaxVote={label} outside 0..6 "
+                raise CorpusError(f"{path}:{line}: EmotionMaxVote={label} outside "
+                                  f"0..{len(OMG_CLASSES) - 1} "
                                   f"{list(OMG_CLASSES)}")
             dims = (_float(row, "arousal", path, line), _float(row, "valence", path, line))
             clip = os.path.join(clips_dir, row["video"], row["utterance"])
@@ -183,8 +215,7 @@ def parse_label_map(spec: str | None) -> dict:
     if not spec:
         return {}
     if os.path.isfile(spec):
-        with open(spec, encoding="utf-8-sig") as fh:
-            text = fh.read()
+        text = read_text(spec)
         if text.lstrip().startswith("{"):
             try:
                 raw = json.loads(text)
@@ -313,9 +344,7 @@ def _clean_header(fieldnames, path):
 
 def _read_rows(path: str) -> tuple:
     """(stripped header, [(line, row dict)]) of a CSV (``,`` ``;`` or tab separated)."""
-    if not os.path.isfile(path):
-        raise CorpusError(f"{path}: file not found")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with io.StringIO(read_text(path), newline="") as fh:
         sample = fh.read(4096)
         fh.seek(0)
         delim = max((",", ";", "\t"), key=lambda d: sample.split("\n", 1)[0].count(d))
@@ -367,13 +396,16 @@ MANIFEST_COLUMNS = ("path", "modality", "label", "split", "speaker")
 def read_manifest(csv_path: str) -> Reading:
     """Jobs (labels not yet mapped) of a generic manifest CSV.
 
-    Relative paths are taken relative to the CSV's folder.
+    Relative paths are taken relative to the CSV's folder. A row repeating
+    an earlier one (same path, modality, label and segment) gives no second
+    item: it is a ``skipped`` row of kind ``duplicate`` naming both lines
+    (``stats["duplicates"]`` counts them).
     """
     rows = _read_csv(csv_path, MANIFEST_COLUMNS)
     if not rows:
         raise CorpusError(f"{csv_path}: no rows")
     base = os.path.dirname(os.path.abspath(csv_path))
-    jobs = []
+    jobs, skipped, seen = [], [], {}
     for line, r in enumerate(rows, start=2):
         if r["modality"] not in ("audio", "video"):
             raise CorpusError(f"{csv_path}:{line}: modality {r['modality']!r} is not audio/video")
@@ -386,10 +418,17 @@ def read_manifest(csv_path: str) -> Reading:
         rec = r.get("recording") or os.path.splitext(os.path.basename(r["path"]))[0]
         start = _float(r, "start", csv_path, line) if r.get("start") not in (None, "") else None
         end = _float(r, "end", csv_path, line) if r.get("end") not in (None, "") else None
+        same = (os.path.normpath(path), r["modality"], r["label"], start, end)
+        if same in seen:
+            skipped.append(skip(path, r["modality"], f"{csv_path}:{line}: repeats line "
+                                f"{seen[same]} (same path, modality and label); written once",
+                                "duplicate"))
+            continue
+        seen[same] = line
         jobs.append(Job(f"{r['modality']}/{r['split']}/{line}-{rec}", r["modality"], path,
                         r["split"], -1, dims, r.get("corpus") or "manifest", r["speaker"], rec,
                         start, end, label=r["label"], where=f"{csv_path}:{line}"))
-    return Reading(jobs)
+    return Reading(jobs, skipped, stats={"duplicates": len(skipped)} if skipped else {})
 
 
 def manifest_jobs(csv_path: str, labels=None, label_map=None) -> Reading:
@@ -847,24 +886,23 @@ def read_table(path: str) -> tuple:
     """
     if path.lower().endswith(".arff"):
         names, types, rows, in_data = [], [], [], False
-        with open(path) as fh:
-            for line in fh:
-                s = line.strip()
-                if not s or s.startswith("%"):
-                    continue
-                low = s.lower()
-                if not in_data and low.startswith("@attribute"):
-                    parts = s.split(None, 2)
-                    names.append(parts[1].strip("'\""))
-                    types.append(parts[2].lower() if len(parts) > 2 else "numeric")
-                elif low.startswith("@data"):
-                    in_data = True
-                elif in_data:
-                    rows.append(s.split(","))
+        for line in read_text(path).splitlines():
+            s = line.strip()
+            if not s or s.startswith("%"):
+                continue
+            low = s.lower()
+            if not in_data and low.startswith("@attribute"):
+                parts = s.split(None, 2)
+                names.append(parts[1].strip("'\""))
+                types.append(parts[2].lower() if len(parts) > 2 else "numeric")
+            elif low.startswith("@data"):
+                in_data = True
+            elif in_data:
+                rows.append(s.split(","))
         keep = [i for i, (n, t) in enumerate(zip(names, types))
                 if t.startswith(("numeric", "real", "integer")) and n.lower() != "frametime"]
     else:
-        with open(path, newline="") as fh:
+        with io.StringIO(read_text(path), newline="") as fh:
             sample = fh.read(4096)
             fh.seek(0)
             delim = ";" if sample.count(";") > sample.count(",") else ","

@@ -68,199 +68,112 @@ a label dropped by the label map ...) are listed with the reason in
 ``OUT/failures.csv`` and counted in the summary and the manifest; nothing is
 dropped silently. OpenFace and table corpora are read as features (no
 media decoding, nothing to cache).
+
+The cache is bound to the options that change an item's features (audio
+mode, window, hop; encoder, the SHA-256 of its weight file, layer, pooling,
+input range, detection, fps ...; ``OUT/.work/options.json``, also in the
+manifest): a rerun with other options stops with an error naming them, and
+``--overwrite`` discards the items cached with the old ones. ``--overwrite``
+also replaces a finished data set (written aside, swapped in when complete).
+``--retry-failed`` tries again the inputs an earlier run recorded as failed
+(a file restored since). ``--out`` is locked while an extraction runs; a
+second one into it stops, naming the holder. A manifest that is not UTF-8,
+a full disk or a read-only output end in one ``error:`` line (exit code 2);
+a WAV shorter than its header says is written with what decoded and listed
+(kind ``truncated``); a repeated manifest row is written once (``duplicate``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
+import shutil
 import sys
 import time
 
 import numpy as np
 
+from emobed_tf.configs import EGEMAPS_DIM
+from emobed_tf.io import FolderLock, LockedError, OutputError, describe_os_error, write_json
 from tfrecords_tools import corpora
-from tfrecords_tools.corpora import CorpusError, Job
-from tfrecords_tools.media import MediaError
-
-WORK = ".work"
-INPUT_RANGES = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
-
-
-def _progress(total, desc):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True)
+from tfrecords_tools.corpora import CorpusError
+from tfrecords_tools.jobs import run_audio_local, run_video_local
+from tfrecords_tools.options import (AUDIO_MODES, CORPORA, INPUT_RANGES, VIDEO_POOLS, AudioOptions,
+                                     CorpusOptions, OptionsError, VideoOptions)
+from tfrecords_tools.workcache import CacheError, WorkCache, write_failures_csv
 
 
-def _cache_path(out, job: Job):
-    return os.path.join(out, WORK, job.modality, job.cache_name() + ".npy")
+def write_dataset(out, cache, name, task, label_names, jobs, dims, feature_sets, *,
+                  dim_names=(), compression="", stats=None, skipped=(), features=None,
+                  options=None):
+    """Writes the features of ``jobs`` (in input order) into shards, manifest and failures.csv.
 
+    Features come from ``cache`` (a :class:`WorkCache`, media corpora) or from
+    ``features`` (``{job key: array}``, corpora read as features). ``skipped``
+    rows (inputs the reader could not use) head ``failures.csv``, followed by
+    the extraction failures and the items written with a warning (kind
+    ``truncated``). ``options`` (the options fingerprint per modality) goes
+    into the manifest's ``extra`` as ``extraction_options``. Returns
+    ``(items written per modality, failure rows, warning rows)``.
+    """
+    import tensorflow as tf
 
-def _save_atomic(path, arr):
-    tmp = path + ".tmp.npy"
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    from emobed_tf.schema import Item
+    from emobed_tf.writer import DatasetWriter
 
-
-def _record_failure(out, job: Job, reason: str):
-    """One small file per failed input (safe from parallel workers), written atomically."""
-    folder = os.path.join(out, WORK, "failures")
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{job.modality}-{job.cache_name()}.json")
-    with open(path + ".tmp", "w") as fh:
-        json.dump({"key": job.key, "path": job.path, "modality": job.modality,
-                   "reason": reason}, fh)
-    os.replace(path + ".tmp", path)
-
-
-def _failures(out) -> dict:
-    folder = os.path.join(out, WORK, "failures")
-    if not os.path.isdir(folder):
-        return {}
-    found = {}
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".json"):
-            with open(os.path.join(folder, name)) as fh:
-                d = json.load(fh)
-            found[d["key"]] = d
-    return found
-
-
-def pending(jobs, out) -> list:
-    """Jobs neither cached nor known to fail (what a resumed run still has to do)."""
-    failed = _failures(out)
-    return [j for j in jobs if not os.path.exists(_cache_path(out, j)) and j.key not in failed]
-
-
-def extract_audio_jobs(jobs, out, workers, mode, window_s, hop_s, stats):
-    """Runs pending audio jobs in worker processes, caching each result."""
-    from tfrecords_tools.audio_features import run_audio_jobs
-
-    todo = pending(jobs, out)
-    stats["audio_already_done"] = len(jobs) - len(todo)
-    if not todo:
-        return
-    by_key = {j.key: j for j in todo}
-    kw = {"mode": mode, "window_s": window_s, "hop_s": hop_s}
-    args = [(j.key, j.path, {**kw, "start_s": j.start, "end_s": j.end}) for j in todo]
-    with _progress(len(todo), "audio (openSMILE eGeMAPS)") as bar:
-        for key, feats, err, secs in run_audio_jobs(args, workers):
-            job = by_key[key]
-            if err:
-                _record_failure(out, job, err)
-            else:
-                _save_atomic(_cache_path(out, job), feats)
-                stats["audio_seconds"] += secs
-            bar.update(1)
-
-
-def make_encoder(args):
-    from tfrecords_tools import face
-
-    if args.encoder == "vggface":
-        if getattr(args, "layer_pool", "flatten") != "flatten":
-            raise face.WeightsError("--layer-pool avg needs --encoder keras (VGG-Face's "
-                                    "descriptor layers are vectors)")
-        if not args.vggface_weights:
-            raise face.WeightsError("--encoder vggface needs --vggface-weights PATH (the "
-                                    "keras-vggface VGG16 .h5 file)")
-        return face.VGGFaceEncoder(args.vggface_weights, args.layer or "fc7_relu")
-    if not args.encoder_model or not args.layer:
-        raise face.WeightsError("--encoder keras needs --encoder-model FILE and --layer NAME")
-    return face.KerasModelEncoder(args.encoder_model, args.layer,
-                                  getattr(args, "layer_pool", "flatten"),
-                                  INPUT_RANGES[getattr(args, "input_range", "unit")])
-
-
-def extract_video_jobs(jobs, out, args, stats):
-    from tfrecords_tools import face
-
-    todo = pending(jobs, out)
-    stats["video_already_done"] = len(jobs) - len(todo)
-    if not todo:
-        return
-    pipe = face.FacePipeline(make_encoder(args), detect=not args.no_detect)
-    with _progress(len(todo), "video (faces)") as bar:
-        for job in todo:
-            stats["frames_without_face"] += video_job(pipe, job, out, vars(args))
-            bar.update(1)
-    stats["video_timing"] = pipe.timing
-
-
-def video_job(pipe, job: Job, out: str, opts: dict) -> int:
-    """Extracts one clip into the cache (or records its failure); returns faceless frames."""
-    from tfrecords_tools.media import video_frames
-
+    fails, notes, ready = [], [], []
+    for job in jobs:
+        if features is None:
+            rec = cache.failure(job)
+            if rec is None and not cache.has(job):
+                rec = {"key": job.key, "path": job.path, "modality": job.modality,
+                       "kind": "failed", "reason": "no features were produced"}
+            if rec is not None:
+                fails.append(rec)
+                continue
+            note = cache.note(job)
+            if note:
+                notes.append(note)
+        ready.append(job)
+    written = {m: 0 for m in dims}
+    extra = {"failures": len(fails) + len(skipped), "skipped": len(skipped),
+             "truncated": len(notes),
+             **{k: v for k, v in (stats or {}).items() if k != "video_timing"}}
+    if options:
+        extra["extraction_options"] = options
     try:
-        frames = ((t, f) for t, f in video_frames(job.path, opts["fps"], opts["max_frames"])
-                  if (job.start is None or t >= job.start) and (job.end is None or t <= job.end))
-        feats, missing = pipe.clip(job.path, frames, opts["video_pool"], opts["hop"],
-                                   opts["video_window"])
-    except MediaError as err:
-        _record_failure(out, job, str(err))
-        return 0
-    _save_atomic(_cache_path(out, job), feats)
-    return missing
+        with DatasetWriter(out, name, task, label_names, dims, feature_sets,
+                           dim_names=dim_names, compression=compression, overwrite=False,
+                           extra=extra) as w:
+            for job in ready:
+                feats = features[job.key] if features is not None else cache.load(job)
+                dims_lab = None
+                if job.label_dims:
+                    dims_lab = np.repeat(np.asarray(job.label_dims, np.float32)[None],
+                                         len(feats), 0)
+                w.add(Item(job.modality, feats, job.label_class, dims_lab, job.corpus,
+                           job.speaker, job.recording, job.split, job.meta))
+                written[job.modality] = written.get(job.modality, 0) + 1
+    except tf.errors.OpError as err:
+        raise OutputError(f"{out}: cannot write the shards ({err.message})") from None
+    write_failures_csv(os.path.join(out, "failures.csv"), list(skipped) + fails + notes)
+    return written, fails, notes
 
 
-def write_dataset(out, name, task, label_names, jobs, dims, feature_sets, dim_names,
-                  compression, stats, skipped=(), features=None):
-    """Writes the features of ``jobs`` (in input order) into shards + manifest.
+def import_avec2016(root: str, out: str, video_set: str = "appearance",
+                    compression: str = "") -> tuple:
+    """AVEC 2016 feature files and gold standards into a regression data set in ``out``.
 
-    Features come from the cache (media corpora) or from ``features``
-    (``{job key: array}``, corpora read as features). ``skipped`` rows (inputs
-    the reader could not use) head ``failures.csv``, followed by the
-    extraction failures.
+    Returns ``(items written per modality, failure rows)``; the failures are
+    also written to ``out/failures.csv``.
     """
     from emobed_tf.schema import Item
     from emobed_tf.writer import DatasetWriter
 
-    fails = _failures(out)
-    written = {m: 0 for m in dims}
-    extra = {"failures": len(fails) + len(skipped), "skipped": len(skipped),
-             **{k: v for k, v in stats.items() if k != "video_timing"}}
-    with DatasetWriter(out, name, task, label_names, dims, feature_sets, dim_names=dim_names,
-                       compression=compression, overwrite=False, extra=extra) as w:
-        for job in jobs:
-            if features is not None:
-                feats = features[job.key]
-            else:
-                path = _cache_path(out, job)
-                if job.key in fails or not os.path.exists(path):
-                    if job.key not in fails:
-                        fails[job.key] = {"key": job.key, "path": job.path,
-                                          "modality": job.modality,
-                                          "reason": "no features were produced"}
-                    continue
-                feats = np.load(path)
-            dims_lab = None
-            if job.label_dims:
-                dims_lab = np.repeat(np.asarray(job.label_dims, np.float32)[None], len(feats), 0)
-            w.add(Item(job.modality, feats, job.label_class, dims_lab, job.corpus, job.speaker,
-                       job.recording, job.split, job.meta))
-            written[job.modality] = written.get(job.modality, 0) + 1
-    with open(os.path.join(out, "failures.csv"), "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["path", "modality", "reason"])
-        for f in skipped:
-            wr.writerow([f["path"], f["modality"], f["reason"]])
-        for f in fails.values():
-            wr.writerow([f["path"], f["modality"], f["reason"]])
-    return written, fails
-
-
-def import_avec2016(args, stats):
-    """AVEC 2016 feature files and gold standards into a regression data set."""
-    from emobed_tf.schema import Item
-    from emobed_tf.writer import DatasetWriter
-
-    root = args.avec_dir
     if not os.path.isdir(root):
         raise CorpusError(f"{root}: AVEC 2016 folder not found")
-    video_dir = f"features_video_{args.video_set}"
+    video_dir = f"features_video_{video_set}"
     sets = {"audio": os.path.join(root, "features_audio"), "video": os.path.join(root, video_dir)}
     gold = {d: corpora.avec_files(os.path.join(root, "ratings_gold_standard", d))
             for d in ("arousal", "valence")}
@@ -276,35 +189,38 @@ def import_avec2016(args, stats):
         raise CorpusError(f"{root}: neither features_audio/ nor {video_dir}/ found")
     fails = []
     items = []
+
+    def fail(path, mod, kind, reason):
+        fails.append({"path": path, "modality": mod, "kind": kind, "reason": reason})
+
     for mod, files in feats_by_mod.items():
         for (split, rec), path in sorted(files.items()):
             if (split, rec) not in gold["arousal"] or (split, rec) not in gold["valence"]:
-                fails.append((path, mod, "no arousal/valence gold standard for this recording"))
+                fail(path, mod, "no_gold_standard",
+                     "no arousal/valence gold standard for this recording")
                 continue
-            names, x = corpora.read_table(path)
+            _, x = corpora.read_table(path)
             labs = [corpora.read_table(gold[d][(split, rec)])[1][:, -1] for d in
                     ("arousal", "valence")]
             n = min(len(x), *(len(v) for v in labs))
             if n == 0 or max(len(x), *(len(v) for v in labs)) - n > 2:
-                fails.append((path, mod, f"{len(x)} feature frames but {[len(v) for v in labs]} "
-                                         "gold standard frames"))
+                fail(path, mod, "length_mismatch", f"{len(x)} feature frames but "
+                     f"{[len(v) for v in labs]} gold standard frames")
                 continue
             dims.setdefault(mod, x.shape[1])
             if x.shape[1] != dims[mod]:
-                fails.append((path, mod, f"{x.shape[1]} features, other files have {dims[mod]}"))
+                fail(path, mod, "dim_mismatch", f"{x.shape[1]} features, other files have "
+                                                f"{dims[mod]}")
                 continue
             items.append(Item(mod, x[:n], label_dims=np.stack([v[:n] for v in labs], 1),
                               corpus="recola", speaker=rec, recording=rec, split=split))
-    with DatasetWriter(args.out, "recola", "regression", ("arousal", "valence"), dims,
-                       {"audio": "eGeMAPS (AVEC 2016)", "video": f"{args.video_set} (AVEC 2016)"},
-                       frame_step_s=0.04, compression=args.compression,
+    with DatasetWriter(out, "recola", "regression", ("arousal", "valence"), dims,
+                       {"audio": "eGeMAPS (AVEC 2016)", "video": f"{video_set} (AVEC 2016)"},
+                       frame_step_s=0.04, compression=compression,
                        extra={"failures": len(fails)}) as w:
         for it in items:
             w.add(it)
-    with open(os.path.join(args.out, "failures.csv"), "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["path", "modality", "reason"])
-        wr.writerows(fails)
+    write_failures_csv(os.path.join(out, "failures.csv"), fails)
     return {m: sum(1 for it in items if it.modality == m) for m in dims}, fails
 
 
@@ -315,46 +231,45 @@ def _count_kinds(skipped) -> dict:
     return out
 
 
-def _ids(text):
-    return tuple(x.strip() for x in text.split(",") if x.strip()) if text else ()
+def read_corpus(source: CorpusOptions) -> tuple:
+    """(labelled :class:`corpora.Reading`, task, data set name, dim names) of a corpus.
 
-
-def read_corpus(args) -> tuple:
-    """(labelled :class:`corpora.Reading`, task, data set name, dim names) for ``args``."""
-    label_map = corpora.parse_label_map(args.label_map)
-    labels = _ids(args.labels) or None
+    Media corpora give jobs to extract; OpenFace and table corpora give
+    features (``reading.features``). Labels are mapped and numbered, splits
+    assigned by speaker when asked, and every item key is unique.
+    """
+    s = source
+    s.check()
+    label_map = corpora.parse_label_map(s.label_map)
+    labels = s.labels or None
     order, dim_names = None, ()
-    c = args.corpus
+    c = s.corpus
     if c == "omg":
-        reading = corpora.Reading(corpora.omg_jobs(args.csv_dir, args.clips_dir,
-                                                   args.modalities.split(",")))
-        order, name, dim_names = corpora.OMG_CLASSES, args.name or "omg", ("arousal", "valence")
+        reading = corpora.Reading(corpora.omg_jobs(s.csv_dir, s.clips_dir, s.modalities))
+        order, name, dim_names = corpora.OMG_CLASSES, s.name or "omg", ("arousal", "valence")
     elif c == "manifest":
-        reading = corpora.read_manifest(args.csv)
-        name = args.name or "manifest"
+        reading = corpora.read_manifest(s.csv)
+        name = s.name or "manifest"
         dim_names = ("arousal", "valence") if any(j.label_dims for j in reading.jobs) else ()
     elif c == "ravdess":
-        reading = corpora.ravdess_jobs(args.ravdess_dir, _ids(args.ravdess_channels),
-                                       args.name or "ravdess")
-        name = args.name or "ravdess"
+        reading = corpora.ravdess_jobs(s.ravdess_dir, s.ravdess_channels, s.name or "ravdess")
+        name = s.name or "ravdess"
     elif c == "images":
-        reading = corpora.image_jobs(args.images_dir, args.labels_csv, args.name)
+        reading = corpora.image_jobs(s.images_dir, s.labels_csv, s.name)
         name = reading.jobs[0].corpus
     elif c == "openface":
-        reading = corpora.openface_items(args.openface_dir, args.labels_csv,
-                                         _ids(args.openface_features), args.openface_pool,
-                                         args.min_confidence, _ids(args.ravdess_channels),
-                                         args.name)
+        reading = corpora.openface_items(s.openface_dir, s.labels_csv, s.openface_features,
+                                         s.openface_pool, s.min_confidence, s.ravdess_channels,
+                                         s.name)
         name = reading.jobs[0].corpus
     elif c == "table":
-        reading = corpora.table_items(args.table, args.modality, args.id_column,
-                                      args.label_column, args.speaker_column, args.split_column,
-                                      args.name)
+        reading = corpora.table_items(s.table, s.modality, s.id_column, s.label_column,
+                                      s.speaker_column, s.split_column, s.name)
         name = reading.jobs[0].corpus
     else:
-        raise CorpusError(f"unknown corpus {c!r}")
+        raise CorpusError(f"{c!r} is not read by read_corpus (avec2016: import_avec2016)")
     corpora.apply_labels(reading, label_map, labels, order)
-    corpora.assign_speaker_splits(reading, _ids(args.test_speakers), _ids(args.dev_speakers))
+    corpora.assign_speaker_splits(reading, s.test_speakers, s.dev_speakers)
     keys = {}
     for j in reading.jobs:
         if j.key in keys:
@@ -363,74 +278,160 @@ def read_corpus(args) -> tuple:
     return reading, "classification", name, dim_names
 
 
-def extract(args) -> dict:
-    """Runs one extraction; returns the summary."""
-    from emobed_tf import schema
+def _finished(out: str) -> bool:
+    from emobed_tf.schema import MANIFEST_NAME
 
-    out = args.out
-    if os.path.isfile(os.path.join(out, schema.MANIFEST_NAME)):
-        raise FileExistsError(f"{out}: already holds a finished data set (manifest.json); "
-                              "choose another --out or remove it")
-    os.makedirs(os.path.join(out, WORK, "audio"), exist_ok=True)
-    os.makedirs(os.path.join(out, WORK, "video"), exist_ok=True)
+    return os.path.isfile(os.path.join(out, MANIFEST_NAME))
+
+
+def _publish(staging: str, out: str) -> None:
+    """Moves the data set written in ``staging`` into ``out``, the manifest last.
+
+    An old data set's manifest goes first: an interruption in between leaves
+    ``out`` unfinished (and a rerun rebuilds it from the cache), never a
+    manifest describing shards of two extractions.
+    """
+    from emobed_tf.schema import MANIFEST_NAME
+
+    try:
+        final = os.path.join(out, MANIFEST_NAME)
+        if os.path.exists(final):
+            os.remove(final)
+        for name in ("audio", "video", "failures.csv", "extraction_summary.json"):
+            path = os.path.join(out, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+        for name in sorted(os.listdir(staging)):
+            if name != MANIFEST_NAME:
+                os.replace(os.path.join(staging, name), os.path.join(out, name))
+        os.replace(os.path.join(staging, MANIFEST_NAME), final)
+        os.rmdir(staging)
+    except OutputError:
+        raise
+    except OSError as err:
+        raise OutputError(describe_os_error(err.filename or out, err)) from None
+
+
+def extract(source: CorpusOptions, out: str, audio: AudioOptions | None = None,
+            video: VideoOptions | None = None, *, workers: int = 1, engine: str = "local",
+            beam_args=(), compression: str = "", overwrite: bool = False,
+            retry_failed: bool = False) -> dict:
+    """Runs one extraction into ``out``; returns the summary.
+
+    Args:
+        source: the corpus to read (:class:`options.CorpusOptions`).
+        out: the data folder to write.
+        audio, video: how to compute the features of media corpora (default:
+            ``AudioOptions()``, ``VideoOptions()``).
+        workers: openSMILE worker processes (local engine).
+        engine: ``local`` or ``beam`` (``beam_args``: Beam's pipeline options).
+        compression: ``""`` or ``"GZIP"``.
+        overwrite: replace a finished data set in ``out``, and discard cached
+            items made with other options (items cached with the same
+            options are reused).
+        retry_failed: try again the inputs an earlier run recorded as failed.
+
+    ``out`` is locked for the duration (a second extraction into it is a
+    ``LockedError`` naming the holder). A finished ``out`` is refused
+    (``FileExistsError``) unless ``overwrite``; the new data set is written
+    aside and replaces the old one only once complete.
+    """
+    source.check()
+    audio = audio or AudioOptions()
+    video = video or VideoOptions()
+    if engine not in ("local", "beam"):
+        raise OptionsError(f"--engine {engine}: choose local or beam")
+    if compression not in ("", "GZIP"):
+        raise OptionsError(f"--compression {compression}: choose '' or GZIP")
+    refuse = (f"{out}: already holds a finished data set (manifest.json); choose another "
+              "--out, or pass --overwrite to replace it")
+    if _finished(out) and not overwrite:
+        raise FileExistsError(refuse)
+    try:
+        lock = FolderLock(out, "feature extraction (tfrecords_tools.extract)").acquire()
+    except OSError as err:
+        raise OutputError(describe_os_error(out, err)) from None
+    try:
+        if _finished(out) and not overwrite:  # finished by another process meanwhile
+            raise FileExistsError(refuse)
+        return _extract_locked(source, out, audio, video, workers, engine, beam_args,
+                               compression, overwrite, retry_failed)
+    finally:
+        lock.release()
+
+
+def _extract_locked(source, out, audio, video, workers, engine, beam_args, compression,
+                    overwrite, retry_failed) -> dict:
+    cache = WorkCache(out)
     stats = {"audio_seconds": 0.0, "frames_without_face": 0}
     t0 = time.time()
-    skipped = []
-    if args.corpus == "avec2016":
-        if args.label_map or args.labels:
-            raise CorpusError("--label-map/--labels apply to classification corpora, and "
-                              "avec2016 is a regression corpus")
-        written, fails = import_avec2016(args, stats)
-        inputs = sum(written.values()) + len(fails)
-    else:
-        reading, task, name, dim_names = read_corpus(args)
-        skipped = reading.skipped
-        jobs, names = reading.jobs, reading.label_names
-        stats.update(reading.stats)
-        stats["skipped_by_kind"] = _count_kinds(skipped)
-        audio = [j for j in jobs if j.modality == "audio"]
-        video = [j for j in jobs if j.modality == "video"]
-        if reading.features is not None:
-            dims = {}
-            for j in jobs:
-                dims.setdefault(j.modality, reading.features[j.key].shape[1])
-            feature_sets = {m: reading.feature_set for m in dims}
+    staging = cache.staging
+    try:
+        if os.path.isdir(cache.root):
+            cache.remove_temporaries()
+        shutil.rmtree(staging, ignore_errors=True)
+        notes, skipped = [], []
+        if source.corpus == "avec2016":
+            written, fails = import_avec2016(source.avec_dir, staging, source.video_set,
+                                             compression)
+            inputs = sum(written.values()) + len(fails)
         else:
-            if args.engine == "beam":
-                from tfrecords_tools.beam_pipeline import run_beam
+            reading, task, name, dim_names = read_corpus(source)
+            skipped = reading.skipped
+            jobs, names = reading.jobs, reading.label_names
+            stats.update(reading.stats)
+            stats["skipped_by_kind"] = _count_kinds(skipped)
+            audio_jobs = [j for j in jobs if j.modality == "audio"]
+            video_jobs = [j for j in jobs if j.modality == "video"]
+            options = None
+            if reading.features is not None:
+                dims = {}
+                for j in jobs:
+                    dims.setdefault(j.modality, reading.features[j.key].shape[1])
+                feature_sets = {m: reading.feature_set for m in dims}
+            else:
+                options = {}
+                if audio_jobs:
+                    options["audio"] = audio.fingerprint()
+                if video_jobs:
+                    options["video"] = video.fingerprint()  # checks the encoder file first
+                discarded = cache.bind_options(options, overwrite)
+                if discarded:
+                    stats["cache_discarded"] = discarded
+                if retry_failed:
+                    stats["retried"] = cache.forget_failures(jobs)
+                if engine == "beam":
+                    from tfrecords_tools.beam_pipeline import run_beam
 
-                run_beam(audio, video, out, vars(args), stats)
-            elif audio:
-                extract_audio_jobs(audio, out, args.workers, args.audio_mode, args.window,
-                                   args.hop, stats)
-            enc_dim = None
-            if video and args.engine != "beam":
-                extract_video_jobs(video, out, args, stats)
-            if video:
-                enc_dim = next((np.load(_cache_path(out, j)).shape[1] for j in video
-                                if os.path.exists(_cache_path(out, j))), None)
-            dims = {}
-            if audio:
-                from tfrecords_tools.audio_features import EGEMAPS_DIM, EGEMAPS_LLD_DIM
-
-                dims["audio"] = EGEMAPS_LLD_DIM if args.audio_mode == "lld" else EGEMAPS_DIM
-            if video and enc_dim:
-                dims["video"] = enc_dim
-            encoder = (f"keras {os.path.basename(args.encoder_model or '')}:{args.layer} "
-                       f"({args.layer_pool}, {args.input_range} input)" if args.encoder == "keras"
-                       else f"vggface {args.layer or 'fc7_relu'}")
-            feature_sets = {"audio": (f"eGeMAPSv02 LLDs averaged over {args.hop:g} s"
-                                      if args.audio_mode == "lld"
-                                      else f"eGeMAPSv02 functionals ({args.audio_mode})"),
-                            "video": f"{encoder} {args.video_pool}"}
-        written, fails = write_dataset(out, name, task, names, jobs, dims, feature_sets,
-                                       dim_names, args.compression, stats, skipped,
-                                       reading.features)
-        inputs = len(jobs) + len(skipped)
-    summary = {"inputs": inputs, "written": written, "failed": len(fails),
-               "skipped": len(skipped), "seconds": round(time.time() - t0, 1), **stats}
-    with open(os.path.join(out, "extraction_summary.json"), "w") as fh:
-        json.dump(summary, fh, indent=1)
+                    run_beam(audio_jobs, video_jobs, cache, audio, video, stats, beam_args)
+                else:
+                    if audio_jobs:
+                        run_audio_local(audio_jobs, cache, audio, workers, stats)
+                    if video_jobs:
+                        run_video_local(video_jobs, cache, video, stats)
+                dims = {}
+                if audio_jobs:
+                    dims["audio"] = audio.dim
+                enc_dim = next((cache.load(j).shape[1] for j in video_jobs if cache.has(j)),
+                               None)
+                if enc_dim:
+                    dims["video"] = enc_dim
+                feature_sets = {"audio": audio.feature_set(), "video": video.feature_set()}
+            written, fails, notes = write_dataset(
+                staging, cache, name, task, names, jobs, dims, feature_sets,
+                dim_names=dim_names, compression=compression, stats=stats, skipped=skipped,
+                features=reading.features, options=options)
+            inputs = len(jobs) + len(skipped)
+        summary = {"inputs": inputs, "written": written, "failed": len(fails),
+                   "skipped": len(skipped), "truncated": len(notes),
+                   "seconds": round(time.time() - t0, 1), **stats}
+        write_json(os.path.join(staging, "extraction_summary.json"), summary)
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return summary
 
 
@@ -462,18 +463,21 @@ def inspect(data_dir: str, records: int = 1) -> str:
                                 else ""))
     fail = os.path.join(data_dir, "failures.csv")
     if os.path.isfile(fail):
-        with open(fail) as fh:
-            n = sum(1 for _ in fh) - 1
-        lines.append(f"  failures: {n} (see {fail})")
+        with open(fail, newline="", encoding="utf-8") as fh:
+            kinds = [r.get("kind") or "failed" for r in csv.DictReader(fh)]
+        n = sum(1 for k in kinds if k != "truncated")
+        warned = len(kinds) - n
+        lines.append(f"  failures: {n}" + (f", truncated inputs: {warned}" if warned else "")
+                     + f" (see {fail})")
     return "\n".join(lines)
+
+
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m tfrecords_tools.extract", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", required=True,
-                   choices=("omg", "avec2016", "manifest", "ravdess", "images", "openface",
-                            "table"))
+    p.add_argument("--corpus", required=True, choices=CORPORA)
     p.add_argument("--out", required=True, help="data folder to write")
     p.add_argument("--csv-dir", help="OMG: folder with the annotation CSVs")
     p.add_argument("--clips-dir", help="OMG: folder with <video>/<utterance> clips")
@@ -512,10 +516,11 @@ def parse_args(argv=None):
     p.add_argument("--video-set", default="appearance", choices=("appearance", "geometric"))
     p.add_argument("--modalities", default="audio,video", help="omg: which modalities")
     p.add_argument("--workers", type=int, default=1, help="openSMILE worker processes")
-    p.add_argument("--audio-mode", default="utterance", choices=("utterance", "windowed", "lld"),
-                   help="utterance: 88 eGeMAPS functionals per item; windowed: functionals over "
-                        "--window every --hop; lld: the 25 eGeMAPS low-level descriptors averaged "
-                        "over --hop steps (the paper's sequence input; use --hop 0.1)")
+    p.add_argument("--audio-mode", default="utterance", choices=AUDIO_MODES,
+                   help=f"utterance: {EGEMAPS_DIM} eGeMAPS functionals per item; windowed: "
+                        "functionals over --window every --hop; lld: the 25 eGeMAPS low-level "
+                        "descriptors averaged over --hop steps (the paper's sequence input; use "
+                        "--hop 0.1)")
     p.add_argument("--window", type=float, default=4.0, help="audio window (s), windowed mode")
     p.add_argument("--hop", type=float, default=0.04, help="frame hop (s)")
     p.add_argument("--encoder", default="vggface", choices=("vggface", "keras"))
@@ -531,9 +536,16 @@ def parse_args(argv=None):
     p.add_argument("--no-detect", action="store_true", help="pre-cropped faces: no MTCNN")
     p.add_argument("--fps", type=float, default=5.0, help="video frames sampled per second")
     p.add_argument("--max-frames", type=int, help="at most this many frames per clip")
-    p.add_argument("--video-pool", default="mean", choices=("mean", "frames", "functionals"))
+    p.add_argument("--video-pool", default="mean", choices=VIDEO_POOLS)
     p.add_argument("--video-window", type=float, default=8.0, help="functionals window (s)")
     p.add_argument("--compression", default="", choices=("", "GZIP"))
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished data set in --out, and discard items cached under "
+                        "OUT/.work/ with other options (items cached with the same options are "
+                        "reused)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="try again the inputs an earlier (interrupted) run recorded as failed, "
+                        "e.g. after restoring a missing file")
     p.add_argument("--engine", default="local", choices=("local", "beam"),
                    help="beam: extract on Apache Beam (pip install emobed_tf[beam]); other "
                         "arguments after -- go to Beam's PipelineOptions, e.g. -- --runner=DirectRunner")
@@ -545,14 +557,31 @@ def parse_args(argv=None):
     return args
 
 
+
+
+def options_from_args(args) -> tuple:
+    """(:class:`CorpusOptions`, :class:`AudioOptions`, :class:`VideoOptions`) of parsed flags."""
+    import dataclasses
+
+    source = CorpusOptions(**{f.name: getattr(args, f.name)
+                              for f in dataclasses.fields(CorpusOptions)})
+    audio = AudioOptions(args.audio_mode, args.window, args.hop)
+    video = VideoOptions(args.encoder, args.vggface_weights, args.encoder_model, args.layer,
+                         args.layer_pool, args.input_range, not args.no_detect, args.fps,
+                         args.max_frames, args.video_pool, args.hop, args.video_window)
+    return source, audio, video
+
+
 def main(argv=None) -> int:
+    """The command line: prints the summary line, or one ``error: ...`` line and returns 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from emobed_tf.schema import DataError
+    from tfrecords_tools.face import WeightsError
+
     if argv and argv[0] == "inspect":
         if len(argv) < 2:
             print("usage: python -m tfrecords_tools.extract inspect DATA_DIR", file=sys.stderr)
             return 2
-        from emobed_tf.schema import DataError
-
         try:
             print(inspect(argv[1]))
         except DataError as err:
@@ -560,29 +589,37 @@ def main(argv=None) -> int:
             return 2
         return 0
     args = parse_args(argv)
-    need = {"omg": ("csv_dir", "clips_dir"), "manifest": ("csv",), "avec2016": ("avec_dir",),
-            "ravdess": ("ravdess_dir",), "openface": ("openface_dir",),
-            "table": ("table", "modality"), "images": ()}
-    missing = [f"--{a.replace('_', '-')}" for a in need[args.corpus] if not getattr(args, a)]
-    if args.corpus == "images" and not (args.images_dir or args.labels_csv):
-        missing = ["--images-dir (and/or --labels-csv)"]
-    if missing:
-        print(f"error: --corpus {args.corpus} needs {' '.join(missing)}", file=sys.stderr)
-        return 2
-    from emobed_tf.schema import DataError
-    from tfrecords_tools.face import WeightsError
-
     try:
-        summary = extract(args)
-    except (CorpusError, DataError, WeightsError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        source, audio, video = options_from_args(args)
+        summary = extract(source, args.out, audio, video, workers=args.workers,
+                          engine=args.engine, beam_args=args.beam_args,
+                          compression=args.compression, overwrite=args.overwrite,
+                          retry_failed=args.retry_failed)
+    except (CorpusError, DataError, WeightsError, CacheError, OptionsError, LockedError,
+            OutputError, FileExistsError) as err:
+        return _error(err)
+    except OSError as err:
+        return _error(describe_os_error(err.filename or args.out, err))
     print(summary_line(summary, args.out))
+    fails = os.path.join(args.out, "failures.csv")
     for key, what in (("label_map_unused", "--label-map entries matching no label"),
                       ("labels_without_items", "labels without any item")):
         if summary.get(key):
             print(f"warning: {what}: {summary[key]}", file=sys.stderr)
+    if summary.get("duplicates"):
+        print(f"warning: {summary['duplicates']} manifest rows repeat an earlier row (same path, "
+              f"modality and label) and were written once (kind duplicate in {fails})",
+              file=sys.stderr)
+    if summary.get("truncated"):
+        print(f"warning: {summary['truncated']} inputs are shorter than their header says and "
+              f"were written with what decoded (kind truncated in {fails})", file=sys.stderr)
     return 0
+
+
+def _error(err) -> int:
+    text = " ".join(str(err).split("\n"))
+    print(f"error: {text}", file=sys.stderr)
+    return 2
 
 
 def summary_line(summary: dict, out: str) -> str:
@@ -601,6 +638,8 @@ def summary_line(summary: dict, out: str) -> str:
     if summary.get("frames_dropped"):
         text += (f"; {summary['frames_dropped']} of {summary['frames_read']} OpenFace frames "
                  f"dropped (success 0 or confidence < {summary['min_confidence']})")
+    if summary.get("truncated"):
+        text += f"; {summary['truncated']} truncated inputs written with what decoded"
     if summary.get("frames_without_face"):
         text += f"; {summary['frames_without_face']} sampled frames without a face"
     return text

@@ -1,0 +1,357 @@
+"""What an extraction reads and how it computes features, as frozen dataclasses.
+
+The library functions of ``tfrecords_tools`` take these (or plain keyword
+arguments), never an argparse namespace; ``extract.main`` only parses the
+command line into them.
+
+* :class:`CorpusOptions`: which corpus, where it lives, and the label and
+  split settings (``--corpus``, ``--csv``, ``--label-map`` ...).
+* :class:`AudioOptions`: openSMILE eGeMAPS mode, window and hop.
+* :class:`VideoOptions`: face sampling, detection, encoder and pooling.
+
+``AudioOptions.fingerprint()`` and ``VideoOptions.fingerprint()`` list every
+setting that changes an item's features (for an encoder file, its SHA-256,
+not its path): the per-item cache under ``OUT/.work/`` is bound to them, so
+a resumed extraction never mixes items computed with other options.
+
+>>> AudioOptions(mode="windowed", window=2.0).fingerprint()["window"]
+2.0
+>>> AudioOptions(mode="utterance", window=2.0).fingerprint() == AudioOptions().fingerprint()
+True
+>>> AudioOptions(mode="lld", hop=0.1).dim
+25
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from typing import ClassVar
+
+from emobed_tf.configs import EGEMAPS_DIM
+from tfrecords_tools.audio_features import AUDIO_MODES, EGEMAPS_LLD_DIM
+
+VIDEO_POOLS = ("mean", "frames", "functionals")
+ENCODERS = ("vggface", "keras")
+LAYER_POOLS = ("flatten", "avg")
+INPUT_RANGES = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
+CORPORA = ("omg", "avec2016", "manifest", "ravdess", "images", "openface", "table")
+# the flag behind each fingerprint entry, for messages
+FLAGS = {"audio_mode": "--audio-mode", "window": "--window", "hop": "--hop",
+         "opensmile": "the openSMILE version", "encoder": "--encoder",
+         "vggface_weights_sha256": "--vggface-weights (file content)",
+         "encoder_model_sha256": "--encoder-model (file content)", "layer": "--layer",
+         "layer_pool": "--layer-pool", "input_range": "--input-range", "detect": "--no-detect",
+         "fps": "--fps", "max_frames": "--max-frames", "video_pool": "--video-pool",
+         "video_window": "--video-window"}
+
+
+class OptionsError(ValueError):
+    """An extraction option out of range; the message names the flag."""
+
+
+def _ids(value) -> tuple:
+    """``"a, b"`` or ``("a", "b")`` -> ``("a", "b")``; None -> ``()``."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(x.strip() for x in value.split(",") if x.strip())
+    return tuple(str(x).strip() for x in value if str(x).strip())
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's content (hex).
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(delete=False) as fh:
+    ...     _ = fh.write(b"abc")
+    >>> file_sha256(fh.name)[:16]
+    'ba7816bf8f01cfea'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _positive(value, flag, allow_none=False):
+    if value is None and allow_none:
+        return
+    if value is None or not 0 < value < float("inf"):
+        raise OptionsError(f"{flag} {value}: must be a positive number")
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioOptions:
+    """openSMILE eGeMAPSv02 features of audio items.
+
+    Args:
+        mode: ``utterance`` (88 functionals per item), ``windowed``
+            (functionals over ``window`` s every ``hop`` s) or ``lld`` (the 25
+            low-level descriptors averaged over ``hop`` s steps).
+        window: window length (s) of the windowed mode.
+        hop: frame step (s) of the windowed and lld modes.
+
+    >>> AudioOptions().job_kwargs()
+    {'mode': 'utterance', 'window_s': 4.0, 'hop_s': 0.04}
+    >>> AudioOptions(mode="loud")
+    Traceback (most recent call last):
+    ...
+    tfrecords_tools.options.OptionsError: --audio-mode loud: choose among utterance, windowed, lld
+    """
+
+    mode: str = "utterance"
+    window: float = 4.0
+    hop: float = 0.04
+
+    def __post_init__(self):
+        if self.mode not in AUDIO_MODES:
+            raise OptionsError(f"--audio-mode {self.mode}: choose among {', '.join(AUDIO_MODES)}")
+        _positive(self.window, "--window")
+        _positive(self.hop, "--hop")
+
+    @property
+    def dim(self) -> int:
+        """Features per frame: 25 LLDs or 88 functionals."""
+        return EGEMAPS_LLD_DIM if self.mode == "lld" else EGEMAPS_DIM
+
+    def job_kwargs(self) -> dict:
+        """Keyword arguments of ``audio_features.extract_audio``."""
+        return {"mode": self.mode, "window_s": self.window, "hop_s": self.hop}
+
+    def fingerprint(self) -> dict:
+        """Every setting that changes the features (only those the mode uses).
+
+        >>> AudioOptions(mode="lld", hop=0.1).fingerprint()["hop"]
+        0.1
+        """
+        fp = {"audio_mode": self.mode}
+        if self.mode == "windowed":
+            fp["window"] = float(self.window)
+        if self.mode in ("windowed", "lld"):
+            fp["hop"] = float(self.hop)
+        fp["opensmile"] = _version("opensmile")
+        return fp
+
+    def feature_set(self) -> str:
+        """The manifest's description of the features.
+
+        >>> AudioOptions().feature_set()
+        'eGeMAPSv02 functionals (utterance)'
+        """
+        if self.mode == "lld":
+            return f"eGeMAPSv02 LLDs averaged over {self.hop:g} s"
+        return f"eGeMAPSv02 functionals ({self.mode})"
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoOptions:
+    """Face descriptors of video items (and face images).
+
+    Args:
+        encoder: ``vggface`` (``vggface_weights``, the keras-vggface VGG16
+            ``.h5``) or ``keras`` (``encoder_model`` cut at ``layer``).
+        layer: descriptor layer (default ``fc7_relu`` for VGG-Face).
+        layer_pool: keras encoder: ``flatten`` or ``avg`` (spatial average).
+        input_range: keras encoder: ``unit`` [0, 1] or ``symmetric`` [-1, 1].
+        detect: run MTCNN detection and alignment (False: pre-cropped faces).
+        fps: frames sampled per second; ``max_frames``: at most that many.
+        pool: ``mean`` per clip, per ``frames``, or ``functionals`` (mean and
+            std over ``window`` s every ``hop`` s).
+
+    >>> VideoOptions(encoder="keras", encoder_model="m.keras", layer="feat").check()
+    >>> VideoOptions().check()
+    Traceback (most recent call last):
+    ...
+    tfrecords_tools.face.WeightsError: --encoder vggface needs --vggface-weights PATH ...
+    """
+
+    encoder: str = "vggface"
+    vggface_weights: str | None = None
+    encoder_model: str | None = None
+    layer: str | None = None
+    layer_pool: str = "flatten"
+    input_range: str = "unit"
+    detect: bool = True
+    fps: float = 5.0
+    max_frames: int | None = None
+    pool: str = "mean"
+    hop: float = 0.04
+    window: float = 8.0
+
+    def __post_init__(self):
+        for value, allowed, flag in ((self.encoder, ENCODERS, "--encoder"),
+                                     (self.layer_pool, LAYER_POOLS, "--layer-pool"),
+                                     (self.input_range, tuple(INPUT_RANGES), "--input-range"),
+                                     (self.pool, VIDEO_POOLS, "--video-pool")):
+            if value not in allowed:
+                raise OptionsError(f"{flag} {value}: choose among {', '.join(allowed)}")
+        _positive(self.fps, "--fps")
+        _positive(self.hop, "--hop")
+        _positive(self.window, "--video-window")
+        _positive(self.max_frames, "--max-frames", allow_none=True)
+
+    @property
+    def layer_name(self) -> str:
+        return self.layer or ("fc7_relu" if self.encoder == "vggface" else "")
+
+    def check(self) -> None:
+        """Raises ``face.WeightsError`` when the encoder settings cannot work."""
+        from tfrecords_tools.face import WeightsError
+
+        if self.encoder == "vggface":
+            if self.layer_pool != "flatten":
+                raise WeightsError("--layer-pool avg needs --encoder keras (VGG-Face's "
+                                   "descriptor layers are vectors)")
+            if not self.vggface_weights:
+                raise WeightsError("--encoder vggface needs --vggface-weights PATH (the "
+                                   "keras-vggface VGG16 .h5 file)")
+        elif not self.encoder_model or not self.layer:
+            raise WeightsError("--encoder keras needs --encoder-model FILE and --layer NAME")
+
+    def weights_file(self) -> str:
+        return self.vggface_weights if self.encoder == "vggface" else self.encoder_model
+
+    def fingerprint(self) -> dict:
+        """Every setting that changes the descriptors; the encoder file by its SHA-256.
+
+        >>> import tempfile
+        >>> model = tempfile.NamedTemporaryFile(suffix=".keras", delete=False).name
+        >>> fp = VideoOptions(encoder="keras", encoder_model=model, layer="feat").fingerprint()
+        >>> fp["encoder_model_sha256"][:8], fp["layer"], fp["fps"]
+        ('e3b0c442', 'feat', 5.0)
+        """
+        from tfrecords_tools.face import WeightsError
+
+        self.check()
+        path = self.weights_file()
+        try:
+            digest = file_sha256(path)
+        except OSError as err:
+            what = "weight" if self.encoder == "vggface" else "face model"
+            raise WeightsError(f"{path}: {what} file "
+                               + ("not found" if not os.path.exists(path) else
+                                  f"cannot be read ({err.strerror})")) from None
+        file_key = ("vggface_weights_sha256" if self.encoder == "vggface"
+                    else "encoder_model_sha256")
+        fp = {"encoder": self.encoder, file_key: digest, "layer": self.layer_name}
+        if self.encoder == "keras":
+            fp.update(layer_pool=self.layer_pool, input_range=self.input_range)
+        fp.update(detect=bool(self.detect), fps=float(self.fps), max_frames=self.max_frames,
+                  video_pool=self.pool)
+        if self.pool == "functionals":
+            fp.update(hop=float(self.hop), video_window=float(self.window))
+        return fp
+
+    def feature_set(self) -> str:
+        """The manifest's description of the descriptors.
+
+        >>> VideoOptions(encoder="keras", encoder_model="m/fer.hdf5", layer="add_4",
+        ...              layer_pool="avg").feature_set()
+        'keras fer.hdf5:add_4 (avg, unit input) mean'
+        """
+        if self.encoder == "keras":
+            enc = (f"keras {os.path.basename(self.encoder_model or '')}:{self.layer} "
+                   f"({self.layer_pool}, {self.input_range} input)")
+        else:
+            enc = f"vggface {self.layer_name}"
+        return f"{enc} {self.pool}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusOptions:
+    """Which corpus to read and how to label and split it.
+
+    ``corpus`` is one of ``omg``, ``avec2016``, ``manifest``, ``ravdess``,
+    ``images``, ``openface``, ``table``; the other fields are the options of
+    that reader (see ``python -m tfrecords_tools.extract --help``). List
+    fields take a tuple or a comma-separated string.
+
+    >>> spec = CorpusOptions("manifest", csv="my.csv", labels="neg, pos")
+    >>> spec.labels
+    ('neg', 'pos')
+    >>> CorpusOptions("omg", csv_dir="csvs").check()
+    Traceback (most recent call last):
+    ...
+    tfrecords_tools.corpora.CorpusError: --corpus omg needs --clips-dir
+    """
+
+    corpus: str
+    csv_dir: str | None = None
+    clips_dir: str | None = None
+    modalities: tuple = ("audio", "video")
+    csv: str | None = None
+    ravdess_dir: str | None = None
+    ravdess_channels: tuple = ("speech", "song")
+    images_dir: str | None = None
+    labels_csv: str | None = None
+    openface_dir: str | None = None
+    openface_features: tuple = ("au_r", "au_c", "gaze", "pose")
+    openface_pool: str = "frames"
+    min_confidence: float = 0.8
+    table: str | None = None
+    modality: str | None = None
+    id_column: str | None = None
+    label_column: str | None = None
+    speaker_column: str | None = None
+    split_column: str | None = None
+    avec_dir: str | None = None
+    video_set: str = "appearance"
+    label_map: str | None = None
+    labels: tuple = ()
+    name: str | None = None
+    test_speakers: tuple = ()
+    dev_speakers: tuple = ()
+
+    def __post_init__(self):
+        for f in ("modalities", "ravdess_channels", "openface_features", "labels",
+                  "test_speakers", "dev_speakers"):
+            object.__setattr__(self, f, _ids(getattr(self, f)))
+
+    NEEDS: ClassVar[dict] = {
+        "omg": ("csv_dir", "clips_dir"), "manifest": ("csv",), "avec2016": ("avec_dir",),
+        "ravdess": ("ravdess_dir",), "openface": ("openface_dir",),
+        "table": ("table", "modality"), "images": ()}
+
+    def check(self) -> None:
+        """Raises ``corpora.CorpusError`` naming the flags the corpus still needs."""
+        from tfrecords_tools.corpora import CorpusError
+
+        if self.corpus not in CORPORA:
+            raise CorpusError(f"unknown corpus {self.corpus!r}; choose among {', '.join(CORPORA)}")
+        missing = [f"--{a.replace('_', '-')}" for a in self.NEEDS[self.corpus]
+                   if not getattr(self, a)]
+        if self.corpus == "images" and not (self.images_dir or self.labels_csv):
+            missing = ["--images-dir (and/or --labels-csv)"]
+        if missing:
+            raise CorpusError(f"--corpus {self.corpus} needs {' '.join(missing)}")
+        if self.corpus == "avec2016" and (self.label_map or self.labels):
+            raise CorpusError("--label-map/--labels apply to classification corpora, and "
+                              "avec2016 is a regression corpus")
+
+
+def describe_differences(old: dict, new: dict) -> str:
+    """``flag old -> new`` for each fingerprint entry that differs.
+
+    >>> describe_differences({"audio_mode": "utterance"}, {"audio_mode": "windowed", "window": 4.0})
+    "--audio-mode 'utterance' -> 'windowed', --window (unset) -> 4.0"
+    """
+    parts = []
+    for key in list(old) + [k for k in new if k not in old]:
+        a, b = old.get(key, "(unset)"), new.get(key, "(unset)")
+        if a != b:
+            fmt = (lambda v: v if v == "(unset)" else (v[:12] + "..." if isinstance(v, str)
+                                                       and len(v) == 64 else repr(v)))
+            parts.append(f"{FLAGS.get(key, key)} {fmt(a)} -> {fmt(b)}")
+    return ", ".join(parts)
