@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import warnings
 
 # framework start-up chatter (oneDNN notices, CUDA probing on CPU machines) stays out of
@@ -40,44 +39,115 @@ from emobed_tf.schema import DataError  # noqa: E402
 ERRORS = (DataError, RunError, LockedError, OutputError, C.ConfigError)
 
 
+# Lines TensorFlow's C++ runtime prints that are not actionable: start-up INFO/WARNING (printed
+# before TF_CPP_MIN_LOG_LEVEL applies), CUDA probing on a machine without a GPU driver, and the
+# oneDNN bool-op fallback notice. Anything else on stderr passes.
 _CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)"
-                      r"|[IW]\d{4} |To enable the following instructions)")
+                      r"|[IW]\d{4} |To enable the following instructions"
+                      r"|E\d{4} .*(failed call to cuInit|oneDNN supports DT_BOOL only))")
 
 
-def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with its C++ start-up info lines dropped; anything else is replayed.
+def is_chatter(line: str) -> bool:
+    """Whether a stderr line is framework chatter the CLIs drop.
 
-    TensorFlow 2.21 prints oneDNN and CUDA-probing INFO lines before its log
-    level applies (``TF_CPP_MIN_LOG_LEVEL`` does not hide them). They are
-    captured while TensorFlow loads; lines that are not INFO/WARNING log
-    lines (real errors) are written to stderr afterwards.
+    >>> is_chatter("I0000 00:00:1.2 1 port.cc:153] oneDNN custom operations are on.")
+    True
+    >>> is_chatter("error: data/omg: no TFRecord data set here")
+    False
     """
-    if "tensorflow" in sys.modules:
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:  # no real stderr (embedded interpreters)
-        import tensorflow  # noqa: F401
-        return
-    with tempfile.TemporaryFile() as tmp:
-        sys.stderr.flush()
-        os.dup2(tmp.fileno(), 2)
+    return bool(_CHATTER.match(line))
+
+
+_PREFIXES = ("WARNING: All log messages before absl", "To enable the following instructions")
+
+
+def _may_be_chatter(start: str) -> bool:
+    """Whether an unfinished line could still turn out to be chatter."""
+    if start[:1] in "IWE" and start[1:5].isdigit() or (start[:1] in "IWE" and len(start) < 5):
+        return True
+    return any(p.startswith(start[:len(p)]) for p in _PREFIXES)
+
+
+class _StderrFilter:
+    """Forwards the process's stderr (file descriptor 2) line by line, dropping chatter.
+
+    File-descriptor level, so it sees what TensorFlow's C++ code and worker
+    processes print as well as Python's own output (errors, tracebacks).
+    """
+
+    def __init__(self):
+        self.saved = None
+        self.thread = None
+
+    def start(self) -> None:
+        import atexit
+        import threading
+
         try:
-            import tensorflow  # noqa: F401
-        finally:
+            read_fd, write_fd = os.pipe()
+            self.saved = os.dup(2)
+        except OSError:
+            return
+        sys.stderr.flush()
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+        out = self.saved
+
+        def pump():
+            # line by line, except that text not starting like chatter is forwarded at once
+            # (progress bars redraw with "\r" and no newline)
+            buf = b""
+            while True:
+                try:
+                    data = os.read(read_fd, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                buf += data
+                while True:
+                    cut = min((i for i in (buf.find(b"\n"), buf.find(b"\r")) if i >= 0),
+                              default=-1)
+                    if cut < 0:
+                        break
+                    seg, buf = buf[:cut + 1], buf[cut + 1:]
+                    if not is_chatter(seg.decode(errors="replace")):
+                        os.write(out, seg)
+                if buf and not _may_be_chatter(buf.decode(errors="replace")):
+                    os.write(out, buf)
+                    buf = b""
+            if buf and not is_chatter(buf.decode(errors="replace")):
+                os.write(out, buf)
+            os.close(read_fd)
+
+        self.thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+        self.thread.start()
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        if self.saved is None:
+            return
+        try:
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            for line in tmp.read().decode(errors="replace").splitlines():
-                if line.strip() and not _CHATTER.match(line):
-                    print(line, file=sys.stderr)
+        except (OSError, ValueError):
+            pass
+        os.dup2(self.saved, 2)  # closes the pipe's last writer: the pump sees the end
+        self.thread.join(timeout=5)
+        os.close(self.saved)
+        self.saved = None
+
+
+_FILTER = _StderrFilter()
 
 
 def quiet_frameworks() -> None:
-    """Keeps TensorFlow's and absl's start-up info and warning logs out; errors still show."""
+    """Keeps TensorFlow's and absl's info/warning chatter out of a CLI's output; errors show.
+
+    Only when stderr is the process's own (not under a test runner's capture).
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _import_tensorflow_quietly()
+    if sys.stderr is sys.__stderr__ and _FILTER.saved is None:
+        _FILTER.start()
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=r".*tf\.function retracing.*")

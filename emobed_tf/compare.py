@@ -107,6 +107,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    cli.quiet_frameworks()
     modes = [m for m in args.modes.split(",") if m]
     bad = [m for m in modes if m not in C.MODES]
     if bad:

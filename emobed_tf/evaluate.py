@@ -294,6 +294,7 @@ def main(argv=None) -> int:
     p.add_argument("--tsne-points", type=int, default=600, help="points per modality in t-SNE")
     p.add_argument("--no-figures", action="store_true")
     args = p.parse_args(argv)
+    cli.quiet_frameworks()
     try:
         rep = evaluate(args.run, args.compare, args.tsne_points, not args.no_figures)
     except (DataError, RunError, OSError) as err:

@@ -296,7 +296,8 @@ def _run_in(rd: RunDir, cfg: C.TrainConfig, sources: dict, callbacks=()) -> dict
                                 lambda m: score(m, src, cfg.target, "dev", cfg)[headline],
                                 cfg.verbose)
             else:
-                model.fit(train_ds, validation_data=dev_ds, epochs=cfg.epochs,
+                # shuffle=False: the pipeline shuffles (Keras warns that it ignores True)
+                model.fit(train_ds, validation_data=dev_ds, epochs=cfg.epochs, shuffle=False,
                           initial_epoch=start, verbose=cfg.verbose,
                           callbacks=[ckpt, keras.callbacks.TensorBoard(rd.logs_dir,
                                                                        write_graph=False),

@@ -40,6 +40,12 @@ def pairwise_distances(embeddings, squared: bool = False):
     The diagonal is exactly zero. The square root is evaluated as
     ``sqrt(d2 + eps) * (1 - is_zero)`` on zero entries so that gradients
     stay finite.
+
+    Example:
+
+    >>> import numpy as np
+    >>> np.asarray(pairwise_distances(np.array([[0.0, 0.0], [3.0, 4.0]]))).tolist()
+    [[0.0, 5.0], [5.0, 0.0]]
     """
     e = ops.convert_to_tensor(embeddings)
     dot = ops.matmul(e, ops.transpose(e))
@@ -82,6 +88,14 @@ def batch_hard_triplet_loss(labels, embeddings, valid=None, form: str = "paper",
 
     Returns:
         Scalar loss tensor.
+
+    Example:
+
+    >>> import numpy as np
+    >>> # anchor 0: farthest positive 1, nearest negative 3 -> -2; anchor 1: 1 - 2 = -1;
+    >>> # anchor 2 has no positive and is dropped: mean -1.5
+    >>> float(batch_hard_triplet_loss(np.array([0, 0, 1]), np.array([[0.0], [1.0], [3.0]])))
+    -1.5
     """
     if form not in TRIPLET_FORMS:
         raise ValueError(f"form must be one of {TRIPLET_FORMS}, got {form!r}")
@@ -204,6 +218,12 @@ def bin_labels(values, thresholds=(0.0,)):
     into one id ``sum_k bin_k * B**k``. With the default single threshold
     at 0 and (arousal, valence) this gives the four quadrants
     low/high arousal x low/high valence.
+
+    Example:
+
+    >>> import numpy as np
+    >>> np.asarray(bin_labels(np.array([[-0.5, 0.2], [0.3, -0.1], [0.4, 0.6]]))).tolist()
+    [2, 1, 3]
     """
     v = ops.convert_to_tensor(values)
     nb = len(thresholds) + 1
@@ -241,6 +261,13 @@ def ccc_loss(y_true, y_pred, mask=None):
     """``1 - CCC`` averaged over label dimensions; frames pooled over the batch.
 
     ``y_true``/``y_pred``: [B, T, K] (or [N, K]); ``mask``: [B, T] (or [N]).
+
+    Example:
+
+    >>> import numpy as np
+    >>> y = np.array([[1.0], [2.0], [3.0]], "float32")
+    >>> round(float(ccc_loss(y, y + 1)), 4)  # 1 - 4/7
+    0.4286
     """
     k = ops.shape(y_true)[-1]
     yt = ops.reshape(y_true, (-1, k))

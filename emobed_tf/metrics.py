@@ -21,6 +21,11 @@ def ccc(gold, pred, variant: str = "standard") -> float:
     ``standard``: ``2 cov / (var_g + var_p + (mean_g - mean_p)^2)`` with
     biased 1/N moments. ``avec2016``: the AVEC 2016 MATLAB baseline
     (``CCC_calc.m``): variances with 1/(N-1), covariance with 1/N.
+
+    Example:
+
+    >>> round(ccc([1, 2, 3], [2, 3, 4]), 4)  # 2 cov / (var + var + mean gap^2) = (4/3) / (7/3)
+    0.5714
     """
     g = np.asarray(gold, np.float64).ravel()
     p = np.asarray(pred, np.float64).ravel()
@@ -37,7 +42,13 @@ def ccc(gold, pred, variant: str = "standard") -> float:
 
 
 def pcc(gold, pred) -> float:
-    """Pearson correlation coefficient (0 for a constant series)."""
+    """Pearson correlation coefficient (0 for a constant series).
+
+    Example:
+
+    >>> pcc([1, 2, 3], [2, 4, 6])
+    1.0
+    """
     g = np.asarray(gold, np.float64).ravel()
     p = np.asarray(pred, np.float64).ravel()
     sg, sp = g.std(), p.std()
@@ -53,7 +64,13 @@ def rmse(gold, pred) -> float:
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
-    """Counts [num_classes, num_classes], rows = gold, columns = prediction."""
+    """Counts [num_classes, num_classes], rows = gold, columns = prediction.
+
+    Example:
+
+    >>> round(rmse([0, 0], [3, 4]), 4)  # sqrt((9 + 16) / 2)
+    3.5355
+    """
     t = np.asarray(y_true, np.int64).ravel()
     p = np.asarray(y_pred, np.int64).ravel()
     if t.shape != p.shape:
@@ -73,6 +90,12 @@ def scores_from_confusion(cm: np.ndarray) -> dict:
     averages (scikit-learn's ``labels=`` behaviour when those labels are
     not passed); a class with gold examples but no correct prediction
     counts as F1 0.
+
+    Example:
+
+    >>> s = scores_from_confusion([[1, 0], [1, 1]])
+    >>> round(s["f1_macro"], 4), s["uar"], round(s["accuracy"], 4)  # F1 2/3 each; recall 1, .5
+    (0.6667, 0.75, 0.6667)
     """
     cm = np.asarray(cm, np.float64)
     tp = np.diag(cm)
@@ -129,6 +152,14 @@ def regression_scores(gold, pred, dim_names, variant: str = "standard") -> dict:
     """Per-dimension ``ccc_<dim>``, ``pcc_<dim>``, ``rmse_<dim>`` and ``ccc_mean``.
 
     ``gold``/``pred``: [N, K] with all frames of a partition pooled.
+
+    Example:
+
+    >>> import numpy as np
+    >>> s = regression_scores(np.array([[1.0], [2.0], [3.0]]), np.array([[2.0], [3.0], [4.0]]),
+    ...                       ["arousal"])
+    >>> round(s["ccc_arousal"], 4), s["pcc_arousal"], s["rmse_arousal"]
+    (0.5714, 1.0, 1.0)
     """
     g = np.asarray(gold, np.float64).reshape(len(gold), -1)
     p = np.asarray(pred, np.float64).reshape(len(pred), -1)

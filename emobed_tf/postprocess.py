@@ -34,7 +34,13 @@ def frames(seconds: float, frame_step_s: float = 0.04) -> int:
 
 
 def shift_forward(pred: np.ndarray, n: int) -> np.ndarray:
-    """``out[t] = pred[t - n]``, the first value repeated for ``t < n``."""
+    """``out[t] = pred[t - n]``, the first value repeated for ``t < n``.
+
+    Example:
+
+    >>> frames(0.2)  # 200 ms at 40 ms frames
+    5
+    """
     if n <= 0:
         return pred
     n = min(n, len(pred))

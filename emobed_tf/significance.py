@@ -29,7 +29,14 @@ def fisher_z_test(r_a: float, r_b: float, n: int, n_b: int | None = None) -> dic
 
 
 def two_proportion_z_test(p_a: float, p_b: float, n_a: int, n_b: int | None = None) -> dict:
-    """One-tailed p that proportion ``p_a`` (of ``n_a`` items) exceeds ``p_b``."""
+    """One-tailed p that proportion ``p_a`` (of ``n_a`` items) exceeds ``p_b``.
+
+    Example:
+
+    >>> t = two_proportion_z_test(0.6, 0.5, 100)
+    >>> round(t["z"], 3), round(t["p"], 4)
+    (1.421, 0.0776)
+    """
     n_b = n_a if n_b is None else n_b
     pooled = (p_a * n_a + p_b * n_b) / (n_a + n_b)
     se = math.sqrt(pooled * (1 - pooled) * (1.0 / n_a + 1.0 / n_b))
@@ -40,5 +47,11 @@ def two_proportion_z_test(p_a: float, p_b: float, n_a: int, n_b: int | None = No
 
 
 def significance_mark(p: float, alpha: float = 0.05) -> str:
-    """``*`` when significant at ``alpha`` (the paper uses .05)."""
+    """``*`` when significant at ``alpha`` (the paper uses .05).
+
+    Example:
+
+    >>> significance_mark(0.01), significance_mark(0.2)
+    ('*', '')
+    """
     return "*" if p < alpha else ""

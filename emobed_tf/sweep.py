@@ -80,6 +80,7 @@ def main(argv=None) -> int:
                    help="default: joint for alpha, triplet for beta")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    cli.quiet_frameworks()
     try:
         values = [float(v) for v in args.values.split(",") if v]
         rows = run_sweep(args, values)

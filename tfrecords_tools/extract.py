@@ -589,6 +589,9 @@ def main(argv=None) -> int:
             return 2
         return 0
     args = parse_args(argv)
+    from emobed_tf import cli
+
+    cli.quiet_frameworks()
     try:
         source, audio, video = options_from_args(args)
         summary = extract(source, args.out, audio, video, workers=args.workers,
