@@ -28,7 +28,6 @@ import dataclasses
 import math
 from typing import Any, Callable, Mapping
 
-from emobed_tf.data import CACHE_MODES
 
 MODES = ("classic", "joint", "triplet", "emobed")
 OMG_CLASSES = ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
@@ -41,6 +40,7 @@ TRIPLET_REDUCTIONS = ("mean", "sum")
 CROSSMODAL_LOSSES = ("triplet", "prototype")
 STRATEGIES = ("none", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+CACHE_MODES = ("auto", "memory", "none")  # see emobed_tf.data.PipelineOptions
 
 
 class ConfigError(ValueError):

@@ -12,20 +12,48 @@ The target modality's stream defines the epoch; the auxiliary stream
 repeats. Labels are ``[B]`` class ids (classification) or ``[B, T, K]``
 per-frame values (regression). Features are standardised online with the
 training-set statistics in the manifest.
+
+Every record goes through one parser, :func:`parse_batch`, which applies
+``schema.RECORD_CHECKS`` to a batch of records in the graph; a failed check
+stops the pipeline with an error that starts with ``schema.BAD_RECORD`` and
+names the shard, the recording and the problem. :func:`data_error_from`
+turns such a ``tf.data`` failure (and corrupt files) into a
+:class:`~emobed_tf.schema.DataError`.
+
+Example (a tiny data set written to a temporary folder):
+
+>>> import tempfile
+>>> from emobed_tf.writer import DatasetWriter
+>>> from emobed_tf.schema import Item
+>>> folder = tempfile.mkdtemp()
+>>> with DatasetWriter(folder, "toy", "classification", ["calm", "angry"], {"audio": 2}) as w:
+...     for i in range(5):
+...         w.add(Item("audio", np.full((i + 1, 2), float(i)), i % 2, recording=f"r{i}"))
+>>> src = Source.open(folder)
+>>> batch = next(iter(make_modality_dataset(src, "audio", "train", 4)))
+>>> batch["features"].shape, batch["mask"].shape, batch["label"].numpy().tolist()
+(TensorShape([4, 8, 2]), TensorShape([4, 8]), [0, 1, 0, 1])
 """
 
 from __future__ import annotations
 
+import ast
+import codecs
 import dataclasses
 import os
+import re
+import string
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from emobed_tf import schema
+from emobed_tf.configs import CACHE_MODES, DataConfig
 from emobed_tf.schema import DataError, Manifest
 
 AUTOTUNE = -1
+PARSE_BATCH = 256  # records parsed at once where examples are kept (cache, windows)
+_ID_KEYS = (schema.KEY_RECORDING, schema.KEY_SPEAKER, schema.KEY_CORPUS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +75,16 @@ class Source:
 
     @classmethod
     def open(cls, data_dir: str) -> "Source":
+        """The data folder ``data_dir`` with its checked manifest (raises DataError)."""
         return cls(data_dir, schema.load_manifest(data_dir))
+
+    @property
+    def manifest_path(self) -> str:
+        return os.path.join(self.data_dir, schema.MANIFEST_NAME)
+
+    def expected(self, modality: str) -> schema.Expected:
+        """What this source's manifest promises about every record of ``modality``."""
+        return schema.Expected.of(self.manifest, modality, self.data_dir)
 
     def speaker_filter(self, split: str):
         """The speaker ids ``split`` keeps, or None when it keeps every record read."""
@@ -77,46 +114,277 @@ def all_shards(manifest: Manifest, modality: str) -> tuple:
     return tuple(out)
 
 
-def speaker_statistics(source: Source, modality: str) -> dict:
-    """``{speaker: SpeakerStats}`` over all shards of ``modality`` (one pass over the records).
+# --------------------------------------------------------------------------
+# the one record parser
 
-    Raises DataError naming the shard for corrupt or non-finite records.
+
+def _graph_message(template: str, values: Mapping, row):
+    """``template.format(**values)`` in the graph, for the record at ``row``."""
+    import tensorflow as tf
+
+    pieces = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        pieces.append(literal)
+        if name:
+            v = values[name]
+            if isinstance(v, tf.Tensor):
+                v = v[row] if v.shape.rank else v
+                v = v if v.dtype == tf.string else tf.strings.as_string(v)
+            pieces.append(v if isinstance(v, tf.Tensor) else str(v))
+    return tf.strings.join(pieces)
+
+
+def _assert_records(facts: Mapping, expected: schema.Expected, recordings, paths):
+    """One ``tf.debugging.Assert`` of ``schema.RECORD_CHECKS`` over a batch.
+
+    Fails with ``schema.RECORD_MESSAGE`` for the first failing record and
+    its first failing check; the message is only built on failure.
+    """
+    import tensorflow as tf
+
+    checks = [c for c in schema.RECORD_CHECKS if c.applies(expected)]
+    n = tf.shape(recordings)[0]
+    oks = tf.stack([tf.broadcast_to(c.ok(facts, expected), [n]) for c in checks])  # [C, B]
+    all_ok = tf.reduce_all(oks)
+    values = {**expected.fields(), **facts}
+
+    def message():
+        row = tf.argmin(tf.cast(tf.reduce_all(oks, axis=0), tf.int32), output_type=tf.int32)
+        which = tf.argmin(tf.cast(oks[:, row], tf.int32), output_type=tf.int32)
+        problems = tf.stack([_graph_message(c.problem, values, row) for c in checks])
+        where = tf.where(tf.equal(paths[row], ""), "", tf.strings.join([" in ", paths[row]]))
+        return _graph_message(schema.RECORD_MESSAGE, {"recording": recordings, "where": where,
+                                                      "problem": problems[which]}, row)
+
+    text = tf.cond(all_ok, lambda: tf.constant(""), message)
+    return tf.debugging.Assert(all_ok, [text])
+
+
+def parse_batch(records, paths, expected: schema.Expected = schema.Expected(),
+                label_dims: bool = True) -> dict:
+    """Parses and checks a batch of serialised records in the graph: the one record parser.
+
+    Args:
+        records: ``[B]`` serialised ``tf.train.Example`` strings.
+        paths: ``[B]`` (or scalar) shard path of each record, named in errors.
+        expected: what every record must be (:class:`schema.Expected`);
+            its ``dim``, when set, is also the static feature dimension.
+        label_dims: also decode the per-frame labels.
+
+    Returns:
+        ``features`` [B, T, D] float32 zero-padded to the batch's longest
+        record, ``lengths`` [B] int32, ``mask`` [B, T], ``label_class`` [B]
+        int32, ``label_dims`` [B, T, K] float32 (zero-padded; when asked),
+        and the record's ``modality``, ``corpus``, ``speaker``,
+        ``recording`` and ``split`` strings [B].
+
+    Raises (when the batch is computed) ``tf.errors.InvalidArgumentError``
+    whose message is :func:`schema.bad_record`'s for the first record that
+    fails ``schema.RECORD_CHECKS``.
+
+    >>> import tensorflow as tf
+    >>> from emobed_tf.schema import Item, serialize_item, Expected
+    >>> recs = [serialize_item(Item("audio", np.ones((t, 2)), 0, recording=f"r{t}"))
+    ...         for t in (1, 3)]
+    >>> out = parse_batch(tf.constant(recs), "x.tfrecord", Expected(dim=2))
+    >>> out["features"].shape, out["lengths"].numpy().tolist()
+    (TensorShape([2, 3, 2]), [1, 3])
+    >>> parse_batch(tf.constant(recs), "x.tfrecord", Expected(dim=5))
+    Traceback (most recent call last):
+    ...
+    tensorflow.python.framework.errors_impl.InvalidArgumentError: ...bad record 'r1' in
+    x.tfrecord: feature dimension 2 differs from the manifest manifest.json, which says 5...
+    """
+    import tensorflow as tf
+
+    ex = tf.io.parse_example(records, schema.feature_spec())
+    n = tf.shape(records)[0]
+    paths = tf.broadcast_to(paths, [n])
+    shape = ex[schema.KEY_SHAPE]
+    nbytes = tf.strings.length(ex[schema.KEY_FEATURES])
+    width = (tf.reduce_max(nbytes) + 3) // 4 * 4  # decode_raw wants whole floats
+    flat = tf.io.decode_raw(ex[schema.KEY_FEATURES], tf.float32, little_endian=True,
+                            fixed_length=width)
+    dshape = ex[schema.KEY_LABEL_DIMS_SHAPE]
+    dims = tf.RaggedTensor.from_sparse(ex[schema.KEY_LABEL_DIMS])
+    facts = {"version": ex[schema.KEY_VERSION], "modality": ex[schema.KEY_MODALITY],
+             "frames": shape[:, 0], "dim": shape[:, 1], "nbytes": tf.cast(nbytes, tf.int64),
+             "finite": tf.reduce_all(tf.math.is_finite(flat), axis=1),
+             "label_class": ex[schema.KEY_LABEL_CLASS], "label_frames": dshape[:, 0],
+             "label_width": dshape[:, 1],
+             "label_count": tf.cast(dims.row_lengths(), tf.int64)}
+    check = _assert_records(facts, expected, ex[schema.KEY_RECORDING], paths)
+    with tf.control_dependencies([check]):  # nothing is shaped before the records passed
+        lengths = tf.cast(shape[:, 0], tf.int32)
+        t_max = tf.reduce_max(lengths)
+        d = expected.dim if expected.dim is not None else tf.cast(tf.reduce_max(shape[:, 1]),
+                                                                   tf.int32)
+        out = {"features": tf.reshape(flat, [n, t_max, d]), "lengths": lengths,
+               "mask": tf.sequence_mask(lengths, t_max),
+               "label_class": tf.cast(ex[schema.KEY_LABEL_CLASS], tf.int32),
+               "modality": ex[schema.KEY_MODALITY]}
+        if label_dims:
+            k = (expected.label_width if expected.label_width is not None
+                 else tf.cast(tf.reduce_max(dshape[:, 1]), tf.int32))
+            t_lab = tf.cast(tf.reduce_max(dshape[:, 0]), tf.int32)
+            out["label_dims"] = tf.reshape(dims.to_tensor(shape=[n, t_lab * k]), [n, t_lab, k])
+    for key in schema.ID_KEYS:
+        out[key] = ex[key]
+    return out
+
+
+def parse_record(record, source=""):
+    """One serialised record parsed and checked in the graph (:func:`parse_batch` of one).
+
+    Returns ``features`` [T, D], ``label_class``, ``label_dims`` [T, K],
+    ``modality`` and the id strings.
+
+    >>> import tensorflow as tf
+    >>> from emobed_tf.schema import Item, serialize_item
+    >>> rec = serialize_item(Item("audio", np.ones((3, 2)), 1, np.zeros((3, 1)), recording="r"))
+    >>> out = parse_record(tf.constant(rec))
+    >>> out["features"].shape, int(out["label_class"]), out["label_dims"].shape
+    (TensorShape([3, 2]), 1, TensorShape([3, 1]))
+    """
+    import tensorflow as tf
+
+    out = parse_batch(tf.reshape(record, [1]), source)
+    return {k: v[0] for k, v in out.items() if k not in ("lengths", "mask")}
+
+
+def shift_labels_back(labels, frames: int, lengths=None):
+    """Annotation delay compensation: ``out[t] = labels[min(t + frames, length - 1)]``.
+
+    The last value is repeated at the end of the recording. ``labels`` is
+    [T, K], or a padded batch [B, T, K] whose rows have ``lengths`` [B].
+
+    >>> lab = np.array([[1.0], [2.0], [3.0], [4.0]], np.float32)
+    >>> shift_labels_back(lab, 2).numpy()[:, 0].tolist()
+    [3.0, 4.0, 4.0, 4.0]
+    """
+    import tensorflow as tf
+
+    if frames <= 0:
+        return labels
+    if lengths is None:
+        labels = tf.convert_to_tensor(labels)
+        return shift_labels_back(labels[None], frames, tf.shape(labels)[:1])[0]
+    t = tf.shape(labels)[1]
+    idx = tf.minimum(tf.range(t)[None, :] + frames, tf.maximum(lengths - 1, 0)[:, None])
+    return tf.gather(labels, idx, batch_dims=1)
+
+
+def _first_record_dim(path: str, compression: str = "") -> int:
+    """The feature dimension of the first record of shard ``path``."""
+    import tensorflow as tf
+
+    for rec in tf.data.TFRecordDataset(path, compression_type=compression or None).take(1):
+        return schema.decode_example(rec.numpy(), path).features.shape[1]
+    return 0
+
+
+def _model_inputs(source: Source, modality: str, opts: "PipelineOptions", with_ids: bool,
+                  paths: Sequence[str] = ()):
+    """``(records, paths) -> batch`` for the model: :func:`parse_batch`, then labels and scaling.
+
+    Gives ``features`` [B, T, D] (standardised, zero at padding), ``mask``
+    [B, T] and ``label`` ([B] class ids, or [B, T, K] per-frame values of the
+    chosen columns, delayed by ``opts.label_delay_frames``). ``paths``, the
+    shards to be read, are named when the manifest's statistics and feature
+    dimension disagree.
     """
     import tensorflow as tf
 
     m = source.manifest
     info = m.modalities[modality]
+    expected = source.expected(modality)
+    regression = m.task == "regression"
+    label_cols = list(opts.label_dims) or list(range(len(m.label_names)))
+    if regression and not all(0 <= c < len(m.label_names) for c in label_cols):
+        raise DataError(f"{source.manifest_path}: label columns {label_cols} requested, the "
+                        f"data set has {len(m.label_names)} {list(m.label_names)}")
+    if opts.standardize:
+        if not info.mean or not info.std:
+            raise DataError(f"{source.manifest_path}: manifest has no training-set statistics "
+                            f"for {modality} (needed for standardisation)")
+        if len(info.mean) != info.dim or len(info.std) != info.dim:
+            found = (f"; {paths[0]} holds records of dimension "
+                     f"{_first_record_dim(paths[0], m.compression)}" if paths else "")
+            raise DataError(f"{source.manifest_path}: says {modality} features have dimension "
+                            f"{info.dim} but its training-set statistics have {len(info.mean)} "
+                            f"values{found}; the manifest does not match the shards, regenerate "
+                            "the data set")
+        mean = tf.constant(np.asarray(info.mean, np.float32))
+        std = tf.constant(np.asarray(info.std, np.float32))
+
+    def parse(records, paths):
+        ex = parse_batch(records, paths, expected, label_dims=regression)
+        feats, mask = ex["features"], ex["mask"]
+        if regression:
+            lab = tf.gather(ex["label_dims"], label_cols, axis=2)
+            lab = shift_labels_back(lab, opts.label_delay_frames, ex["lengths"])
+            lab = lab * tf.cast(mask, lab.dtype)[..., None]
+        else:
+            lab = ex["label_class"]
+        if opts.standardize:
+            feats = (feats - mean) / std * tf.cast(mask, tf.float32)[..., None]
+        out = {"features": feats, "mask": mask, "label": lab}
+        if with_ids:
+            out.update({key: ex[key] for key in _ID_KEYS})
+        return out
+
+    return parse
+
+
+# --------------------------------------------------------------------------
+# files, checks and errors
+
+
+def speaker_statistics(source: Source, modality: str) -> dict:
+    """``{speaker: SpeakerStats}`` over all shards of ``modality`` (one pass over the records).
+
+    Every record goes through :func:`parse_batch`; raises DataError naming
+    the shard for corrupt, truncated or failing records.
+
+    >>> import tempfile
+    >>> from emobed_tf.writer import DatasetWriter
+    >>> from emobed_tf.schema import Item
+    >>> folder = tempfile.mkdtemp()
+    >>> with DatasetWriter(folder, "toy", "classification", ["a", "b"], {"audio": 2}) as w:
+    ...     w.add(Item("audio", np.ones((3, 2)), 0, speaker="s1", recording="r1"))
+    ...     w.add(Item("audio", np.ones((2, 2)), 1, speaker="s2", recording="r2"))
+    >>> stats = speaker_statistics(Source.open(folder), "audio")
+    >>> sorted((spk, s.items, s.frames) for spk, s in stats.items())
+    [('s1', 1, 3), ('s2', 1, 2)]
+    """
+    import tensorflow as tf
+
+    m = source.manifest
     paths = [os.path.join(source.data_dir, sh.path) for sh in all_shards(m, modality)]
     for p in paths:
         if not os.path.isfile(p):
             raise DataError(f"{p}: shard listed in the manifest is missing")
-    spec = {k: schema.feature_spec()[k] for k in (schema.KEY_SPEAKER, schema.KEY_SHAPE,
-                                                   schema.KEY_FEATURES)}
+    compression = m.compression or None
+    expected = source.expected(modality)
+    records = tf.data.Dataset.from_tensor_slices(paths).flat_map(
+        lambda p: tf.data.TFRecordDataset(p, compression_type=compression).map(lambda r: (r, p)))
+    batches = records.batch(512).map(
+        lambda r, p: parse_batch(r, p, expected, label_dims=False)).as_numpy_iterator()
     out = {}
-    for path in paths:
-        ds = tf.data.TFRecordDataset(path, compression_type=m.compression or None).batch(512)
-        try:
-            for batch in ds:
-                ex = tf.io.parse_example(batch, spec)
-                for spk, shape, raw in zip(ex[schema.KEY_SPEAKER].numpy(),
-                                           ex[schema.KEY_SHAPE].numpy(),
-                                           ex[schema.KEY_FEATURES].numpy()):
-                    x = np.frombuffer(raw, "<f4")
-                    if x.size != shape[0] * shape[1] or shape[1] != info.dim:
-                        raise DataError(f"{path}: a record of speaker {spk.decode()!r} has "
-                                        f"shape {tuple(shape)}, the manifest says dimension "
-                                        f"{info.dim}")
-                    x = x.reshape(shape).astype(np.float64)
-                    if not np.all(np.isfinite(x)):
-                        raise DataError(f"{path}: NaN/inf features in a record of speaker "
-                                        f"{spk.decode()!r}")
-                    s = out.get(spk.decode())
-                    add = SpeakerStats(1, int(shape[0]), x.sum(0), (x * x).sum(0))
-                    out[spk.decode()] = add if s is None else SpeakerStats(
-                        s.items + 1, s.frames + add.frames, s.sum + add.sum, s.sumsq + add.sumsq)
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
-            raise DataError(f"{path}: corrupt or truncated TFRecord "
-                            f"({err.message.splitlines()[0]})") from err
+    try:
+        for batch in batches:
+            for spk, feats, t in zip(batch[schema.KEY_SPEAKER], batch["features"],
+                                     batch["lengths"]):
+                x = feats[:t].astype(np.float64)
+                s = out.get(spk.decode())
+                add = SpeakerStats(1, int(t), x.sum(0), (x * x).sum(0))
+                out[spk.decode()] = add if s is None else SpeakerStats(
+                    s.items + 1, s.frames + add.frames, s.sum + add.sum, s.sumsq + add.sumsq)
+    except (tf.errors.OpError, UnicodeDecodeError) as err:
+        found = data_error_from(err, [(p, m.compression) for p in paths])
+        if found is None:
+            raise
+        raise found from None
     return out
 
 
@@ -136,6 +404,14 @@ def fold_view(source: Source, modality: str, speakers: Mapping[str, Sequence[str
         the split's item and frame counts, and standardisation statistics
         computed on the ``"train"`` speakers only. Splits without any item
         are left out.
+
+    >>> stats = {"s1": SpeakerStats(2, 4, np.array([4.0]), np.array([8.0])),
+    ...          "s2": SpeakerStats(1, 2, np.array([0.0]), np.array([2.0]))}
+    >>> m = Manifest("toy", "classification", ("a", "b"), {"audio": schema.ModalityInfo(dim=1)})
+    >>> view = fold_view(Source("/data", m), "audio", {"train": ["s1"], "test": ["s2"]}, stats)
+    >>> info = view.manifest.modalities["audio"]
+    >>> view.speakers, info.counts, info.mean
+    ({'train': ('s1',), 'test': ('s2',)}, {'train': 2, 'test': 1}, (1.0,))
     """
     stats = speaker_statistics(source, modality) if stats is None else stats
     m = source.manifest
@@ -171,9 +447,20 @@ def shard_paths(source: Source, modality: str, split: str, required: bool = True
 
     Missing files, and files whose size differs from the size recorded at
     writing time (truncated or rewritten), raise DataError naming the file.
+    A modality or split the data set lacks raises DataError naming the
+    manifest when ``required``, else gives ``[]``.
+
+    >>> m = Manifest("toy", "classification", ("a", "b"), {"audio": schema.ModalityInfo(dim=1)})
+    >>> shard_paths(Source("/data/toy", m), "audio", "dev", required=False)
+    []
+    >>> shard_paths(Source("/data/toy", m), "audio", "dev")
+    Traceback (most recent call last):
+    ...
+    emobed_tf.schema.DataError: /data/toy/manifest.json: data set 'toy' has no audio shards
+    for split 'dev' (splits: [])
     """
     m = source.manifest
-    where = os.path.join(source.data_dir, schema.MANIFEST_NAME)
+    where = source.manifest_path
     if modality not in m.modalities:
         if required:
             raise DataError(f"{where}: data set {m.name!r} has no {modality} features "
@@ -198,11 +485,28 @@ def shard_paths(source: Source, modality: str, split: str, required: bool = True
     return paths
 
 
-def verify_shards(paths: Sequence[str], compression: str = "") -> int:
+def verify_shards(paths: Sequence[str], compression: str = "",
+                  expected: schema.Expected = schema.Expected()) -> int:
     """Reads every record of every shard; raises DataError naming a corrupt file.
 
+    Each record is decoded eagerly and must pass ``schema.RECORD_CHECKS``
+    (those ``expected``, e.g. ``Source.expected(modality)``, enables).
     Returns the number of records read. Used up-front by ``inspect`` and
-    after a ``DataLossError`` during training to name the bad shard.
+    after a failure during training to name the bad shard.
+
+    >>> import tempfile
+    >>> from emobed_tf.writer import ShardWriter
+    >>> from emobed_tf.schema import Item, serialize_item
+    >>> w = ShardWriter(tempfile.mkdtemp(), "audio-train")
+    >>> w.write(serialize_item(Item("audio", np.ones((2, 3)), 0, recording="r1")))
+    >>> path = os.path.join(w.directory, w.close()[0].path)
+    >>> verify_shards([path])
+    1
+    >>> verify_shards([path], expected=schema.Expected(dim=4))
+    Traceback (most recent call last):
+    ...
+    emobed_tf.schema.DataError: bad record 'r1' in ...audio-train-00000.tfrecord: feature
+    dimension 3 differs from the manifest manifest.json, which says 4
     """
     import tensorflow as tf
 
@@ -211,58 +515,108 @@ def verify_shards(paths: Sequence[str], compression: str = "") -> int:
         count = 0
         try:
             for rec in tf.data.TFRecordDataset(path, compression_type=compression or None):
-                schema.decode_example(rec.numpy())
+                schema.decode_example(rec.numpy(), path, expected)
                 count += 1
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
             raise DataError(f"{path}: corrupt or truncated TFRecord after {count} good records "
-                            f"({err.message.splitlines()[0]})") from err
-        except DataError as err:
-            raise DataError(f"{path}: {err}") from err
-        except Exception as err:  # protobuf DecodeError and friends
-            raise DataError(f"{path}: record {count} cannot be decoded ({err})") from err
+                            f"({_tf_message(err)})") from None
         total += count
     return total
+
+
+def _tf_message(err) -> str:
+    """The first line of a TensorFlow error without its op and function decorations.
+
+    >>> _tf_message(ValueError("{{function_node __wrapped__X}} corrupted record at 12 [Op:Y]"))
+    'corrupted record at 12'
+    """
+    line = (getattr(err, "message", None) or str(err)).strip().splitlines()[0]
+    line = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", line)
+    return line.split(" [Op:")[0].strip()
+
+
+# what tf.io.parse_example says about a record that is not a schema record
+_UNPARSABLE = ("Could not parse example input", "Name: <unknown>, Key:",
+               "Name: <unknown>, Feature:")
+
+
+def _assertion_text(msg: str) -> str:
+    """The ``schema.BAD_RECORD`` message inside a ``tf.debugging.Assert`` failure.
+
+    In a graph (``tf.data``) TensorFlow prints it C-escaped in brackets,
+    ``assertion failed: [TEXT]``; run eagerly, as a bytes literal,
+    ``Summarized data: b"TEXT"``.
+    """
+    line = next(ln for ln in msg.splitlines() if schema.BAD_RECORD in ln)
+    start = line.index(schema.BAD_RECORD)
+    if line[start - 2:start] in ('b"', "b'"):  # eager: a Python bytes literal
+        quote = line[start - 1]
+        text = line[start:line.rindex(quote)] if line.rindex(quote) > start else line[start:]
+        return ast.literal_eval("b" + quote + text + quote).decode("utf-8", "replace")
+    text = line[start:]
+    text = text[:-1] if text.endswith("]") else text  # Assert's bracket around the text
+    return codecs.escape_decode(text.encode("utf-8"))[0].decode("utf-8", "replace")
+
+
+def _manifest_of(path: str) -> str | None:
+    """The ``manifest.json`` of the data folder holding shard ``path``, if any."""
+    folder = os.path.dirname(os.path.abspath(path))
+    for _ in range(4):
+        if os.path.isfile(os.path.join(folder, schema.MANIFEST_NAME)):
+            return os.path.join(folder, schema.MANIFEST_NAME)
+        folder = os.path.dirname(folder)
+    return None
 
 
 def data_error_from(err, shards: Sequence[tuple] = ()):
     """The DataError behind a ``tf.data`` failure, or None if it is not about the data.
 
-    A failed record check becomes its message (which names the shard and
-    recording); a ``DataLossError`` (corrupt or truncated file) is traced
-    to the file by reading the ``(path, compression)`` ``shards`` record by
-    record.
+    A failed record check (a message containing ``schema.BAD_RECORD``)
+    becomes its message, which names the shard, recording and problem. A
+    corrupt or truncated file (``DataLossError``) or a record that is not a
+    schema record at all is traced to its file by reading the
+    ``(path, compression)`` ``shards`` record by record. Shards that hold
+    another number of examples than the manifest lists name the manifest.
+
+    >>> import tensorflow as tf
+    >>> err = tf.errors.InvalidArgumentError(
+    ...     None, None, "assertion failed: [bad record 'r1' in a.tfrecord: NaN/inf features]")
+    >>> data_error_from(err)
+    DataError("bad record 'r1' in a.tfrecord: NaN/inf features")
+    >>> data_error_from(ValueError("something else")) is None
+    True
     """
     import tensorflow as tf
 
-    msg = getattr(err, "message", str(err))
-    tags = ("in shard", "schema version", "Corrupt record")
-    if isinstance(err, tf.errors.InvalidArgumentError) and any(t in msg for t in tags):
-        line = next((ln for ln in msg.splitlines() if any(t in ln for t in tags)), msg)
-        return DataError(line.strip())
-    if isinstance(err, tf.errors.DataLossError):
+    msg = getattr(err, "message", None) or str(err)
+    if isinstance(err, tf.errors.InvalidArgumentError) and schema.BAD_RECORD in msg:
+        return DataError(_assertion_text(msg))
+    unparsable = isinstance(err, UnicodeDecodeError) or (
+        isinstance(err, tf.errors.InvalidArgumentError) and any(t in msg for t in _UNPARSABLE))
+    if isinstance(err, tf.errors.DataLossError) or unparsable:
         for path, compression in shards:
             try:
                 verify_shards([path], compression)
             except DataError as found:
                 return found
-        return DataError(f"corrupt TFRecord data: {msg.splitlines()[0]}")
+        if isinstance(err, tf.errors.DataLossError):
+            return DataError(f"corrupt TFRecord data: {_tf_message(err)}")
+        return None
+    counted = re.search(r"expected to contain (\d+) elements but contained (only|at least) "
+                        r"(\d+)", msg)
+    if isinstance(err, tf.errors.FailedPreconditionError) and counted:
+        where = sorted({_manifest_of(p) or os.path.dirname(p) for p, _ in shards})
+        want, how, got = counted.groups()
+        return DataError(f"{', '.join(where) or 'the data'}: the shards hold "
+                         f"{'fewer' if how == 'only' else 'more'} examples than the manifest "
+                         f"lists ({want} batches expected, {'' if how == 'only' else 'at least '}"
+                         f"{got} read); the manifest does not match the shards, regenerate the "
+                         "data set")
     return None
 
 
-def shift_labels_back(labels, frames: int):
-    """Annotation delay compensation: ``out[t] = labels[t + frames]``.
-
-    The last value is repeated at the end of the recording; works on
-    [T, K] tensors or arrays.
-    """
-    import tensorflow as tf
-
-    if frames <= 0:
-        return labels
-    t = tf.shape(labels)[0]
-    n = tf.minimum(frames, t)
-    tail = tf.repeat(labels[-1:], n, axis=0)
-    return tf.concat([labels[n:], tail], axis=0)
+# --------------------------------------------------------------------------
+# the pipeline
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,28 +638,41 @@ class PipelineOptions:
             split); ``"memory"`` always does; ``"none"`` streams from the
             shards every epoch (memory stays flat however large the data).
         cache_limit_mb: the ``"auto"`` threshold, in MiB of shards.
+
+    >>> PipelineOptions(window=100, cache="none").window_shift
+    0
+    >>> PipelineOptions(cache="disk")
+    Traceback (most recent call last):
+    ...
+    ValueError: cache must be one of ('auto', 'memory', 'none'), not 'disk'
     """
 
     window: int = 0
     window_shift: int = 0
-    shuffle_buffer: int = 2048
+    shuffle_buffer: int = DataConfig.shuffle_buffer  # defaults: the configs' (one place)
     label_delay_frames: int = 0
     label_dims: tuple = ()
     standardize: bool = True
     cycle_length: int = 4
-    cache: str = "auto"
-    cache_limit_mb: int = 1024
+    cache: str = DataConfig.cache
+    cache_limit_mb: int = DataConfig.cache_limit_mb
 
     def __post_init__(self):
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, not {self.cache!r}")
 
 
-CACHE_MODES = ("auto", "memory", "none")
 
 
 def uses_cache(source: Source, modality: str, split: str, options: PipelineOptions) -> bool:
-    """Whether ``options.cache`` keeps this split in memory (see :class:`PipelineOptions`)."""
+    """Whether ``options.cache`` keeps this split in memory (see :class:`PipelineOptions`).
+
+    >>> m = Manifest("toy", "classification", ("a",), {"audio": schema.ModalityInfo(
+    ...     dim=1, shards={"train": (schema.ShardInfo("a.tfrecord", 10, 5 << 20),)})})
+    >>> [uses_cache(Source("/d", m), "audio", "train", PipelineOptions(cache_limit_mb=mb))
+    ...  for mb in (4, 5)]
+    [False, True]
+    """
     if options.cache == "auto":
         shards = source.manifest.modalities[modality].shards.get(split, ())
         return sum(sh.bytes for sh in shards) <= options.cache_limit_mb * (1 << 20)
@@ -319,148 +686,10 @@ def _check_compatible(sources: Mapping[str, Source]) -> Manifest:
         a, b = first.manifest, src.manifest
         if a.task != b.task or tuple(a.label_names) != tuple(b.label_names):
             raise DataError(
-                f"{src.data_dir} ({mod}) and {first.data_dir} ({first_mod}) disagree on the task or "
-                f"label set: {b.task} {list(b.label_names)} vs {a.task} {list(a.label_names)}")
+                f"{src.data_dir} ({mod}) and {first.data_dir} ({first_mod}) disagree on the "
+                f"task or label set: {b.task} {list(b.label_names)} vs {a.task} "
+                f"{list(a.label_names)}")
     return first.manifest
-
-
-def _parse_fn(source: Source, modality: str, opts: PipelineOptions, with_ids: bool = True):
-    import tensorflow as tf
-
-    m = source.manifest
-    info = m.modalities[modality]
-    dim = info.dim
-    task = m.task
-    k_classes = len(m.label_names)
-    label_cols = list(opts.label_dims) or list(range(len(m.label_names)))
-    if opts.standardize:
-        if len(info.mean) != dim or len(info.std) != dim:
-            raise DataError(f"{source.data_dir}: manifest has no training-set statistics for "
-                            f"{modality} (needed for standardisation)")
-        mean = tf.constant(np.asarray(info.mean, np.float32))
-        std = tf.constant(np.asarray(info.std, np.float32))
-
-    def parse(record, path):
-        ex = schema.parse_record(record, path)
-        feats = ex["features"]
-        rec = ex[schema.KEY_RECORDING]
-        checks = [tf.debugging.Assert(
-            tf.equal(tf.shape(feats)[1], dim),
-            ["Feature dimension differs from the manifest in shard", path, "recording", rec,
-             "dimension", tf.shape(feats)[1], f"manifest says {dim}"]),
-            tf.debugging.Assert(
-                tf.equal(ex["modality"], modality),
-                ["Record of another modality in shard", path, "recording", rec, ex["modality"]])]
-        if task == "classification":
-            lab = ex["label_class"]
-            checks.append(tf.debugging.Assert(
-                tf.logical_and(lab >= 0, lab < k_classes),
-                ["Label outside the label set in shard", path, "recording", rec, "label", lab,
-                 f"labels are 0..{k_classes - 1}"]))
-        else:
-            dims = ex["label_dims"]
-            checks.append(tf.debugging.Assert(
-                tf.logical_and(tf.equal(tf.shape(dims)[0], tf.shape(feats)[0]),
-                               tf.shape(dims)[1] > max(label_cols)),
-                ["Per-frame labels do not match the features in shard", path, "recording", rec,
-                 "labels", tf.shape(dims), "features", tf.shape(feats)]))
-            lab = tf.gather(dims, label_cols, axis=1)
-            lab = shift_labels_back(lab, opts.label_delay_frames)
-        with tf.control_dependencies(checks):
-            feats = tf.ensure_shape(tf.identity(feats), [None, dim])
-        if opts.standardize:
-            feats = (feats - mean) / std
-        out = {"features": feats, "mask": tf.ones(tf.shape(feats)[:1], tf.bool), "label": lab}
-        if with_ids:
-            for key in (schema.KEY_RECORDING, schema.KEY_SPEAKER, schema.KEY_CORPUS):
-                out[key] = ex[key]
-        return out
-
-    return parse
-
-
-def _batch_parse_fn(source: Source, modality: str, opts: PipelineOptions, with_ids: bool):
-    """Vectorised parsing of a batch of records into a padded batch.
-
-    ``tf.io.parse_example`` on the batch, then one ``decode_raw`` with the
-    batch's largest record as ``fixed_length``: every row is T_i x D floats
-    zero-padded, i.e. already the padded [B, T_max, D] batch. Much cheaper
-    than parsing record by record; the same checks as :func:`_parse_fn`
-    name the shard and recording of the first bad record.
-    """
-    import tensorflow as tf
-
-    m = source.manifest
-    info = m.modalities[modality]
-    dim, task, k_classes = info.dim, m.task, len(m.label_names)
-    label_cols = list(opts.label_dims) or list(range(len(m.label_names)))
-    spec = schema.feature_spec()
-    if opts.standardize:
-        mean = tf.constant(np.asarray(info.mean, np.float32))
-        std = tf.constant(np.asarray(info.std, np.float32))
-
-    def parse(records, paths):
-        ex = tf.io.parse_example(records, spec)
-        rec = ex[schema.KEY_RECORDING]
-
-        def check(ok, message, *extra):
-            i = tf.argmin(tf.cast(ok, tf.int32))  # the first failing row
-            return tf.debugging.Assert(tf.reduce_all(ok), [message, paths[i], "recording",
-                                                           rec[i], *[e[i] for e in extra]])
-        shape = tf.cast(ex[schema.KEY_SHAPE], tf.int32)
-        nbytes = tf.strings.length(ex[schema.KEY_FEATURES])
-        checks = [
-            check(tf.equal(ex[schema.KEY_VERSION], schema.SCHEMA_VERSION),
-                  "Record of another TFRecord schema version in shard", ex[schema.KEY_VERSION]),
-            check(tf.equal(nbytes, shape[:, 0] * shape[:, 1] * 4),
-                  "Corrupt record in shard; feature bytes do not match shape", shape),
-            check(tf.equal(shape[:, 1], dim),
-                  f"Feature dimension differs from the manifest (manifest says {dim}) in shard",
-                  shape[:, 1]),
-            check(tf.equal(ex["modality"], modality), "Record of another modality in shard",
-                  ex["modality"]),
-        ]
-        with tf.control_dependencies(checks):
-            flat = tf.io.decode_raw(ex[schema.KEY_FEATURES], tf.float32, little_endian=True,
-                                    fixed_length=tf.reduce_max(nbytes))
-        lengths = shape[:, 0]
-        t_max = tf.reduce_max(lengths)
-        feats = tf.reshape(flat, [-1, t_max, dim])
-        mask = tf.sequence_mask(lengths, t_max)
-        finite = tf.reduce_all(tf.math.is_finite(feats), axis=[1, 2])
-        with tf.control_dependencies([check(finite, "NaN/inf features in shard")]):
-            feats = tf.identity(feats)
-        if task == "classification":
-            lab = tf.cast(ex[schema.KEY_LABEL_CLASS], tf.int32)
-            label_check = check(tf.logical_and(lab >= 0, lab < k_classes),
-                                f"Label outside the label set (labels are 0..{k_classes - 1}) "
-                                "in shard", lab)
-        else:
-            dshape = tf.cast(ex[schema.KEY_LABEL_DIMS_SHAPE], tf.int32)
-            k_all = tf.reduce_max(dshape[:, 1])
-            label_check = check(tf.logical_and(tf.equal(dshape[:, 0], lengths),
-                                               tf.logical_and(dshape[:, 1] > max(label_cols),
-                                                              tf.equal(dshape[:, 1], k_all))),
-                                "Per-frame labels do not match the features in shard", dshape)
-            dense = tf.sparse.to_dense(ex[schema.KEY_LABEL_DIMS])
-            dense = tf.pad(dense, [[0, 0], [0, t_max * k_all - tf.shape(dense)[1]]])
-            lab = tf.gather(tf.reshape(dense, [-1, t_max, k_all]), label_cols, axis=2)
-            if opts.label_delay_frames > 0:  # per row, the last valid value repeated
-                idx = tf.minimum(tf.range(t_max)[None, :] + opts.label_delay_frames,
-                                 tf.maximum(lengths - 1, 0)[:, None])
-                lab = tf.gather(lab, idx, batch_dims=1)
-            lab = lab * tf.cast(mask, lab.dtype)[..., None]
-        with tf.control_dependencies([label_check]):
-            lab = tf.identity(lab)
-        if opts.standardize:
-            feats = (feats - mean) / std * tf.cast(mask, tf.float32)[..., None]
-        out = {"features": feats, "mask": mask, "label": lab}
-        if with_ids:
-            for key in (schema.KEY_RECORDING, schema.KEY_SPEAKER, schema.KEY_CORPUS):
-                out[key] = ex[key]
-        return out
-
-    return parse
 
 
 def bucket_length(t):
@@ -486,7 +715,14 @@ def bucket_length(t):
 
 
 def bucket_time(batch):
-    """Pads a batch's time axis (features, mask, per-frame labels) to :func:`bucket_length`."""
+    """Pads a batch's time axis (features, mask, per-frame labels) to :func:`bucket_length`.
+
+    >>> import tensorflow as tf
+    >>> b = bucket_time({"features": tf.ones([2, 9, 3]), "mask": tf.ones([2, 9], tf.bool),
+    ...                  "label": tf.zeros([2])})
+    >>> b["features"].shape, b["mask"].shape
+    (TensorShape([2, 16, 3]), TensorShape([2, 16]))
+    """
     import tensorflow as tf
 
     t = tf.shape(batch["features"])[1]
@@ -517,7 +753,7 @@ def _windows(example, window: int, shift: int):
         "mask": tf.cast(frame(tf.cast(example["mask"], tf.int32))[:keep], tf.bool),
         "label": frame(example["label"])[:keep],
     }
-    for key in (schema.KEY_RECORDING, schema.KEY_SPEAKER, schema.KEY_CORPUS):
+    for key in _ID_KEYS:
         if key in example:
             out[key] = tf.repeat(example[key][None], keep)
     return tf.data.Dataset.from_tensor_slices(out)
@@ -527,7 +763,7 @@ def _keeps_speakers(speakers):
     """A predicate on ``(record, path)`` keeping records of ``speakers``."""
     import tensorflow as tf
 
-    spec = {schema.KEY_SPEAKER: tf.io.FixedLenFeature([], tf.string, default_value="")}
+    spec = {schema.KEY_SPEAKER: schema.feature_spec()[schema.KEY_SPEAKER]}
     wanted = tf.constant(sorted(speakers), tf.string)
 
     def keep(record, path):
@@ -541,7 +777,7 @@ def count_windows(paths, compression: str, window: int, shift: int, speakers=Non
     """Training windows the shards yield (reads only each record's shape and speaker)."""
     import tensorflow as tf
 
-    spec = {schema.KEY_SHAPE: tf.io.FixedLenFeature([2], tf.int64)}
+    spec = {schema.KEY_SHAPE: schema.feature_spec()[schema.KEY_SHAPE]}
     records = tf.data.TFRecordDataset(paths, compression_type=compression or None)
     if speakers is not None:
         keep = _keeps_speakers(speakers)
@@ -579,7 +815,7 @@ def _in_memory(ds, paths, expected: int, compression: str = ""):
     ds = ds.cache()
     try:
         n = int(ds.reduce(tf.constant(0, tf.int64), lambda acc, _: acc + 1))
-    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+    except (tf.errors.OpError, UnicodeDecodeError) as err:
         found = data_error_from(err, [(p, compression) for p in paths])
         if found is None:
             raise
@@ -587,6 +823,28 @@ def _in_memory(ds, paths, expected: int, compression: str = ""):
     if n != expected:
         raise DataError(f"{', '.join(paths)}: the shards hold {n} examples but the manifest "
                         f"lists {expected}; regenerate the data set")
+    return ds
+
+
+def _read_records(source: Source, split: str, paths: Sequence[str], options: PipelineOptions,
+                  shuffle_files: bool, seed: int):
+    """``(record, shard path)`` pairs of the shards in order (or in shuffled file order)."""
+    import tensorflow as tf
+
+    compression = source.manifest.compression or None
+    files = tf.data.Dataset.from_tensor_slices(list(paths))
+    if shuffle_files:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+
+    def read(path):  # raw records tagged with their shard, for error messages
+        return tf.data.TFRecordDataset(path, compression_type=compression).map(
+            lambda r: (r, path))
+
+    ds = files.interleave(read, cycle_length=min(len(paths), options.cycle_length),
+                          num_parallel_calls=AUTOTUNE, deterministic=True)
+    speakers = source.speaker_filter(split)
+    if speakers is not None:  # partitions assigned at read time (cross-validation folds)
+        ds = ds.filter(_keeps_speakers(speakers))
     return ds
 
 
@@ -610,69 +868,59 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
     Returns:
         A ``tf.data.Dataset`` of dicts ``features`` [B, T, D], ``mask``
         [B, T] and ``label``.
+
+    The chain: shards -> ``(record, shard)`` pairs -> examples -> batches.
+    A *streamed* split shuffles the raw records and parses each batch as it
+    is formed. Otherwise the records are parsed in batches of
+    :data:`PARSE_BATCH` and split back into examples, which a *cached*
+    split keeps in memory (read once, shuffled whole every epoch) and a
+    *windowed* one (regression training with ``options.window``) cuts into
+    fixed-length windows. A bad record fails with a message naming its
+    shard (:func:`data_error_from`); a cached split raises DataError here.
+    See the module example.
     """
     import tensorflow as tf
 
     paths = shard_paths(source, modality, split)
     m = source.manifest
-    compression = m.compression or None
-    cached = uses_cache(source, modality, split, options)
     n_records = m.modalities[modality].counts[split]
-    files = tf.data.Dataset.from_tensor_slices(paths)
-    if training and not cached:  # a cached split is shuffled whole instead
-        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-
-    def read(path):  # raw records tagged with their shard, for error messages
-        return tf.data.TFRecordDataset(path, compression_type=compression).map(
-            lambda r: (r, path))
-
-    ds = files.interleave(read, cycle_length=min(len(paths), options.cycle_length),
-                          num_parallel_calls=AUTOTUNE, deterministic=True)
-    speakers = source.speaker_filter(split)
-    if speakers is not None:  # partitions assigned at read time (cross-validation folds)
-        ds = ds.filter(_keeps_speakers(speakers))
+    cached = uses_cache(source, modality, split, options)
     windowed = training and m.task == "regression" and options.window > 0
-    if windowed:  # long recordings, cut into windows: parse record by record
-        ds = ds.map(_parse_fn(source, modality, options, with_ids), num_parallel_calls=AUTOTUNE,
-                    deterministic=True)
-        if cached:
-            ds = _in_memory(ds, paths, n_records, m.compression).shuffle(
-                max(n_records, 1), seed=seed, reshuffle_each_iteration=True)
-        shift = options.window_shift or options.window
-        ds = ds.interleave(lambda ex: _windows(ex, options.window, shift), cycle_length=4,
-                           num_parallel_calls=AUTOTUNE, deterministic=True)
+    streamed = not (cached or windowed)
+    shift = options.window_shift or options.window
+    parse = _model_inputs(source, modality, options, with_ids, paths)
+    ordered = dict(num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    ds = _read_records(source, split, paths, options, shuffle_files=training and not cached,
+                       seed=seed)
+    if streamed and training:  # shuffle raw records; parsed once batched
         ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-        if repeat:
-            ds = ds.repeat()
+    if not streamed:  # parse in large batches, back to examples
+        ds = ds.batch(PARSE_BATCH).map(parse, **ordered).unbatch().map(_trim_padding, **ordered)
+    if cached:  # read once now; every epoch is served from memory
+        ds = _in_memory(ds, paths, n_records, m.compression)
+    if cached and training:  # shuffled over the whole split
+        ds = ds.shuffle(max(n_records, 1), seed=seed if windowed else seed + 1,
+                        reshuffle_each_iteration=True)
+    if windowed:  # long recordings, cut into fixed-length windows, shuffled
+        ds = ds.interleave(lambda ex: _windows(ex, options.window, shift), cycle_length=4,
+                           **ordered)
+        ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    if streamed:
+        ds = ds.batch(batch_size, drop_remainder=False).map(parse, **ordered)
+    else:
         ds = ds.padded_batch(batch_size, drop_remainder=False)
-    elif cached:  # parse once in large batches, keep the examples, shuffle the whole split
-        batch_parse = _batch_parse_fn(source, modality, options, with_ids)
-        ds = ds.batch(256).map(batch_parse, num_parallel_calls=AUTOTUNE, deterministic=True)
-        ds = _in_memory(ds.unbatch().map(_trim_padding, num_parallel_calls=AUTOTUNE,
-                                         deterministic=True), paths, n_records,
-                        m.compression)
-        if training:
-            ds = ds.shuffle(max(n_records, 1), seed=seed + 1, reshuffle_each_iteration=True)
-        if repeat:
-            ds = ds.repeat()
-        ds = ds.padded_batch(batch_size, drop_remainder=False).map(bucket_time)
-    else:  # shuffle the raw records, then parse whole batches at once
-        if training:
-            ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-        if repeat:
-            ds = ds.repeat()
-        batch_parse = _batch_parse_fn(source, modality, options, with_ids)
-        ds = ds.batch(batch_size, drop_remainder=False).map(
-            batch_parse, num_parallel_calls=AUTOTUNE, deterministic=True).map(bucket_time)
+    if not windowed:  # windows already share one length
+        ds = ds.map(bucket_time)
     if not repeat:  # a known length gives Keras complete progress bars
-        n = (count_windows(paths, m.compression, options.window,
-                           options.window_shift or options.window, speakers) if windowed
-             else m.modalities[modality].counts[split])
+        n = (count_windows(paths, m.compression, options.window, shift,
+                           source.speaker_filter(split)) if windowed else n_records)
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
-    ds = ds.prefetch(AUTOTUNE)
     opt = tf.data.Options()
     opt.deterministic = True
-    return ds.with_options(opt)
+    return ds.prefetch(AUTOTUNE).with_options(opt)
 
 
 def make_mixed_dataset(sources: Mapping[str, Source], target: str, batch_sizes: Mapping[str, int],
@@ -692,6 +940,20 @@ def make_mixed_dataset(sources: Mapping[str, Source], target: str, batch_sizes: 
 
     Returns:
         A dataset of ``{"audio": {...}, "video": {...}}`` batches.
+
+    >>> import tempfile
+    >>> from emobed_tf.writer import DatasetWriter
+    >>> from emobed_tf.schema import Item
+    >>> folder = tempfile.mkdtemp()
+    >>> with DatasetWriter(folder, "toy", "classification", ["a", "b"],
+    ...                    {"audio": 2, "video": 3}) as w:
+    ...     for i in range(4):
+    ...         w.add(Item("audio", np.full((2, 2), i), i % 2, recording=f"a{i}"))
+    ...         w.add(Item("video", np.full((1, 3), i), i % 2, recording=f"v{i}"))
+    >>> src = Source.open(folder)
+    >>> ds = make_mixed_dataset({"audio": src, "video": src}, "audio", {"audio": 2, "video": 3})
+    >>> [(b["audio"]["features"].shape[0], b["video"]["features"].shape[0]) for b in ds]
+    [(2, 3), (2, 3)]
     """
     import tensorflow as tf
 

@@ -302,7 +302,7 @@ def _run_in(rd: RunDir, cfg: C.TrainConfig, sources: dict, callbacks=()) -> dict
                           callbacks=[ckpt, keras.callbacks.TensorBoard(rd.logs_dir,
                                                                        write_graph=False),
                                      *callbacks])
-        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+        except (tf.errors.OpError, UnicodeDecodeError) as err:
             data_err = _data_error_from(err, sources)
             if data_err is None:
                 raise

@@ -1,4 +1,4 @@
-"""The TFRecord schema: the one place that spells feature keys.
+"""The TFRecord schema: the one place that spells feature keys and record checks.
 
 Every writer (``emobed_tf.writer``, ``tfrecords_tools``) and every reader
 (``emobed_tf.data``) goes through this module. One ``tf.train.Example`` holds
@@ -23,6 +23,11 @@ key                 type      meaning
                               absent in older records, read as ``""``
 ==================  ========  ===============================================
 
+What a reader demands of a record is the table :data:`RECORD_CHECKS`: the
+eager decoder (:func:`decode_example`, used by ``verify_shards``) and the
+graph parser (``emobed_tf.data.parse_batch``) both evaluate it, and every
+failure message starts with :data:`BAD_RECORD`.
+
 The data set's ``manifest.json`` (:class:`Manifest`) describes the shards.
 """
 
@@ -31,9 +36,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+
+from emobed_tf import io
 
 SCHEMA_VERSION = 1
 MODALITIES = ("audio", "video")
@@ -55,6 +62,27 @@ KEY_SPLIT = "split"
 KEY_META = "meta"
 ID_KEYS = (KEY_CORPUS, KEY_SPEAKER, KEY_RECORDING, KEY_SPLIT)
 
+# key: (value list kind, number of values (None: any), default (None: required))
+_LAYOUT = {
+    KEY_VERSION: ("int64", 1, 0),
+    KEY_MODALITY: ("bytes", 1, None),
+    KEY_FEATURES: ("bytes", 1, None),
+    KEY_SHAPE: ("int64", 2, None),
+    KEY_LABEL_CLASS: ("int64", 1, -1),
+    KEY_LABEL_DIMS: ("float", None, ()),
+    KEY_LABEL_DIMS_SHAPE: ("int64", 2, (0, 0)),
+    KEY_CORPUS: ("bytes", 1, ""),
+    KEY_SPEAKER: ("bytes", 1, ""),
+    KEY_RECORDING: ("bytes", 1, ""),
+    KEY_SPLIT: ("bytes", 1, ""),
+    KEY_META: ("bytes", 1, ""),
+}
+
+BAD_RECORD = "bad record"
+"""How every failed record check begins: in eager code, in the graph's
+``tf.debugging.Assert`` messages, and where ``emobed_tf.data.data_error_from``
+recognises them."""
+
 
 class DataError(ValueError):
     """Bad input data: the message names the file or example and the problem."""
@@ -73,6 +101,11 @@ class Item:
         corpus, speaker, recording, split: identifiers.
         meta: optional JSON object text (``""``: none), e.g.
             ``{"intensity": "strong", "take": "01-05-02-01-02-07"}``.
+
+    Example:
+
+    >>> Item("audio", np.zeros((2, 3)), 1, corpus="toy", recording="r1").example_id
+    'toy/train/audio/r1'
     """
 
     modality: str
@@ -88,6 +121,150 @@ class Item:
     @property
     def example_id(self) -> str:
         return f"{self.corpus}/{self.split}/{self.modality}/{self.recording}"
+
+
+# --------------------------------------------------------------------------
+# what a reader demands of a record
+
+
+@dataclasses.dataclass(frozen=True)
+class Expected:
+    """What a reader expects of every record; ``None`` leaves a property unchecked.
+
+    Args:
+        modality: the modality of the shards being read.
+        dim: the feature dimension D the manifest declares.
+        num_classes: classification: labels must lie in ``0..num_classes-1``.
+        label_width: regression: per-frame labels must be [T, label_width].
+        manifest: the ``manifest.json`` path named in messages.
+
+    Example:
+
+    >>> m = Manifest("toy", "classification", ("a", "b"), {"audio": ModalityInfo(dim=3)})
+    >>> Expected.of(m, "audio", "/data/toy")
+    Expected(modality='audio', dim=3, num_classes=2, label_width=None,
+             manifest='/data/toy/manifest.json')
+    """
+
+    modality: str | None = None
+    dim: int | None = None
+    num_classes: int | None = None
+    label_width: int | None = None
+    manifest: str = ""
+
+    @classmethod
+    def of(cls, manifest: "Manifest", modality: str, data_dir: str = "") -> "Expected":
+        """What ``manifest`` (in ``data_dir``) promises about the records of ``modality``."""
+        n = len(manifest.label_names)
+        classification = manifest.task == "classification"
+        return cls(modality=modality, dim=manifest.modalities[modality].dim,
+                   num_classes=n if classification else None,
+                   label_width=None if classification else n,
+                   manifest=os.path.join(data_dir, MANIFEST_NAME))
+
+    def fields(self) -> dict:
+        """The values message templates may name besides the record's facts."""
+        return {"expected_modality": self.modality, "expected_dim": self.dim,
+                "last_class": None if self.num_classes is None else self.num_classes - 1,
+                "expected_width": self.label_width, "manifest": self.manifest or MANIFEST_NAME}
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordCheck:
+    """One rule every record must satisfy.
+
+    Args:
+        ok: ``ok(facts, expected)``, true where a record passes. ``facts``
+            are what both decoders derive from a record: ``version``,
+            ``modality`` (text), the feature shape ``frames`` x ``dim`` and
+            its byte count ``nbytes``, ``finite`` (every feature value is),
+            ``label_class``, the per-frame label shape ``label_frames`` x
+            ``label_width`` and ``label_count`` (values stored). They are
+            Python scalars in eager code and ``[B]`` tensors in the graph,
+            so a rule uses only ``==``, ``<``, ``>=``, ``>`` and ``&``,
+            which mean the same on both.
+        problem: the message template; its ``{fields}`` are facts and
+            :meth:`Expected.fields`.
+        needs: the :class:`Expected` attribute the rule compares with
+            (``""``: always applies); a rule whose expectation is ``None``
+            is skipped.
+    """
+
+    ok: Callable
+    problem: str
+    needs: str = ""
+
+    def applies(self, expected: Expected) -> bool:
+        return not self.needs or getattr(expected, self.needs) is not None
+
+
+RECORD_CHECKS = (
+    RecordCheck(lambda f, e: f["version"] == SCHEMA_VERSION,
+                "written with another TFRecord schema version {version} (this emobed_tf "
+                f"reads version {SCHEMA_VERSION}); regenerate the shards with tfrecords_tools"),
+    RecordCheck(lambda f, e: (f["frames"] > 0) & (f["dim"] > 0)
+                & (f["nbytes"] == f["frames"] * f["dim"] * 4),
+                "feature bytes do not match shape [{frames}, {dim}] ({nbytes} bytes; "
+                "T, D > 0 and 4 bytes per value expected)"),
+    RecordCheck(lambda f, e: (f["label_frames"] >= 0) & (f["label_width"] >= 0)
+                & (f["label_count"] == f["label_frames"] * f["label_width"]),
+                "label_dims hold {label_count} values but label_dims_shape is "
+                "[{label_frames}, {label_width}]"),
+    RecordCheck(lambda f, e: f["modality"] == e.modality,
+                "a {modality} record where {expected_modality} records are expected",
+                needs="modality"),
+    RecordCheck(lambda f, e: f["dim"] == e.dim,
+                "feature dimension {dim} differs from the manifest {manifest}, which says "
+                "{expected_dim}", needs="dim"),
+    RecordCheck(lambda f, e: f["finite"], "NaN/inf features"),
+    RecordCheck(lambda f, e: (f["label_class"] >= 0) & (f["label_class"] < e.num_classes),
+                "label {label_class} outside the label set (labels are 0..{last_class})",
+                needs="num_classes"),
+    RecordCheck(lambda f, e: (f["label_frames"] == f["frames"])
+                & (f["label_width"] == e.label_width),
+                "per-frame labels of shape [{label_frames}, {label_width}] do not match the "
+                "{frames} feature frames and {expected_width} label dimensions",
+                needs="label_width"),
+)
+"""The checks every reader applies to every record, in the order they are
+reported (the first failing one names the problem)."""
+
+
+RECORD_MESSAGE = BAD_RECORD + " '{recording}'{where}: {problem}"
+"""The one message format of a failed record check; ``where`` is ``" in SHARD"`` or empty."""
+
+
+def bad_record(recording: str, source: str, problem: str) -> str:
+    """:data:`RECORD_MESSAGE` for one record (``source``: its shard, may be empty).
+
+    >>> bad_record("rec7", "/data/audio-train-00000.tfrecord", "NaN/inf features")
+    "bad record 'rec7' in /data/audio-train-00000.tfrecord: NaN/inf features"
+    """
+    return RECORD_MESSAGE.format(recording=recording, where=f" in {source}" if source else "",
+                                 problem=problem)
+
+
+def first_problem(facts: Mapping[str, Any], expected: Expected = Expected()) -> str | None:
+    """The message of the first :data:`RECORD_CHECKS` rule one record fails, or None.
+
+    ``facts`` are one record's facts (see :class:`RecordCheck`), as Python scalars.
+
+    >>> facts = dict(version=1, modality="audio", frames=2, dim=3, nbytes=24, finite=True,
+    ...              label_class=5, label_frames=0, label_width=0, label_count=0)
+    >>> first_problem(facts) is None
+    True
+    >>> first_problem(facts, Expected(num_classes=4))
+    'label 5 outside the label set (labels are 0..3)'
+    """
+    values = {**expected.fields(), **facts}
+    for check in RECORD_CHECKS:
+        if check.applies(expected) and not bool(np.all(check.ok(facts, expected))):
+            return check.problem.format(**values)
+    return None
+
+
+# --------------------------------------------------------------------------
+# writing and reading one record
 
 
 def _bytes(values: Sequence[bytes]):
@@ -109,7 +286,15 @@ def _floats(values):
 
 
 def as_feature_matrix(features, where: str = "") -> np.ndarray:
-    """Returns ``features`` as a float32 [T, D] array or raises DataError."""
+    """Returns ``features`` as a float32 [T, D] array or raises DataError.
+
+    >>> as_feature_matrix([1, 2, 3]).shape  # one frame
+    (1, 3)
+    >>> as_feature_matrix([[1.0, float("nan")]], "toy/r1")
+    Traceback (most recent call last):
+    ...
+    emobed_tf.schema.DataError: toy/r1: features contain NaN/inf (first at frame 0, dimension 1)
+    """
     arr = np.asarray(features, dtype=np.float32)
     if arr.ndim == 1:
         arr = arr[None, :]
@@ -124,12 +309,24 @@ def as_feature_matrix(features, where: str = "") -> np.ndarray:
 
 
 def serialize_item(item: Item) -> bytes:
-    """Encodes an :class:`Item` as a serialised ``tf.train.Example``."""
+    """Encodes an :class:`Item` as a serialised ``tf.train.Example``.
+
+    The bytes depend only on the item: the feature map is written in sorted
+    key order (``deterministic=True``), so every process and every rerun
+    writes the same records.
+
+    >>> rec = serialize_item(Item("audio", np.ones((2, 3)), 1, recording="r1"))
+    >>> rec == serialize_item(Item("audio", np.ones((2, 3)), 1, recording="r1"))
+    True
+    >>> decode_example(rec).features.shape
+    (2, 3)
+    """
     import tensorflow as tf
 
     where = item.example_id
     if item.modality not in MODALITIES:
-        raise DataError(f"{where}: unknown modality {item.modality!r}, expected one of {MODALITIES}")
+        raise DataError(f"{where}: unknown modality {item.modality!r}, expected one of "
+                        f"{MODALITIES}")
     feats = as_feature_matrix(item.features, where)
     if item.label_dims is None:
         dims = np.zeros((0, 0), np.float32)
@@ -160,117 +357,123 @@ def serialize_item(item: Item) -> bytes:
         if not ok:
             raise DataError(f"{where}: meta must be the text of a JSON object, got {item.meta!r}")
         feature[KEY_META] = _bytes([item.meta.encode()])
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
 
 
 def feature_spec() -> dict:
-    """The ``tf.io.parse_single_example`` spec of a schema-1 record (``meta`` optional)."""
-    import tensorflow as tf
+    """The ``tf.io.parse_example`` spec of a schema-1 record (``meta`` optional).
 
-    return {
-        KEY_VERSION: tf.io.FixedLenFeature([], tf.int64, default_value=0),
-        KEY_MODALITY: tf.io.FixedLenFeature([], tf.string),
-        KEY_FEATURES: tf.io.FixedLenFeature([], tf.string),
-        KEY_SHAPE: tf.io.FixedLenFeature([2], tf.int64),
-        KEY_LABEL_CLASS: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
-        KEY_LABEL_DIMS: tf.io.VarLenFeature(tf.float32),
-        KEY_LABEL_DIMS_SHAPE: tf.io.FixedLenFeature([2], tf.int64, default_value=[0, 0]),
-        KEY_CORPUS: tf.io.FixedLenFeature([], tf.string, default_value=""),
-        KEY_SPEAKER: tf.io.FixedLenFeature([], tf.string, default_value=""),
-        KEY_RECORDING: tf.io.FixedLenFeature([], tf.string, default_value=""),
-        KEY_SPLIT: tf.io.FixedLenFeature([], tf.string, default_value=""),
-        KEY_META: tf.io.FixedLenFeature([], tf.string, default_value=""),
-    }
-
-
-def parse_record(record, source=""):
-    """Parses one serialised record into tensors (graph-mode friendly).
-
-    Returns a dict with ``features`` [T, D] float32, ``label_class`` int32,
-    ``label_dims`` [T, K] float32 and the string ids. Records written with
-    another schema version, whose feature bytes do not match their shape, or
-    that hold NaN/inf fail with an error that names ``source`` (the shard
-    path) and the recording id.
+    >>> sorted(k for k, v in feature_spec().items() if getattr(v, "default_value", 0) is None)
+    ['features', 'modality', 'shape']
     """
     import tensorflow as tf
 
-    ex = tf.io.parse_single_example(record, feature_spec())
-    rec = ex[KEY_RECORDING]
-    version_ok = tf.equal(ex[KEY_VERSION], SCHEMA_VERSION)
-    check_version = tf.debugging.Assert(
-        version_ok,
-        [
-            "Record of another TFRecord schema version in shard",
-            source,
-            "recording",
-            rec,
-            "version",
-            ex[KEY_VERSION],
-            f"expected {SCHEMA_VERSION}; regenerate the shards with tfrecords_tools",
-        ],
-    )
-    with tf.control_dependencies([check_version]):
-        flat = tf.io.decode_raw(ex[KEY_FEATURES], tf.float32, little_endian=True)
-    shape = tf.cast(ex[KEY_SHAPE], tf.int32)
-    size_ok = tf.equal(tf.size(flat), shape[0] * shape[1])
-    check_size = tf.debugging.Assert(
-        size_ok,
-        ["Corrupt record in shard", source, "recording", rec, "feature bytes do not match shape", shape],
-    )
-    with tf.control_dependencies([check_size]):
-        feats = tf.reshape(flat, shape)
-    finite = tf.reduce_all(tf.math.is_finite(feats))
-    check_finite = tf.debugging.Assert(
-        finite, ["NaN/inf features in shard", source, "recording", rec]
-    )
-    with tf.control_dependencies([check_finite]):
-        feats = tf.identity(feats)
-    dshape = tf.cast(ex[KEY_LABEL_DIMS_SHAPE], tf.int32)
-    dims = tf.reshape(tf.sparse.to_dense(ex[KEY_LABEL_DIMS]), dshape)
-    return {
-        "features": feats,
-        "label_class": tf.cast(ex[KEY_LABEL_CLASS], tf.int32),
-        "label_dims": dims,
-        "modality": ex[KEY_MODALITY],
-        KEY_CORPUS: ex[KEY_CORPUS],
-        KEY_SPEAKER: ex[KEY_SPEAKER],
-        KEY_RECORDING: rec,
-        KEY_SPLIT: ex[KEY_SPLIT],
-    }
+    dtypes = {"int64": tf.int64, "bytes": tf.string, "float": tf.float32}
+    spec = {}
+    for key, (kind, count, default) in _LAYOUT.items():
+        if count is None:
+            spec[key] = tf.io.VarLenFeature(dtypes[kind])
+        else:
+            spec[key] = tf.io.FixedLenFeature([] if count == 1 else [count], dtypes[kind],
+                                              default_value=default)
+    return spec
 
 
-def decode_example(serialized: bytes) -> Item:
-    """Eager, pure-Python decoding of one record into an :class:`Item`."""
+def parse_record(record, source=""):
+    """One serialised record parsed in the graph: ``emobed_tf.data.parse_record``.
+
+    Kept here for callers of the schema module; the one graph parser lives
+    in ``emobed_tf.data``.
+    """
+    from emobed_tf import data
+
+    return data.parse_record(record, source)
+
+
+_MISSING = {"int64": 0, "bytes": b"", "float": 0.0}
+
+
+def _example_values(serialized: bytes, source: str) -> tuple:
+    """``({key: value}, problems)`` of one record laid out as :data:`_LAYOUT` says.
+
+    Absent optional features get their defaults; a feature that is missing,
+    of another kind or of another length is listed in ``problems`` and read
+    as zeros (or empty text) so that the record's other facts can still be
+    checked.
+    """
     import tensorflow as tf
 
-    ex = tf.train.Example.FromString(serialized)
+    try:
+        ex = tf.train.Example.FromString(serialized)
+    except Exception as err:  # protobuf DecodeError
+        raise DataError(f"{BAD_RECORD} in {source or 'a shard'}: not a tf.train.Example "
+                        f"({err})") from None
     f = ex.features.feature
+    out, problems = {}, []
+    for key, (kind, count, default) in _LAYOUT.items():
+        feat = f[key] if key in f else None
+        has = feat.WhichOneof("kind") if feat is not None else None
+        values = list(getattr(feat, f"{kind}_list").value) if has == f"{kind}_list" else []
+        if has not in (None, f"{kind}_list"):
+            problems.append(f"feature {key!r} holds a {has}, not a {kind}_list")
+        elif not values and count is not None and default is None:
+            problems.append(f"required feature {key!r} is missing")
+        elif values and count is not None and len(values) != count:
+            problems.append(f"feature {key!r} holds {len(values)} values, expected {count}")
+            values = []
+        if count is not None and not values:
+            if default is None:
+                default = _MISSING[kind] if count == 1 else [_MISSING[kind]] * count
+            values = [default] if count == 1 else list(default)
+        if kind == "bytes" and key != KEY_FEATURES:
+            values = [x.decode("utf-8", "replace") if isinstance(x, bytes) else x
+                      for x in values]
+        out[key] = values[0] if count == 1 else values
+    return out, problems
 
-    def one_bytes(k):
-        return f[k].bytes_list.value[0].decode() if f[k].bytes_list.value else ""
 
-    version = f[KEY_VERSION].int64_list.value[0] if f[KEY_VERSION].int64_list.value else 0
-    if version != SCHEMA_VERSION:
-        raise DataError(
-            f"record {one_bytes(KEY_RECORDING)!r} has schema version {version}, "
-            f"expected {SCHEMA_VERSION}; regenerate the shards with tfrecords_tools"
-        )
-    shape = tuple(f[KEY_SHAPE].int64_list.value)
-    feats = np.frombuffer(f[KEY_FEATURES].bytes_list.value[0], dtype="<f4")
-    if len(shape) != 2 or feats.size != shape[0] * shape[1]:
-        raise DataError(f"record {one_bytes(KEY_RECORDING)!r}: feature bytes do not match shape {shape}")
-    dshape = tuple(f[KEY_LABEL_DIMS_SHAPE].int64_list.value) or (0, 0)
-    dims = np.asarray(f[KEY_LABEL_DIMS].float_list.value, np.float32).reshape(dshape)
+def decode_example(serialized: bytes, source: str = "", expected: Expected = Expected()) -> Item:
+    """Eager, pure-Python decoding of one record into an :class:`Item`.
+
+    The record must pass :data:`RECORD_CHECKS` (those ``expected`` enables);
+    otherwise a DataError names ``source`` (the shard), the recording and
+    the problem.
+
+    >>> rec = serialize_item(Item("video", np.ones((1, 4)), 2, recording="r9"))
+    >>> decode_example(rec).label_class
+    2
+    >>> decode_example(rec, "v.tfrecord", Expected(num_classes=2))
+    Traceback (most recent call last):
+    ...
+    emobed_tf.schema.DataError: bad record 'r9' in v.tfrecord: label 2 outside the label set
+    (labels are 0..1)
+    """
+    v, layout_problems = _example_values(serialized, source)
+    frames, dim = (int(x) for x in v[KEY_SHAPE])
+    raw = v[KEY_FEATURES]
+    feats = np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<f4")
+    label_frames, label_width = (int(x) for x in v[KEY_LABEL_DIMS_SHAPE])
+    facts = {"version": int(v[KEY_VERSION]), "modality": v[KEY_MODALITY], "frames": frames,
+             "dim": dim, "nbytes": len(raw), "finite": bool(np.all(np.isfinite(feats))),
+             "label_class": int(v[KEY_LABEL_CLASS]), "label_frames": label_frames,
+             "label_width": label_width, "label_count": len(v[KEY_LABEL_DIMS])}
+    problem = first_problem(facts, expected)
+    if layout_problems and facts["version"] == SCHEMA_VERSION:
+        problem = "; ".join(layout_problems)  # another version: say that, not its layout
+    if problem is not None:
+        raise DataError(bad_record(v[KEY_RECORDING], source, problem))
+    dims = np.asarray(v[KEY_LABEL_DIMS], np.float32).reshape(label_frames, label_width)
     return Item(
-        modality=one_bytes(KEY_MODALITY),
-        features=feats.reshape(shape).astype(np.float32),
-        label_class=int(f[KEY_LABEL_CLASS].int64_list.value[0]),
+        modality=v[KEY_MODALITY],
+        features=feats.reshape(frames, dim).astype(np.float32),
+        label_class=int(v[KEY_LABEL_CLASS]),
         label_dims=dims if dims.size else None,
-        corpus=one_bytes(KEY_CORPUS),
-        speaker=one_bytes(KEY_SPEAKER),
-        recording=one_bytes(KEY_RECORDING),
-        split=one_bytes(KEY_SPLIT),
-        meta=one_bytes(KEY_META) if KEY_META in f else "",
+        corpus=v[KEY_CORPUS],
+        speaker=v[KEY_SPEAKER],
+        recording=v[KEY_RECORDING],
+        split=v[KEY_SPLIT],
+        meta=v[KEY_META],
     )
 
 
@@ -342,6 +545,12 @@ class Manifest:
             classification corpus also carries dimensional labels (OMG).
         schema_version: the schema the shards were written with.
         compression: ``""`` or ``"GZIP"``.
+
+    Example:
+
+    >>> m = Manifest("toy", "classification", ("calm", "angry"), {"audio": ModalityInfo(dim=3)})
+    >>> Manifest.from_json(m.to_json()) == m, m.num_classes
+    (True, 2)
     """
 
     name: str
@@ -386,16 +595,31 @@ class Manifest:
         )
 
     def save(self, data_dir: str) -> str:
+        """Writes ``data_dir/manifest.json`` atomically; returns its path."""
         path = os.path.join(data_dir, MANIFEST_NAME)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(self.to_json(), fh, indent=1)
-        os.replace(tmp, path)
+        io.write_json(path, self.to_json())
         return path
 
 
 def load_manifest(data_dir: str) -> Manifest:
-    """Reads and checks ``DATA_DIR/manifest.json``; raises DataError if unusable."""
+    """Reads and checks ``DATA_DIR/manifest.json``; raises DataError if unusable.
+
+    The message names the manifest and the problem: missing, not UTF-8, not
+    JSON (e.g. truncated), fields missing, another schema version, an
+    unknown task, or example counts that disagree with the shards it lists.
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = Manifest("toy", "regression", ("arousal",), {}).save(folder)
+    >>> load_manifest(folder).task
+    'regression'
+    >>> with open(os.path.join(folder, MANIFEST_NAME), "w") as fh:
+    ...     _ = fh.write('{"name": "toy", "ta')
+    >>> load_manifest(folder)
+    Traceback (most recent call last):
+    ...
+    emobed_tf.schema.DataError: .../manifest.json: unreadable manifest (not valid JSON: ...)
+    """
     path = os.path.join(data_dir, MANIFEST_NAME)
     if not os.path.isdir(data_dir):
         raise DataError(f"{data_dir}: data folder does not exist")
@@ -404,12 +628,31 @@ def load_manifest(data_dir: str) -> Manifest:
             f"{path}: no manifest.json in the data folder; write the data set with "
             "`python -m tfrecords_tools.extract ... --out DIR`"
         )
+    with open(path, "rb") as fh:
+        raw = fh.read()
     try:
-        with open(path) as fh:
-            raw = json.load(fh)
-        manifest = Manifest.from_json(raw)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise DataError(f"{path}: unreadable manifest ({err})") from err
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: unreadable manifest (not UTF-8 text: byte {err.start} is "
+                        f"{raw[err.start:err.start + 1]!r}); the file is corrupt, regenerate "
+                        "the data set") from None
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: unreadable manifest (not valid JSON: {err.msg}, line "
+                        f"{err.lineno} column {err.colno}); the file is truncated or corrupt, "
+                        "regenerate the data set") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: unreadable manifest (a JSON {type(d).__name__}, not an "
+                        "object)")
+    try:
+        manifest = Manifest.from_json(d)
+    except KeyError as err:
+        raise DataError(f"{path}: unreadable manifest (field {err.args[0]!r} is "
+                        "missing)") from None
+    except (TypeError, ValueError, AttributeError) as err:
+        raise DataError(f"{path}: unreadable manifest (a field has the wrong type or value: "
+                        f"{err})") from None
     if manifest.schema_version != SCHEMA_VERSION:
         raise DataError(
             f"{path}: shards were written with TFRecord schema version "
@@ -418,4 +661,12 @@ def load_manifest(data_dir: str) -> Manifest:
         )
     if manifest.task not in TASKS:
         raise DataError(f"{path}: unknown task {manifest.task!r}, expected one of {TASKS}")
+    for mod, info in manifest.modalities.items():
+        for split in sorted(set(info.shards) | set(info.counts)):
+            listed = sum(sh.examples for sh in info.shards.get(split, ()))
+            if info.counts.get(split, 0) != listed:
+                raise DataError(f"{path}: {mod} split {split!r} counts "
+                                f"{info.counts.get(split, 0)} examples but its shards list "
+                                f"{listed}; the manifest was edited or damaged, regenerate "
+                                "the data set")
     return manifest

@@ -46,14 +46,5 @@ def main(argv=None) -> int:
     return 0
 
 
-# TRANSITION (removed once tuning/ imports the new modules)
-add_common_args = cli.add_config_args
-config_from_args = cli.config_from_args
-resolve_sources = E.resolve_sources
-build_model = E.build_model
-make_datasets = E.make_datasets
-apply_hparams = C.apply_hparams
-
-
 if __name__ == "__main__":
     sys.exit(main())

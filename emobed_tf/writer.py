@@ -5,7 +5,10 @@ corpora, ``tfrecords_tools``): it validates each item against the declared
 dimensions and label set, spreads items over size-bounded shards per
 modality and split, accumulates training-set statistics and finally writes
 ``manifest.json``. Shards are written to ``*.tmp`` and renamed when complete,
-so a crash never leaves a half shard under a final name.
+so a crash never leaves a half shard under a final name, and the manifest is
+written atomically. The bytes depend only on the items
+(``schema.serialize_item`` is deterministic): writing the same items again
+gives identical files.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from emobed_tf import schema
+from emobed_tf import io, schema
 from emobed_tf.schema import DataError, Item, Manifest, ModalityInfo, ShardInfo
 
 DEFAULT_MAX_SHARD_BYTES = 64 * 1024 * 1024
@@ -35,6 +38,15 @@ class ShardWriter:
         compression: ``""`` or ``"GZIP"``.
         root: shard paths are recorded relative to this folder (default:
             ``directory``).
+
+    Example:
+
+    >>> import tempfile
+    >>> w = ShardWriter(tempfile.mkdtemp(), "audio-train", max_bytes=5)
+    >>> for record in (b"abc", b"defgh", b"ij"):
+    ...     w.write(record)
+    >>> [(s.path, s.examples) for s in w.close()]
+    [('audio-train-00000.tfrecord', 2), ('audio-train-00001.tfrecord', 1)]
     """
 
     def __init__(self, directory: str, prefix: str, max_bytes: int = DEFAULT_MAX_SHARD_BYTES,
@@ -58,7 +70,7 @@ class ShardWriter:
         ext = ".tfrecord.gz" if self.compression == "GZIP" else ".tfrecord"
         name = f"{self.prefix}-{len(self.shards):05d}{ext}"
         self._final = os.path.join(self.directory, name)
-        self._tmp = self._final + ".tmp"
+        self._tmp = io.temp_path(self._final)
         options = tf.io.TFRecordOptions(compression_type=self.compression or None)
         self._writer = tf.io.TFRecordWriter(self._tmp, options)
         self._count = 0
@@ -74,6 +86,7 @@ class ShardWriter:
         self._writer = None
 
     def write(self, record: bytes) -> None:
+        """Appends one serialised record, opening a shard or closing a full one."""
         if self._writer is None:
             self._open()
         self._writer.write(record)
@@ -83,7 +96,24 @@ class ShardWriter:
             self._close_current()
 
     def close(self) -> list[ShardInfo]:
+        """Finishes the open shard; returns every finished shard."""
         self._close_current()
+        return self.shards
+
+    def abort(self) -> list[ShardInfo]:
+        """Drops the open, unfinished shard (no file is left); finished shards are kept.
+
+        >>> import os, tempfile
+        >>> w = ShardWriter(tempfile.mkdtemp(), "p")
+        >>> w.write(b"abc")
+        >>> w.abort(), os.listdir(w.directory)
+        ([], [])
+        """
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            if os.path.exists(self._tmp):
+                os.remove(self._tmp)
         return self.shards
 
 
@@ -180,7 +210,8 @@ class DatasetWriter:
             raise DataError(f"{where}: modality {item.modality!r} not declared for this data set "
                             f"(declared: {sorted(self.dims)})")
         if item.split not in schema.SPLITS:
-            raise DataError(f"{where}: unknown split {item.split!r}, expected one of {schema.SPLITS}")
+            raise DataError(f"{where}: unknown split {item.split!r}, expected one of "
+                            f"{schema.SPLITS}")
         feats = schema.as_feature_matrix(item.features, where)
         if feats.shape[1] != self.dims[item.modality]:
             raise DataError(f"{where}: feature dimension {feats.shape[1]} differs from the "
@@ -202,13 +233,14 @@ class DatasetWriter:
                 raise DataError(f"{where}: label_dims contain NaN/inf")
 
     def add(self, item: Item) -> None:
-        """Validates and writes one item."""
+        """Validates and writes one item (raises DataError naming the item if it is unfit)."""
         self._check(item)
         record = schema.serialize_item(item)
         key = (item.modality, item.split)
         if key not in self._writers:
-            w = ShardWriter(os.path.join(self.out_dir, item.modality), f"{item.modality}-{item.split}",
-                            self.max_shard_bytes, self.compression, root=self.out_dir)
+            w = ShardWriter(os.path.join(self.out_dir, item.modality),
+                            f"{item.modality}-{item.split}", self.max_shard_bytes,
+                            self.compression, root=self.out_dir)
             self._writers[key] = w
             self._counts[key] = 0
             self._frames[key] = 0
@@ -221,18 +253,20 @@ class DatasetWriter:
             self._stats[item.modality].update(feats)
 
     def close(self) -> Manifest:
-        """Closes all shards and writes ``manifest.json``."""
+        """Closes all shards and writes ``manifest.json`` (atomically); returns the manifest."""
         mods = {}
         for m, dim in self.dims.items():
-            shards = {s: tuple(self._writers[(m, s)].close()) for (mm, s) in self._writers if mm == m}
+            shards = {s: tuple(self._writers[(m, s)].close())
+                      for (mm, s) in self._writers if mm == m}
             mean, std = self._stats[m].finalize()
             mods[m] = ModalityInfo(
                 dim=dim, feature_set=self.feature_sets.get(m, ""), shards=shards,
                 counts={s: self._counts[(m, s)] for (mm, s) in self._counts if mm == m},
                 frames={s: self._frames[(m, s)] for (mm, s) in self._frames if mm == m},
                 mean=mean, std=std)
-        self.manifest = Manifest(self.name, self.task, self.label_names, mods, self.frame_step_s,
-                                 self.dim_names, schema.SCHEMA_VERSION, self.compression, self.extra)
+        self.manifest = Manifest(self.name, self.task, self.label_names, mods,
+                                 self.frame_step_s, self.dim_names, schema.SCHEMA_VERSION,
+                                 self.compression, self.extra)
         self.manifest.save(self.out_dir)
         return self.manifest
 
@@ -244,7 +278,5 @@ class DatasetWriter:
             self.close()
         else:  # keep finished shards, but write no manifest for a failed data set
             for w in self._writers.values():
-                if w._writer is not None:
-                    w._writer.close()
-                    os.remove(w._tmp)
+                w.abort()
         return False

@@ -144,6 +144,10 @@ def test_cached_split_must_match_the_manifest_count(cls_data):
     raw = manifest.to_json()
     raw["modalities"]["audio"]["counts"]["train"] += 1
     schema.Manifest.from_json(raw).save(d)
+    with pytest.raises(DataError, match="split 'train' counts 25 examples but its shards list 24"):
+        D.Source.open(d)  # a manifest at odds with itself is refused up front
+    raw["modalities"]["audio"]["shards"]["train"][0]["examples"] += 1
+    schema.Manifest.from_json(raw).save(d)
     with pytest.raises(DataError, match="hold 24 examples but the manifest lists 25"):
         D.make_modality_dataset(D.Source.open(d), "audio", "train", 4,
                                 options=D.PipelineOptions(cache="memory"))
@@ -199,9 +203,17 @@ def test_missing_modality_or_split(tmp_path):
         D.make_modality_dataset(src, "audio", "dev", 2)
 
 
-def _foreign_shard(tmp_path, mutate):
-    """A data set whose one shard was written by another tool (bypassing checks)."""
-    manifest, _ = write_classification(tmp_path / "f", dims={"audio": 6}, n=(3, 1, 1))
+def _foreign_shard(tmp_path, mutate, task="classification"):
+    """A data set whose one shard was written by another tool (bypassing checks).
+
+    Record 1 (recording ``audio-train-1``) of the first audio training shard
+    is replaced by ``mutate(example)``; the manifest records the new size.
+    """
+    if task == "classification":
+        manifest, _ = write_classification(tmp_path / "f", dims={"audio": 6}, n=(3, 1, 1))
+    else:
+        manifest, _ = write_regression(tmp_path / "f", n=(3, 1, 1), frames=(12, 20),
+                                       dims={"audio": 3})
     shard = manifest.modalities["audio"].shards["train"][0]
     path = os.path.join(tmp_path / "f", shard.path)
     recs = [r.numpy() for r in tf.data.TFRecordDataset(path)]
@@ -217,36 +229,150 @@ def _foreign_shard(tmp_path, mutate):
     return D.Source.open(str(tmp_path / "f")), path
 
 
+def _frames(ex):
+    return ex.features.feature[schema.KEY_SHAPE].int64_list.value[0]
+
+
 def _set_features(ex, arr):
     f = ex.features.feature
     f[schema.KEY_FEATURES].bytes_list.value[0] = np.asarray(arr, "<f4").tobytes()
     f[schema.KEY_SHAPE].int64_list.value[:] = list(np.shape(arr))
 
 
-@pytest.mark.parametrize("mutate,msg", [
-    (lambda ex: _set_features(ex, np.full((2, 6), np.nan)), "NaN/inf features"),
-    (lambda ex: _set_features(ex, np.zeros((2, 5))), "Feature dimension differs"),
-    (lambda ex: ex.features.feature[schema.KEY_LABEL_CLASS].int64_list.value.__setitem__(0, 9),
-     "Label outside the label set"),
-    (lambda ex: ex.features.feature[schema.KEY_VERSION].int64_list.value.__setitem__(0, 0),
-     "another TFRecord schema version"),
-    (lambda ex: ex.features.feature[schema.KEY_SHAPE].int64_list.value.__setitem__(0, 5),
-     "feature bytes do not match shape"),
-])
-@pytest.mark.parametrize("cache", ["none", "memory"])
-def test_bad_records_name_shard_and_recording(tmp_path, mutate, msg, cache):
+def _set_label_dims(ex, shape, n_values=None):
+    f = ex.features.feature
+    n = int(np.prod(shape)) if n_values is None else n_values
+    f[schema.KEY_LABEL_DIMS].float_list.value[:] = [0.5] * n
+    f[schema.KEY_LABEL_DIMS_SHAPE].int64_list.value[:] = list(shape)
+
+
+def _set(key, kind, value):
+    def mutate(ex):
+        getattr(ex.features.feature[key], kind).value[:] = [value]
+    return mutate
+
+
+def _with_inf(dim):
+    def mutate(ex):
+        x = np.zeros((_frames(ex), dim), np.float32)
+        x[-1, -1] = -np.inf
+        _set_features(ex, x)
+    return mutate
+
+
+BAD_UTTERANCES = {  # classification records (audio dimension 6, labels 0..2)
+    "dimension": (lambda ex: _set_features(ex, np.zeros((2, 5))),
+                  "feature dimension 5 differs from the manifest"),
+    "nan": (lambda ex: _set_features(ex, np.full((2, 6), np.nan)), "NaN/inf features"),
+    "inf": (_with_inf(6), "NaN/inf features"),
+    "label": (_set(schema.KEY_LABEL_CLASS, "int64_list", 9),
+              "label 9 outside the label set (labels are 0..2)"),
+    "negative label": (_set(schema.KEY_LABEL_CLASS, "int64_list", -1),
+                       "label -1 outside the label set"),
+    "modality": (_set(schema.KEY_MODALITY, "bytes_list", b"video"),
+                 "a video record where audio records are expected"),
+    "version": (_set(schema.KEY_VERSION, "int64_list", 0), "another TFRecord schema version 0"),
+    "bytes": (lambda ex: ex.features.feature[schema.KEY_SHAPE].int64_list.value.__setitem__(
+        0, 5), "feature bytes do not match shape [5, 6]"),
+}
+BAD_SEQUENCES = {  # regression records (audio dimension 3, labels [T, 2])
+    "dimension": (lambda ex: _set_features(ex, np.zeros((_frames(ex), 2))),
+                  "feature dimension 2 differs from the manifest"),
+    "nan": (lambda ex: _set_features(ex, np.full((_frames(ex), 3), np.nan)), "NaN/inf features"),
+    "inf": (_with_inf(3), "NaN/inf features"),
+    "label frames": (lambda ex: _set_label_dims(ex, (_frames(ex) - 1, 2)),
+                     "do not match the {T} feature frames and 2 label dimensions"),
+    "label width": (lambda ex: _set_label_dims(ex, (_frames(ex), 1)),
+                    "per-frame labels of shape [{T}, 1] do not match"),
+    "label values": (lambda ex: _set_label_dims(ex, (_frames(ex), 2), 3),
+                     "label_dims hold 3 values but label_dims_shape is [{T}, 2]"),
+    "modality": (_set(schema.KEY_MODALITY, "bytes_list", b"video"),
+                 "a video record where audio records are expected"),
+}
+
+
+def _read_error(src, split="train", training=False, batch_size=2, **options):
+    """The DataError reading ``src``'s audio ``split`` ends with.
+
+    A failure inside ``tf.data`` is traced with ``data_error_from``, as
+    training does.
+    """
+    shards = [(p, src.manifest.compression) for p in D.shard_paths(src, "audio", split)]
+    try:
+        _batches(D.make_modality_dataset(src, "audio", split, batch_size, training=training,
+                                         options=D.PipelineOptions(**options)))
+    except DataError as err:
+        return str(err)
+    except (tf.errors.OpError, UnicodeDecodeError) as err:
+        found = D.data_error_from(err, shards)
+        assert found is not None, f"not traced to the data: {err}"
+        return str(found)
+    pytest.fail("the bad data was read without an error")
+
+
+@pytest.mark.parametrize("case", sorted(BAD_UTTERANCES))
+def test_bad_records_on_the_utterance_path_name_shard_recording_and_problem(tmp_path, case):
+    mutate, msg = BAD_UTTERANCES[case]
     src, path = _foreign_shard(tmp_path, mutate)
-    opts = D.PipelineOptions(cache=cache)
-    if cache == "none":  # streaming: the batch that holds the record fails
-        ds = D.make_modality_dataset(src, "audio", "train", 1, options=opts)
-        with pytest.raises(tf.errors.InvalidArgumentError) as err:
-            _batches(ds)
-        text = err.value.message
-    else:  # cached: the up-front pass fails with a DataError
-        with pytest.raises(DataError) as err:
-            D.make_modality_dataset(src, "audio", "train", 1, options=opts)
-        text = str(err.value)
-    assert msg in text and path in text and "audio-train-1" in text
+    for cache, training in (("none", False), ("memory", True)):  # streamed, cached
+        text = _read_error(src, training=training, cache=cache)
+        assert text.startswith(f"{schema.BAD_RECORD} 'audio-train-1' in {path}: "), text
+        assert msg in text
+        if case == "dimension":  # the manifest that disagrees is named too
+            assert src.manifest_path in text
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SEQUENCES))
+def test_bad_records_on_the_windowed_path_name_shard_recording_and_problem(tmp_path, case):
+    mutate, msg = BAD_SEQUENCES[case]
+    frames = {}
+    src, path = _foreign_shard(tmp_path, lambda ex: (frames.setdefault("T", _frames(ex)),
+                                                     mutate(ex)), task="regression")
+    for cache in ("none", "memory"):
+        text = _read_error(src, training=True, cache=cache, window=5, window_shift=3,
+                           label_delay_frames=1)
+        assert text.startswith(f"{schema.BAD_RECORD} 'audio-train-1' in {path}: "), text
+        assert msg.format(**frames) in text
+
+
+def test_streamed_bad_record_fails_with_the_message_in_the_tf_error(tmp_path):
+    src, path = _foreign_shard(tmp_path, BAD_UTTERANCES["nan"][0])
+    ds = D.make_modality_dataset(src, "audio", "train", 1, options=D.PipelineOptions(cache="none"))
+    with pytest.raises(tf.errors.InvalidArgumentError) as err:
+        _batches(ds)  # the batch that holds the record fails
+    assert schema.BAD_RECORD in err.value.message and path in err.value.message
+    assert str(D.data_error_from(err.value)) == (f"{schema.BAD_RECORD} 'audio-train-1' in "
+                                                 f"{path}: NaN/inf features")
+
+
+def _damage(path, how):
+    raw = bytearray(open(path, "rb").read())
+    if how == "flipped":
+        raw[len(raw) // 2] ^= 0xFF  # same size, broken CRC: found only while reading
+    else:
+        raw = raw[:-9]
+    open(path, "wb").write(bytes(raw))
+
+
+@pytest.mark.parametrize("how", ["flipped", "truncated"])
+@pytest.mark.parametrize("path_kind", ["utterance", "windowed"])
+def test_damaged_shard_is_named_on_both_paths(tmp_path, how, path_kind):
+    if path_kind == "utterance":
+        manifest, _ = write_classification(tmp_path / "d", dims={"audio": 6}, n=(6, 1, 1))
+        opts = dict(training=False)
+    else:
+        manifest, _ = write_regression(tmp_path / "d", n=(3, 1, 1), frames=(12, 20),
+                                       dims={"audio": 3})
+        opts = dict(training=True, window=5)
+    sh = manifest.modalities["audio"].shards["train"][0]
+    path = os.path.join(tmp_path / "d", sh.path)
+    _damage(path, how)
+    raw = manifest.to_json()  # the manifest agrees on the size: found only while reading
+    raw["modalities"]["audio"]["shards"]["train"][0]["bytes"] = os.path.getsize(path)
+    schema.Manifest.from_json(raw).save(str(tmp_path / "d"))
+    for cache in ("none", "memory"):
+        text = _read_error(D.Source.open(str(tmp_path / "d")), cache=cache, **opts)
+        assert text.startswith(f"{path}: corrupt or truncated TFRecord after "), text
 
 
 def test_demo_cache_is_keyed_by_the_generator(tmp_path):

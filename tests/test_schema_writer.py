@@ -1,6 +1,9 @@
 import glob
+import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -157,3 +160,43 @@ def test_load_manifest_errors(tmp_path):
     path.write_text("{not json")
     with pytest.raises(DataError, match="unreadable manifest"):
         schema.load_manifest(str(tmp_path / "d"))
+
+
+_ITEM = ('Item("video", np.arange(12, dtype=np.float32).reshape(3, 4) / 7, 2, '
+         'np.ones((3, 2), np.float32), "corp", "spk", "rec1", "dev", \'{"take": "01"}\')')
+
+
+def test_serialised_bytes_are_the_same_in_every_process():
+    """Issue 14: the feature map's order must not depend on the process (upb hash seeds)."""
+    code = ("import hashlib, sys\nimport numpy as np\nfrom emobed_tf.schema import Item, "
+            f"serialize_item\nsys.stdout.write(hashlib.sha256(serialize_item({_ITEM})).hexdigest())")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=root, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, "PYTHONHASHSEED": seed,
+                                   "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""})
+             for seed in ("0", "12345")]  # two processes at once, other hash seeds
+    digests = set()
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        digests.add(out.strip())
+    digests.add(hashlib.sha256(schema.serialize_item(eval(_ITEM))).hexdigest())  # this process
+    assert len(digests) == 1
+
+
+def _files(folder):
+    return {os.path.relpath(p, folder): open(p, "rb").read()
+            for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
+            if os.path.isfile(p)}
+
+
+@pytest.mark.parametrize("compression", ["", "GZIP"])
+def test_writing_the_same_items_twice_gives_identical_files(tmp_path, compression):
+    for name in ("a", "b"):
+        write_classification(tmp_path / name, n=(6, 3, 3), max_shard_bytes=1000,
+                             compression=compression)
+    a, b = _files(str(tmp_path / "a")), _files(str(tmp_path / "b"))
+    assert len(a) > 6 and "manifest.json" in a
+    assert sorted(a) == sorted(b)
+    assert [p for p in a if a[p] != b[p]] == []

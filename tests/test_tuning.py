@@ -8,6 +8,8 @@ import time
 import keras_tuner as kt
 import pytest
 
+from emobed_tf import configs as C
+from emobed_tf import experiment as E
 from emobed_tf import train as T
 from tuning.hypermodel import EmoBedHyperModel
 from tuning import search as S
@@ -17,11 +19,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _hypermodel(data_dir, mode="emobed", dataset="omg"):
-    base = T.default_config(dataset, "unused", "audio", mode)
-    base = T.apply_hparams(base, {})
     import dataclasses
+
+    base = C.default_config(dataset, "unused", "audio", mode)
     base = dataclasses.replace(base, data_dir=data_dir)
-    return EmoBedHyperModel(base, T.resolve_sources(dataclasses.replace(base, dataset="custom"))), base
+    return EmoBedHyperModel(base, E.resolve_sources(dataclasses.replace(base, dataset="custom"))), base
 
 
 def test_hyperparameters_default_to_the_paper(cls_data):
@@ -55,7 +57,7 @@ def test_fixed_overrides_and_mode_specific_weights(cls_data):
 
 def _search_args(d, directory, trials, *extra):
     return ["--dataset", "custom", "--data-dir", d, "--tuner", "random", "--max-trials",
-            str(trials), "--epochs", "1", "--dir", directory, "--verbose", "0",
+            str(trials), "--epochs", "1", "--out", directory, "--verbose", "0",
             "--batch-size", "8", *extra]
 
 

@@ -7,7 +7,58 @@ import os
 import keras_tuner as kt
 
 from emobed_tf import configs as C
-from emobed_tf import train as T
+from emobed_tf import experiment as E
+
+
+def model_hyperparameters(hp, base: C.TrainConfig) -> dict:
+    """Declares the searched model, loss and optimiser hyperparameters on ``hp``; their values.
+
+    Each is named after its ``TrainConfig`` field and defaults to ``base``;
+    alpha is searched only where the mode uses it (joint, emobed), beta
+    likewise (triplet, emobed).
+    """
+    b = base
+    hps = {
+        "encoder_layers": hp.Int("encoder_layers", 1, 3, default=b.model.encoder_layers),
+        "encoder_units": hp.Int("encoder_units", 32, 256, step=8, default=b.model.encoder_units),
+        "shared_layers": hp.Int("shared_layers", 1, 3, default=b.model.shared_layers),
+        "shared_units": hp.Int("shared_units", 32, 256, step=8, default=b.model.shared_units),
+        "learning_rate": hp.Float("learning_rate", 1e-4, 1e-2, sampling="log",
+                                  default=b.learning_rate),
+        "l2": hp.Float("l2", 1e-6, 1e-2, sampling="log", default=b.loss.l2),
+    }
+    if b.mode in ("joint", "emobed"):
+        hps["alpha"] = hp.Float("alpha", 0.0, 2.0, step=0.1, default=b.loss.alpha)
+    if b.mode in ("triplet", "emobed"):
+        hps["beta"] = hp.Float("beta", 0.0, 2.0, step=0.1, default=b.loss.beta)
+    return hps
+
+
+def batch_size(hp, base: C.TrainConfig) -> int:
+    """Declares the searched batch size on ``hp`` (in ``fit``); its value."""
+    return hp.Int("batch_size", 2, 256, sampling="log", default=base.data.batch_size)
+
+
+def search_space(base: C.TrainConfig) -> dict:
+    """``{name: {"type", ranges..., "default"}}`` of every searched hyperparameter.
+
+    What ``tuning.search`` records in ``search.json`` to recognise its search.
+
+    >>> space = search_space(C.TrainConfig(dataset="demo", out="unused", mode="joint"))
+    >>> sorted(space)  # no beta in joint mode
+    ['alpha', 'batch_size', 'encoder_layers', 'encoder_units', 'l2', 'learning_rate',
+     'shared_layers', 'shared_units']
+    >>> space["alpha"]["type"], space["alpha"]["min_value"], space["alpha"]["max_value"]
+    ('Float', 0.0, 2.0)
+    """
+    hp = kt.HyperParameters()
+    model_hyperparameters(hp, base)
+    batch_size(hp, base)
+    out = {}
+    for h in hp.space:
+        cfg = {k: v for k, v in h.get_config().items() if k != "name"}
+        out[h.name] = {"type": type(h).__name__, **cfg}
+    return out
 
 
 class EmoBedHyperModel(kt.HyperModel):
@@ -22,7 +73,7 @@ class EmoBedHyperModel(kt.HyperModel):
 
     Args:
         base: the base :class:`~emobed_tf.configs.TrainConfig`.
-        sources: ``{modality: Source}`` (see ``emobed_tf.train.resolve_sources``).
+        sources: ``{modality: Source}`` (see ``emobed_tf.experiment.resolve_sources``).
 
     Example:
     >>> hm = EmoBedHyperModel(cfg, sources)            # doctest: +SKIP
@@ -41,31 +92,25 @@ class EmoBedHyperModel(kt.HyperModel):
         name = "val_f1_macro" if self.task == "classification" else "val_ccc"
         return kt.Objective(name, direction="max")
 
+    def search_space(self) -> dict:
+        """The searched hyperparameters and their ranges (see :func:`search_space`)."""
+        return search_space(self.base)
+
     def config(self, hp) -> C.TrainConfig:
-        b = self.base
-        hps = {
-            "encoder_layers": hp.Int("encoder_layers", 1, 3, default=b.model.encoder_layers),
-            "encoder_units": hp.Int("encoder_units", 32, 256, step=8,
-                                    default=b.model.encoder_units),
-            "shared_layers": hp.Int("shared_layers", 1, 3, default=b.model.shared_layers),
-            "shared_units": hp.Int("shared_units", 32, 256, step=8, default=b.model.shared_units),
-            "learning_rate": hp.Float("learning_rate", 1e-4, 1e-2, sampling="log",
-                                      default=b.learning_rate),
-            "l2": hp.Float("l2", 1e-6, 1e-2, sampling="log", default=b.loss.l2),
-        }
-        if b.mode in ("joint", "emobed"):
-            hps["alpha"] = hp.Float("alpha", 0.0, 2.0, step=0.1, default=b.loss.alpha)
-        if b.mode in ("triplet", "emobed"):
-            hps["beta"] = hp.Float("beta", 0.0, 2.0, step=0.1, default=b.loss.beta)
-        return T.apply_hparams(b, hps)
+        return C.apply_hparams(self.base, model_hyperparameters(hp, self.base))
 
     def build(self, hp):
-        return T.build_model(self.config(hp), self.sources)
+        import keras
+
+        # the base's --precision, set per build: KerasTuner's clear_session() between trials
+        # resets Keras' global dtype policy
+        keras.mixed_precision.set_global_policy(self.base.precision)
+        return E.build_model(self.config(hp), self.sources)
 
     def fit(self, hp, model, *args, **kwargs):
-        batch = hp.Int("batch_size", 2, 256, sampling="log", default=self.base.data.batch_size)
-        cfg = T.apply_hparams(self.config(hp), {"batch_size": batch})
-        train_ds, dev_ds = T.make_datasets(cfg, self.sources)
+        batch = batch_size(hp, self.base)
+        cfg = C.apply_hparams(self.config(hp), {"batch_size": batch})
+        train_ds, dev_ds = E.make_datasets(cfg, self.sources)
         who = os.environ.get("KERASTUNER_TUNER_ID", "chief")
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in sorted(hp.values.items()))

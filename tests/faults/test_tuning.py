@@ -1,0 +1,220 @@
+"""Faults of ``tuning.search``: refused before training, one line, nothing finished changed.
+
+A search folder records what it searches (``search.json``); a rerun with
+another search, unreadable KerasTuner files, a ``--out`` that is a file or a
+folder locked by a running search end with exit code 2 and a line naming
+the folder, file or value, before any tuner is built.
+"""
+
+import hashlib
+import os
+import shutil
+
+import pytest
+
+from emobed_tf import io
+from tuning import search as S
+from tuning.hypermodel import EmoBedHyperModel
+
+
+def _args(d, directory, *extra, trials=1):
+    return ["--dataset", "custom", "--data-dir", d, "--tuner", "random", "--max-trials",
+            str(trials), "--epochs", "1", "--out", directory, "--verbose", "0",
+            "--batch-size", "8", "--seed", "3", *extra]
+
+
+def _hashes(folder):
+    """sha256 of every file, the lock file aside (a lock attempt rewrites its holder line)."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if name != io.FolderLock.NAME:
+                with open(path, "rb") as fh:
+                    out[os.path.relpath(path, folder)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from tests.conftest import write_classification
+
+    root = tmp_path_factory.mktemp("tuning-faults")
+    write_classification(root / "d", n=(12, 6, 6))
+    return str(root / "d")
+
+
+@pytest.fixture(scope="module")
+def finished(data, tmp_path_factory):
+    """A finished one-trial search (audio target, emobed mode)."""
+    directory = str(tmp_path_factory.mktemp("searches") / "s")
+    assert S.main(_args(data, directory)) == 0
+    return directory
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fails the test if a tuner is built: refusals must come first."""
+    def boom(*a, **k):
+        raise AssertionError("a tuner was built")
+
+    monkeypatch.setattr(S, "make_tuner", boom)
+
+
+def _copy(directory, tmp_path):
+    dest = str(tmp_path / "copy")
+    shutil.copytree(directory, dest)
+    return dest
+
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_the_folder_records_its_search(data, finished):
+    rec = io.read_json(os.path.join(finished, "search.json"))
+    assert rec["dataset"] == "custom" and rec["target"] == "audio" and rec["mode"] == "emobed"
+    assert rec["data_dirs"] == {"audio": os.path.abspath(data), "video": os.path.abspath(data)}
+    assert rec["objective"] == {"name": "val_f1_macro", "direction": "max"}
+    assert rec["tuner"] == "random" and rec["seed"] == 3 and rec["max_trials"] == 1
+    assert {"alpha", "beta", "encoder_units", "batch_size"} <= set(rec["search_space"])
+    assert rec["search_space"]["alpha"]["max_value"] == 2.0
+    assert rec["training"]["epochs"] == 1 and "out" not in rec["training"]
+
+
+def test_same_search_resumes_without_training_again(data, finished, tmp_path, capsys):
+    directory = _copy(finished, tmp_path)
+    trials = {p: h for p, h in _hashes(directory).items() if p.endswith("trial.json")}
+    assert S.main(_args(data, directory)) == 0  # one trial asked, one finished: nothing to do
+    assert {p: h for p, h in _hashes(directory).items() if p.endswith("trial.json")} == trials
+    assert len(S.completed_trials(directory)) == 1
+    assert "KerasTuner search: 1 completed trials" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, field", [
+    (["--target", "video"], 'target: "audio" there, "video" now'),
+    (["--mode", "classic"], 'mode: "emobed" there, "classic" now'),
+    (["--mode", "joint"], "search space differs in beta"),
+    (["--tuner", "bayesian"], 'tuner: "random" there, "bayesian" now'),
+    (["--epochs", "2"], "training settings differ: epochs 1 there, 2 now"),
+    (["--seed", "4"], "seed: 3 there, 4 now"),
+])
+def test_another_search_in_the_folder_is_refused(data, finished, capsys, no_training, extra,
+                                                 field):
+    before = _hashes(finished)
+    args = _args(data, finished)
+    for flag, value in zip(extra[::2], extra[1::2]):  # replace or add the flag
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    assert S.main(args) == 2
+    err = _one_error_line(capsys)
+    assert f"{finished}: holds another search" in err and field in err
+    assert "--overwrite" in err and "another --out" in err
+    assert _hashes(finished) == before
+
+
+def test_other_data_is_another_search(data, finished, tmp_path, capsys, no_training):
+    other = str(tmp_path / "other-data")
+    shutil.copytree(data, other)
+    before = _hashes(finished)
+    assert S.main(_args(other, finished)) == 2
+    err = _one_error_line(capsys)
+    assert "data_dirs.audio" in err and "data_dirs.video" in err
+    assert _hashes(finished) == before
+
+
+def test_overwrite_starts_another_search(data, finished, tmp_path):
+    directory = _copy(finished, tmp_path)
+    assert S.main(_args(data, directory, "--target", "video", "--overwrite")) == 0
+    rec = io.read_json(os.path.join(directory, "search.json"))
+    assert rec["target"] == "video"
+    assert len(S.completed_trials(directory)) == 1  # the audio trial is gone
+
+
+@pytest.mark.parametrize("name", ["oracle.json", "trial.json", "search.json"])
+def test_truncated_search_file_is_named(data, finished, tmp_path, capsys, no_training, name):
+    directory = _copy(finished, tmp_path)
+    if name == "trial.json":
+        trial = min(t for t in os.listdir(directory) if t.startswith("trial_"))
+        path = os.path.join(directory, trial, name)
+    else:
+        path = os.path.join(directory, name)
+    with open(path) as fh:
+        text = fh.read()
+    with open(path, "w") as fh:
+        fh.write(text[: len(text) // 2])
+    before = _hashes(directory)
+    assert S.main(_args(data, directory)) == 2
+    err = _one_error_line(capsys)
+    assert path in err and "truncated" in err and "--overwrite" in err
+    assert _hashes(directory) == before
+
+
+def test_kerastuner_folder_without_a_record_is_refused(data, finished, tmp_path, capsys,
+                                                       no_training):
+    directory = _copy(finished, tmp_path)
+    os.remove(os.path.join(directory, "search.json"))
+    before = _hashes(directory)
+    assert S.main(_args(data, directory)) == 2
+    err = _one_error_line(capsys)
+    assert directory in err and "without search.json" in err and "--overwrite" in err
+    assert _hashes(directory) == before
+
+
+def test_dir_that_is_a_file(data, tmp_path, capsys, no_training):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    assert S.main(_args(data, str(path))) == 2
+    err = _one_error_line(capsys)
+    assert str(path) in err and "is a file" in err
+    assert path.read_text() == "mine"
+
+
+def test_a_locked_folder_is_refused_naming_the_holder(data, finished, capsys, no_training):
+    before = _hashes(finished)
+    with io.FolderLock(finished, "tuning.search (chief) of another shell"):
+        assert S.main(_args(data, finished)) == 2
+    err = _one_error_line(capsys)
+    assert finished in err and "in use by tuning.search (chief) of another shell" in err
+    assert f"pid {os.getpid()}" in err
+    assert _hashes(finished) == before
+
+
+def test_multiworker_strategy_is_refused(data, tmp_path, capsys, no_training):
+    directory = tmp_path / "s"
+    assert S.main(_args(data, str(directory), "--strategy", "multiworker")) == 2
+    err = _one_error_line(capsys)
+    assert "--strategy multiworker" in err and "KERASTUNER_TUNER_ID" in err
+    assert not directory.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "x"])
+def test_max_trials_must_be_positive(data, tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exit_:
+        S.main(_args(data, str(tmp_path / "s")) + ["--max-trials", value])
+    assert exit_.value.code == 2 and repr(value) in capsys.readouterr().err
+
+
+def test_precision_and_mirrored_strategy_apply_to_the_trials(data, tmp_path, monkeypatch):
+    import keras
+
+    seen = []  # (dtype policy, strategy its variables live in) of each model a trial trains
+    fit = EmoBedHyperModel.fit
+
+    def spy(self, hp, model, *args, **kwargs):
+        seen.append((model.dtype_policy.name, type(model.distribute_strategy).__name__))
+        return fit(self, hp, model, *args, **kwargs)
+
+    monkeypatch.setattr(EmoBedHyperModel, "fit", spy)
+    directory = str(tmp_path / "s")
+    assert S.main(_args(data, directory, "--precision", "mixed_bfloat16",
+                        "--strategy", "mirrored")) == 0
+    assert seen == [("mixed_bfloat16", "MirroredStrategy")]
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
+    assert len(S.completed_trials(directory)) == 1
+    rec = io.read_json(os.path.join(directory, "search.json"))
+    assert rec["training"]["precision"] == "mixed_bfloat16"
