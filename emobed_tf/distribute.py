@@ -42,6 +42,8 @@ def fit_multiworker(model, strategy, train_ds, epochs: int, start: int, ckpt, de
     """
     import tensorflow as tf
 
+    from emobed_tf.metrics import dev_monitor
+
     workers = strategy.num_replicas_in_sync
     n = int(train_ds.cardinality())
     per_epoch = (n // workers) * workers
@@ -69,7 +71,7 @@ def fit_multiworker(model, strategy, train_ds, epochs: int, start: int, ckpt, de
                 examples += int(part.shape[0])
             ckpt.on_train_batch_end(seen - 1, {m.name: m.result() for m in model.metrics})
         logs = {m.name: float(m.result()) for m in model.metrics}
-        logs[f"val_{model.score_name}"] = dev_score(model)
+        logs[dev_monitor(model.task)] = dev_score(model)
         logs["batches_this_worker"] = seen  # global batches, split across the workers
         logs["examples_this_worker"] = examples
         if verbose:

@@ -267,7 +267,7 @@ def _run_in(rd: RunDir, cfg: C.TrainConfig, sources: dict, callbacks=()) -> dict
     import tensorflow as tf
 
     from emobed_tf.distribute import fit_multiworker, make_strategy
-    from emobed_tf.metrics import headline_keys
+    from emobed_tf.metrics import dev_monitor, headline_keys
 
     state = rd.check_resumable(cfg)
     rd.begin(cfg, sources)
@@ -283,7 +283,7 @@ def _run_in(rd: RunDir, cfg: C.TrainConfig, sources: dict, callbacks=()) -> dict
             model = build_model(cfg, sources)
         if cfg.strategy == "multiworker":
             model.optimizer.build(model.trainable_variables)
-    monitor = f"val_{model.score_name}"
+    monitor = dev_monitor(model.task)
     ckpt = make_run_checkpoint(rd, monitor, cfg.patience, state)
     start = ckpt.state["epoch"]
     t0 = time.time()

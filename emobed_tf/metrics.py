@@ -122,7 +122,17 @@ def classification_scores(y_true, y_pred, num_classes: int) -> dict:
 
 
 CLASSIFICATION_SCORES = ("f1_macro", "f1_micro", "uar", "accuracy")
-HEADLINE = {"classification": "f1_macro", "regression": "ccc_mean"}  # what model selection uses
+HEADLINE = {"classification": "f1_macro", "regression": "ccc_mean"}  # the summary's first score
+DEV_SCORE = {"classification": "f1_macro", "regression": "ccc"}  # the model's streaming dev score
+
+
+def dev_monitor(task: str) -> str:
+    """The logged dev score early stopping, checkpoints and tuning select on.
+
+    >>> dev_monitor("classification"), dev_monitor("regression")
+    ('val_f1_macro', 'val_ccc')
+    """
+    return f"val_{DEV_SCORE[task]}"
 
 
 def headline_keys(task: str, names) -> list:
@@ -238,7 +248,7 @@ class ConfusionScore(keras.metrics.Metric):
             with the same definitions as :func:`scores_from_confusion`.
     """
 
-    SCORES = ("f1_macro", "f1_micro", "uar", "accuracy")
+    SCORES = CLASSIFICATION_SCORES
 
     def __init__(self, num_classes: int = 7, score: str = "f1_macro", name=None, **kwargs):
         if score not in self.SCORES:

@@ -195,9 +195,10 @@ class EmoBed(keras.Model):
         if self.l2 > 0:
             self.trackers["l2_loss"] = keras.metrics.Mean(name="l2_loss")
         if seq:
-            self.score = M.ConcordanceCC(self.num_outputs, name="ccc")
+            self.score = M.ConcordanceCC(self.num_outputs, name=M.DEV_SCORE["regression"])
         else:
-            self.score = M.ConfusionScore(self.num_outputs, "f1_macro", name="f1_macro")
+            name = M.DEV_SCORE["classification"]
+            self.score = M.ConfusionScore(self.num_outputs, name, name=name)
 
     # -- properties ---------------------------------------------------------
 

@@ -8,6 +8,7 @@ import keras_tuner as kt
 
 from emobed_tf import configs as C
 from emobed_tf import experiment as E
+from emobed_tf.metrics import dev_monitor
 
 
 def model_hyperparameters(hp, base: C.TrainConfig) -> dict:
@@ -89,7 +90,7 @@ class EmoBedHyperModel(kt.HyperModel):
     @property
     def objective(self) -> kt.Objective:
         """The target modality's dev score: macro-F1 or mean CCC, maximised."""
-        name = "val_f1_macro" if self.task == "classification" else "val_ccc"
+        name = dev_monitor(self.task)
         return kt.Objective(name, direction="max")
 
     def search_space(self) -> dict:

@@ -41,7 +41,10 @@ import sys
 from emobed_tf import cli, figures, io
 from emobed_tf import configs as C
 from emobed_tf import experiment as E
+from emobed_tf.metrics import DEV_SCORE, dev_monitor
 from emobed_tf.schema import DataError
+
+DEV_MONITORS = {dev_monitor(task) for task in DEV_SCORE}  # the objectives a trial may log
 
 TUNERS = ("random", "bayesian", "hyperband")
 RECORD = "search.json"
@@ -244,7 +247,7 @@ def completed_trials(directory: str) -> list:
             metric = None
             obj = t.get("metrics", {}).get("metrics", {})
             for k, v in obj.items():
-                if k.startswith("val_") and k.endswith(("f1_macro", "ccc")):
+                if k in DEV_MONITORS:
                     hist = v.get("observations", [])
                     if hist:
                         metric = max(o["value"][0] for o in hist)
