@@ -190,46 +190,66 @@ def regression_scores(gold, pred, dim_names, variant: str = "standard") -> dict:
 class ConcordanceCC(keras.metrics.Metric):
     """Streaming CCC pooled over every frame seen, averaged over dimensions.
 
-    Accumulates first and second moments, so the result equals
-    :func:`ccc` on the concatenation of all batches (standard variant).
-    ``sample_weight`` is the frame mask.
+    Each batch's count, means, centred sums of squares and co-moment are
+    merged into the running ones with Chan et al.'s parallel update
+    (Welford's algorithm for batches), so the result equals :func:`ccc` on
+    the concatenation of all batches (standard variant) and stays accurate in
+    float32, whatever the backend: raw sums of squares over ~70k frames would
+    cancel catastrophically. ``sample_weight`` is the frame mask.
 
     Args:
         num_dims: number of label dimensions K.
         dim_index: report only this dimension (default: mean over all).
+
+    Example:
+
+    >>> import numpy as np
+    >>> m = ConcordanceCC()
+    >>> m.update_state(np.array([[1.0], [2.0]]), np.array([[2.0], [3.0]]))
+    >>> m.update_state(np.array([[3.0]]), np.array([[4.0]]))
+    >>> round(float(m.result()), 4)  # ccc([1, 2, 3], [2, 3, 4])
+    0.5714
     """
 
     def __init__(self, num_dims: int = 1, dim_index: int | None = None, name="ccc", **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_dims = num_dims
         self.dim_index = dim_index
-        self.moments = self.add_variable(shape=(6, num_dims), initializer="zeros", name="moments",
-                                         dtype="float64")
+        # rows: count, mean gold, mean pred, M2 gold, M2 pred, co-moment
+        self.moments = self.add_variable(shape=(6, num_dims), initializer="zeros",
+                                         name="moments", dtype="float32")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         k = self.num_dims
-        yt = ops.cast(ops.reshape(y_true, (-1, k)), "float64")
-        yp = ops.cast(ops.reshape(y_pred, (-1, k)), "float64")
+        yt = ops.cast(ops.reshape(y_true, (-1, k)), "float32")
+        yp = ops.cast(ops.reshape(y_pred, (-1, k)), "float32")
         if sample_weight is None:
             w = ops.ones_like(yt)
         else:
-            w = ops.expand_dims(ops.cast(ops.reshape(sample_weight, (-1,)), "float64"), -1)
+            w = ops.expand_dims(ops.cast(ops.reshape(sample_weight, (-1,)), "float32"), -1)
             w = w * ops.ones_like(yt)
-        upd = ops.stack([
-            ops.sum(w, 0), ops.sum(w * yt, 0), ops.sum(w * yp, 0),
-            ops.sum(w * yt * yt, 0), ops.sum(w * yp * yp, 0), ops.sum(w * yt * yp, 0)])
-        self.moments.assign_add(upd)
+        nb = ops.sum(w, 0)
+        safe_nb = ops.maximum(nb, 1.0)
+        mtb = ops.sum(w * yt, 0) / safe_nb
+        mpb = ops.sum(w * yp, 0) / safe_nb
+        dt, dp = yt - mtb, yp - mpb
+        m2tb, m2pb, cb = ops.sum(w * dt * dt, 0), ops.sum(w * dp * dp, 0), ops.sum(w * dt * dp, 0)
+        na, mta, mpa, m2ta, m2pa, ca = [self.moments[i] for i in range(6)]
+        n = na + nb
+        safe_n = ops.maximum(n, 1.0)
+        delta_t, delta_p = mtb - mta, mpb - mpa
+        frac = nb / safe_n
+        cross = na * nb / safe_n
+        self.moments.assign(ops.stack([
+            n, mta + delta_t * frac, mpa + delta_p * frac,
+            m2ta + m2tb + delta_t * delta_t * cross, m2pa + m2pb + delta_p * delta_p * cross,
+            ca + cb + delta_t * delta_p * cross]))
 
     def result(self):
-        n, st, sp, stt, spp, stp = [self.moments[i] for i in range(6)]
+        n, mt, mp, m2t, m2p, c = [self.moments[i] for i in range(6)]
         n = ops.maximum(n, 1.0)
-        mt, mp = st / n, sp / n
-        vt = stt / n - mt * mt
-        vp = spp / n - mp * mp
-        cov = stp / n - mt * mp
-        c = 2 * cov / ops.maximum(vt + vp + (mt - mp) ** 2, 1e-12)
-        out = c[self.dim_index] if self.dim_index is not None else ops.mean(c)
-        return ops.cast(out, "float32")
+        ccc_k = 2 * (c / n) / ops.maximum(m2t / n + m2p / n + (mt - mp) ** 2, 1e-12)
+        return ccc_k[self.dim_index] if self.dim_index is not None else ops.mean(ccc_k)
 
     def reset_state(self):
         self.moments.assign(ops.zeros_like(self.moments))

@@ -277,7 +277,11 @@ class EmoBed(keras.Model):
             preds = {self.target: self.predict_from_embedding(embs[self.target],
                                                               masks[self.target], training)}
         else:
-            t_max = ops.maximum(*[ops.shape(embs[m])[1] for m in heads])
+            lengths = [embs[m].shape[1] for m in heads]
+            if all(isinstance(t, int) for t in lengths):  # static: stays a Python int (jit)
+                t_max = max(lengths)
+            else:
+                t_max = ops.maximum(*[ops.shape(embs[m])[1] for m in heads])
             e_cat = ops.concatenate([self._pad_time(embs[m], t_max) for m in heads], 0)
             m_cat = ops.concatenate([self._pad_time(masks[m], t_max) for m in heads], 0)
             y = self.predict_from_embedding(e_cat, m_cat, training)
