@@ -262,10 +262,26 @@ def config_from_args(args, out: str, mode: str) -> C.TrainConfig:
             raise DataError(str(err)) from None
     top = given(args, "top")
     top.pop("dataset", None)
+    top.setdefault("backend", os.environ.get("KERAS_BACKEND") or "tensorflow")
     return dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, **given(args, "model")),
         loss=dataclasses.replace(cfg.loss, **given(args, "loss")),
         data=dataclasses.replace(cfg.data, **given(args, "data")), **top)
+
+
+def select_backend(args) -> None:
+    """Makes ``--backend`` Keras' backend: must run before Keras is imported."""
+    name = getattr(args, "backend", None)
+    if not name:
+        return
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != name:
+            raise C.ConfigError(f"--backend {name}: Keras was already imported with the "
+                                f"{keras.backend.backend()} backend in this process")
+        return
+    os.environ["KERAS_BACKEND"] = name
 
 
 def fail(message) -> int:

@@ -40,6 +40,7 @@ TRIPLET_REDUCTIONS = ("mean", "sum")
 CROSSMODAL_LOSSES = ("triplet", "prototype")
 STRATEGIES = ("none", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+BACKENDS = ("tensorflow", "jax")  # Keras 3 backends EmoBed trains with (torch: not yet)
 CACHE_MODES = ("auto", "memory", "none")  # see emobed_tf.data.PipelineOptions
 
 
@@ -264,6 +265,16 @@ class TrainConfig(_Validated):
                             "own --out)", choices=STRATEGIES, hparam=False)
     precision: str = setting("float32", "Keras dtype policy; mixed_float16 (with loss scaling) "
                              "or mixed_bfloat16 speed up GPUs", choices=PRECISIONS, hparam=False)
+    backend: str = setting("tensorflow", "Keras backend that trains the model (default: "
+                           "$KERAS_BACKEND, else tensorflow); the tf.data pipeline feeds both, "
+                           "and a .keras file of either loads under the other",
+                           choices=BACKENDS, hparam=False)
+
+    def __post_init__(self):
+        validate(self)
+        if self.backend != "tensorflow" and self.strategy != "none":
+            raise ConfigError(f"strategy {self.strategy!r} is a tf.distribute strategy: it "
+                              "needs backend 'tensorflow'")
 
     @property
     def alpha(self) -> float:

@@ -266,6 +266,11 @@ def _run_in(rd: RunDir, cfg: C.TrainConfig, sources: dict, callbacks=()) -> dict
     import keras
     import tensorflow as tf
 
+    if keras.backend.backend() != cfg.backend:
+        raise C.ConfigError(f"the run asks for the {cfg.backend} backend but Keras runs on "
+                            f"{keras.backend.backend()}: start Python with "
+                            f"KERAS_BACKEND={cfg.backend} (train --backend does it)")
+
     from emobed_tf.distribute import fit_multiworker, make_strategy
     from emobed_tf.metrics import dev_monitor, headline_keys
 

@@ -234,7 +234,8 @@ class ConcordanceCC(keras.metrics.Metric):
         mpb = ops.sum(w * yp, 0) / safe_nb
         dt, dp = yt - mtb, yp - mpb
         m2tb, m2pb, cb = ops.sum(w * dt * dt, 0), ops.sum(w * dp * dp, 0), ops.sum(w * dt * dp, 0)
-        na, mta, mpa, m2ta, m2pa, ca = [self.moments[i] for i in range(6)]
+        state = ops.convert_to_tensor(self.moments)
+        na, mta, mpa, m2ta, m2pa, ca = [state[i] for i in range(6)]
         n = na + nb
         safe_n = ops.maximum(n, 1.0)
         delta_t, delta_p = mtb - mta, mpb - mpa
@@ -246,13 +247,14 @@ class ConcordanceCC(keras.metrics.Metric):
             ca + cb + delta_t * delta_p * cross]))
 
     def result(self):
-        n, mt, mp, m2t, m2p, c = [self.moments[i] for i in range(6)]
+        state = ops.convert_to_tensor(self.moments)
+        n, mt, mp, m2t, m2p, c = [state[i] for i in range(6)]
         n = ops.maximum(n, 1.0)
         ccc_k = 2 * (c / n) / ops.maximum(m2t / n + m2p / n + (mt - mp) ** 2, 1e-12)
         return ccc_k[self.dim_index] if self.dim_index is not None else ops.mean(ccc_k)
 
     def reset_state(self):
-        self.moments.assign(ops.zeros_like(self.moments))
+        self.moments.assign(ops.zeros(self.moments.shape, self.moments.dtype))
 
     def get_config(self):
         return {**super().get_config(), "num_dims": self.num_dims, "dim_index": self.dim_index}
@@ -287,7 +289,7 @@ class ConfusionScore(keras.metrics.Metric):
         self.cm.assign_add(ops.matmul(ops.transpose(oh_t), oh_p))
 
     def result(self):
-        cm = self.cm
+        cm = ops.convert_to_tensor(self.cm)
         tp = ops.diagonal(cm)
         support = ops.sum(cm, 1)
         predicted = ops.sum(cm, 0)
@@ -303,7 +305,7 @@ class ConfusionScore(keras.metrics.Metric):
         return ops.sum(f1 * present) / ops.maximum(ops.sum(present), 1.0)
 
     def reset_state(self):
-        self.cm.assign(ops.zeros_like(self.cm))
+        self.cm.assign(ops.zeros(self.cm.shape, self.cm.dtype))
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "score": self.score}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from emobed_tf import losses as L
@@ -388,7 +387,35 @@ class EmoBed(keras.Model):
 
     # -- steps --------------------------------------------------------------
 
-    def train_step(self, data):
+    # Keras calls train_step/test_step with the backend's own signature: (data) under
+    # TensorFlow and torch, (state, data) -> (logs, state) under JAX, where the step
+    # must be a pure function of the variables' values.
+
+    def train_step(self, *args):
+        backend = keras.backend.backend()
+        if backend == "jax":
+            return self._jax_train_step(*args)
+        if backend == "tensorflow":
+            return self._tf_train_step(*args)
+        raise NotImplementedError(
+            f"EmoBed trains with the tensorflow or jax backend, not {backend!r} (torch: not yet)")
+
+    def test_step(self, *args):
+        if keras.backend.backend() == "jax":
+            state, data = args
+            trainable, non_trainable, metrics_values = state
+            mapping = (list(zip(self.trainable_variables, trainable))
+                       + list(zip(self.non_trainable_variables, non_trainable))
+                       + list(zip(self.metrics_variables, metrics_values)))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                logs = self._test_logs(data)
+            metrics_values = [scope.get_current_value(v) for v in self.metrics_variables]
+            return logs, (trainable, non_trainable, metrics_values)
+        return self._test_logs(args[0])
+
+    def _tf_train_step(self, data):
+        import tensorflow as tf
+
         if not self.optimizer.built:
             # Slots for every trainable variable in model order (as Keras
             # builds them when reloading a .keras file), although each mode
@@ -404,7 +431,32 @@ class EmoBed(keras.Model):
         self.optimizer.apply(grads, variables)
         return self._update(terms, data[self.target], outputs[self.target]["prediction"])
 
-    def test_step(self, data):
+    def _jax_train_step(self, state, data):
+        """The stateless JAX step: Eq. (8), its gradient, Adam, the trackers."""
+        import jax
+
+        trainable, non_trainable, optimizer_values, metrics_values = state
+
+        def loss_fn(trainable_values):
+            mapping = (list(zip(self.trainable_variables, trainable_values))
+                       + list(zip(self.non_trainable_variables, non_trainable)))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                terms, outputs = self.compute_terms(data, training=True)
+            new_non_trainable = [scope.get_current_value(v) for v in self.non_trainable_variables]
+            return terms["loss"], (terms, outputs[self.target]["prediction"], new_non_trainable)
+
+        # sub-networks the mode does not use get zero gradients: Adam leaves them unchanged
+        (_, (terms, prediction, non_trainable)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(trainable)
+        trainable, optimizer_values = self.optimizer.stateless_apply(optimizer_values, grads,
+                                                                     trainable)
+        with keras.StatelessScope(
+                state_mapping=list(zip(self.metrics_variables, metrics_values))) as scope:
+            logs = self._update(terms, data[self.target], prediction)
+        metrics_values = [scope.get_current_value(v) for v in self.metrics_variables]
+        return logs, (trainable, non_trainable, optimizer_values, metrics_values)
+
+    def _test_logs(self, data):
         self._check_batch(data, [self.target])
         batch = data[self.target]
         pred = self.forward(self.target, batch, training=False)["prediction"]

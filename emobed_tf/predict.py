@@ -48,19 +48,53 @@ def _forward_fn(model, modality: str):
 
     A new ``tf.function`` per call would retrace each time (and TensorFlow
     warns about it after five); the data pipeline pads batches to a few
-    bucketed lengths, so each function traces a few shapes at most.
+    bucketed lengths, so each function traces a few shapes at most. Under
+    the JAX backend the forward pass is a ``jax.jit`` of the stateless call
+    (compiled once per bucketed shape). The function returns numpy arrays.
     """
-    import tensorflow as tf
+    import keras
 
     fns = _FORWARD_FNS.setdefault(model, {})
-    if modality not in fns:
+    if modality in fns:
+        return fns[modality]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
         @tf.function(reduce_retracing=True)
-        def run(features, mask):
+        def traced(features, mask):
             out = model.forward(modality, {"features": features, "mask": mask}, training=False)
             return out["prediction"], out["embedding"]
 
-        fns[modality] = run
-    return fns[modality]
+        def run(features, mask):
+            pred, emb = traced(features, mask)
+            return pred.numpy(), emb.numpy()
+    elif backend == "jax":
+        import jax
+
+        def pure(trainable, non_trainable, features, mask):
+            mapping = (list(zip(model.trainable_variables, trainable))
+                       + list(zip(model.non_trainable_variables, non_trainable)))
+            with keras.StatelessScope(state_mapping=mapping):
+                out = model.forward(modality, {"features": features, "mask": mask},
+                                    training=False)
+            return out["prediction"], out["embedding"]
+
+        jitted = jax.jit(pure)
+
+        def run(features, mask):
+            pred, emb = jitted([v.value for v in model.trainable_variables],
+                               [v.value for v in model.non_trainable_variables],
+                               np.asarray(features), np.asarray(mask))
+            return np.asarray(pred), np.asarray(emb)
+    else:
+        def run(features, mask):
+            out = model.forward(modality, {"features": np.asarray(features),
+                                           "mask": np.asarray(mask)}, training=False)
+            return (keras.ops.convert_to_numpy(out["prediction"]),
+                    keras.ops.convert_to_numpy(out["embedding"]))
+    fns[modality] = run
+    return run
 
 
 def predict_split(model, source: D.Source, modality: str, split: str, batch_size: int = 64,
@@ -79,7 +113,6 @@ def predict_split(model, source: D.Source, modality: str, split: str, batch_size
     task = source.manifest.task
     for batch in ds:
         pred, emb = run(batch["features"], batch["mask"])
-        pred, emb = pred.numpy(), emb.numpy()
         mask = batch["mask"].numpy()
         label = batch["label"].numpy()
         for i, rec in enumerate(batch[schema.KEY_RECORDING].numpy()):

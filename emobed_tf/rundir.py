@@ -153,7 +153,7 @@ class RunDir:
             raise RunError(f"{self.path}: this run is already finished (metrics.json exists); "
                            "pass --overwrite to train it again, or choose another --out")
         if os.path.isfile(self.config_path):
-            old = self._read(self.config_path, "its configuration")
+            old = json.loads(json.dumps(self.config().to_json()))  # settings added since: defaults
             new = json.loads(json.dumps(cfg.to_json()))
             diff = sorted(k for k in new if k not in IGNORED_FOR_RESUME and old.get(k) != new[k])
             if diff:

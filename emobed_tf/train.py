@@ -36,6 +36,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        cli.select_backend(args)
+    except C.ConfigError as err:
+        return cli.fail(err)
     cli.quiet_frameworks()
     try:
         cfg = cli.config_from_args(args, args.out, args.mode)

@@ -1,0 +1,127 @@
+"""EmoBed under Keras' JAX backend: the same Eq. (8), gradients and step as TensorFlow,
+and a .keras file trained under JAX loads, scores and exports under TensorFlow."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from emobed_tf.model import EmoBed
+from tests.conftest import write_classification
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+       "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+pytest.importorskip("jax", reason="the jax extra (in .[dev]) is not installed")
+
+
+def _batch(task, rng):
+    """A mixed batch with padded, masked sequences of different lengths per modality."""
+    out = {}
+    for mod, (n, t, d) in {"audio": (6, 7, 5), "video": (4, 9, 8)}.items():
+        lengths = rng.integers(2, t + 1, size=n)
+        lengths[0] = t
+        mask = np.arange(t)[None, :] < lengths[:, None]
+        x = rng.normal(size=(n, t, d)).astype(np.float32) * mask[..., None]
+        if task == "classification":
+            label = (np.arange(n) % 3).astype(np.int64)
+        else:
+            label = (np.tanh(rng.normal(size=(n, t, 2))) * mask[..., None]).astype(np.float32)
+        out[mod] = {"features": x, "mask": mask, "label": label}
+    return out
+
+
+def _tf_side(task, batch, path):
+    keras.utils.set_random_seed(1)
+    model = EmoBed(task, 3 if task == "classification" else 2, {"audio": 5, "video": 8},
+                   target="audio", alpha=0.5, beta=0.7, l2=1e-3, encoder_layers=1,
+                   encoder_units=8, shared_layers=1, shared_units=6, triplet_frame_stride=2)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    model.compute_terms(batch)  # builds every sub-network
+    model.save(path)
+    terms, _ = model.compute_terms(batch, training=True)
+    with tf.GradientTape() as tape:
+        loss = model.compute_terms(batch, training=True)[0]["loss"]
+    grads = tape.gradient(loss, model.trainable_variables)
+    logs = model.train_step(batch)
+    return ({k: float(v) for k, v in terms.items()},
+            {v.path: (np.zeros(v.shape) if g is None else g.numpy())
+             for v, g in zip(model.trainable_variables, grads)},
+            {v.path: v.numpy() for v in model.trainable_variables},
+            {k: float(v) for k, v in logs.items()})
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_jax_gives_the_same_terms_gradients_and_step(task, tmp_path):
+    batch = _batch(task, np.random.default_rng(0))
+    terms, grads, new, logs = _tf_side(task, batch, str(tmp_path / "m.keras"))
+    np.savez(tmp_path / "batch.npz", **{f"{m}/{k}": v for m, d in batch.items()
+                                         for k, v in d.items()})
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "backend_step.py"),
+                          str(tmp_path / "batch.npz"), str(tmp_path / "m.keras"),
+                          str(tmp_path / "out.npz")], env=ENV, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    jx = np.load(tmp_path / "out.npz")
+    # every Eq. (8) term, masking and padding included
+    assert set(terms) == {k[5:] for k in jx.files if k.startswith("term/")}
+    assert {"target_loss", "auxiliary_loss", "triplet_loss", "l2_loss", "loss"} <= set(terms)
+    for k, v in terms.items():
+        assert float(jx[f"term/{k}"]) == pytest.approx(v, rel=2e-5, abs=1e-6), k
+    # gradients: finite, the same direction and size for every variable
+    for path, g in grads.items():
+        gj = jx[f"grad/{path}"]
+        assert np.all(np.isfinite(gj)), path
+        np.testing.assert_allclose(gj, g, rtol=2e-3, atol=2e-6, err_msg=path)
+        if np.linalg.norm(g) > 0:
+            cos = np.sum(g * gj) / (np.linalg.norm(g) * np.linalg.norm(gj))
+            assert cos > 0.9999, path
+    # one Adam step from the same weights lands on the same weights
+    for path, w in new.items():
+        np.testing.assert_allclose(jx[f"new/{path}"], w, rtol=1e-4, atol=1e-6, err_msg=path)
+    for k in ("loss", "target_loss", "triplet_loss"):
+        assert float(jx[f"log/{k}"]) == pytest.approx(logs[k], rel=2e-5), k
+
+
+def test_a_run_trained_under_jax_loads_scores_and_exports_under_tensorflow(tmp_path):
+    from emobed_tf import data as D
+    from emobed_tf.export import export_monomodal
+    from emobed_tf.predict import predict_split, score_predictions
+    from emobed_tf.rundir import RunDir
+
+    d = str(tmp_path / "cls")
+    write_classification(d)
+    out = str(tmp_path / "run")
+    res = subprocess.run([sys.executable, "-m", "emobed_tf.train", "--backend", "jax",
+                          "--dataset", "custom", "--data-dir", d, "--out", out, "--epochs", "2",
+                          "--batch-size", "8", "--encoder-units", "8", "--shared-units", "8",
+                          "--verbose", "0"], env={**ENV, "KERAS_BACKEND": ""},
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = RunDir(out)
+    assert run.config().backend == "jax"
+    metrics = run.metrics()
+    model = run.load_model()  # under TensorFlow, this process
+    src = D.Source.open(d)
+    p = predict_split(model, src, "audio", "dev", 5)
+    scores = score_predictions(p, ["a", "b", "c"])
+    assert scores["f1_macro"] == pytest.approx(metrics["dev"]["f1_macro"], abs=1e-9)
+    assert scores["accuracy"] == pytest.approx(metrics["dev"]["accuracy"], abs=1e-9)
+    # the same TF Serving SavedModel as a TensorFlow-trained run
+    path = export_monomodal(out, "audio", str(tmp_path / "served"))
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    info = json.load(open(run.manifest_path("audio")))["modalities"]["audio"]
+    x = np.random.default_rng(2).normal(size=(3, 4, 6)).astype(np.float32)
+    lengths = np.array([4, 2, 3], np.int32)
+    got = served(features=tf.constant(x), lengths=tf.constant(lengths))["probabilities"].numpy()
+    mask = np.arange(4)[None, :] < lengths[:, None]
+    xs = (x - np.asarray(info["mean"], np.float32)) / np.asarray(info["std"], np.float32)
+    want = model.forward("audio", {"features": (xs * mask[..., None]).astype(np.float32),
+                                   "mask": mask})["prediction"]
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-5, atol=1e-6)
