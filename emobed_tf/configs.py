@@ -40,7 +40,7 @@ TRIPLET_REDUCTIONS = ("mean", "sum")
 CROSSMODAL_LOSSES = ("triplet", "prototype")
 STRATEGIES = ("none", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-BACKENDS = ("tensorflow", "jax")  # Keras 3 backends EmoBed trains with (torch: not yet)
+BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3 backends EmoBed trains with
 CACHE_MODES = ("auto", "memory", "none")  # see emobed_tf.data.PipelineOptions
 
 

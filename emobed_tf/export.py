@@ -101,7 +101,7 @@ def load_run(run_dir: str, modality: str):
         raise ExportError(f"{path}: no trained model here; is {run_dir} a finished "
                           "emobed_tf.train run?")
     try:
-        model = load_model(path)
+        model = load_model(path, compile=False)  # inference only: any backend trained it
     except Exception as err:  # noqa: BLE001 (a truncated or foreign file: Keras' errors vary)
         raise ExportError(f"{path}: cannot load the model ({type(err).__name__}: "
                           f"{str(err).splitlines()[0] if str(err) else 'no detail'}); the file "

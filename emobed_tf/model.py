@@ -389,16 +389,18 @@ class EmoBed(keras.Model):
 
     # Keras calls train_step/test_step with the backend's own signature: (data) under
     # TensorFlow and torch, (state, data) -> (logs, state) under JAX, where the step
-    # must be a pure function of the variables' values.
+    # must be a pure function of the variables' values. Each backend's step follows
+    # Keras' guide for it ("Customizing what happens in fit()").
 
     def train_step(self, *args):
         backend = keras.backend.backend()
         if backend == "jax":
             return self._jax_train_step(*args)
+        if backend == "torch":
+            return self._torch_train_step(*args)
         if backend == "tensorflow":
             return self._tf_train_step(*args)
-        raise NotImplementedError(
-            f"EmoBed trains with the tensorflow or jax backend, not {backend!r} (torch: not yet)")
+        raise NotImplementedError(f"EmoBed trains with tensorflow, jax or torch, not {backend!r}")
 
     def test_step(self, *args):
         if keras.backend.backend() == "jax":
@@ -430,6 +432,22 @@ class EmoBed(keras.Model):
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         return self._update(terms, data[self.target], outputs[self.target]["prediction"])
+
+    def _torch_train_step(self, data):
+        """The torch step: ``zero_grad``, Eq. (8), ``backward``, Adam on the active sub-networks."""
+        import torch
+
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        self.zero_grad()
+        terms, outputs = self.compute_terms(data, training=True)
+        self.optimizer.scale_loss(terms["loss"]).backward()
+        variables = self.active_trainable_variables()
+        grads = [v.value.grad for v in variables]
+        with torch.no_grad():
+            self.optimizer.apply(grads, variables)
+        return self._update({k: v.detach() for k, v in terms.items()}, data[self.target],
+                            outputs[self.target]["prediction"].detach())
 
     def _jax_train_step(self, state, data):
         """The stateless JAX step: Eq. (8), its gradient, Adam, the trackers."""
@@ -493,6 +511,11 @@ class EmoBed(keras.Model):
         }
 
 
-def load_model(path: str) -> EmoBed:
-    """Loads a saved ``.keras`` EmoBed model (this module registers its classes)."""
-    return keras.models.load_model(path)
+def load_model(path: str, compile: bool = True) -> EmoBed:
+    """Loads a saved ``.keras`` EmoBed model (this module registers its classes).
+
+    ``compile=False`` skips the optimizer: what scoring and export need, and
+    what lets a file saved under another backend load here (a torch-trained
+    file names torch's optimizer class).
+    """
+    return keras.models.load_model(path, compile=compile)

@@ -87,10 +87,13 @@ def _forward_fn(model, modality: str):
                                [v.value for v in model.non_trainable_variables],
                                np.asarray(features), np.asarray(mask))
             return np.asarray(pred), np.asarray(emb)
-    else:
+    else:  # torch
+        import torch
+
         def run(features, mask):
-            out = model.forward(modality, {"features": np.asarray(features),
-                                           "mask": np.asarray(mask)}, training=False)
+            with torch.no_grad():
+                out = model.forward(modality, {"features": np.asarray(features),
+                                               "mask": np.asarray(mask)}, training=False)
             return (keras.ops.convert_to_numpy(out["prediction"]),
                     keras.ops.convert_to_numpy(out["embedding"]))
     fns[modality] = run

@@ -196,13 +196,17 @@ class RunDir:
         io.write_json(self.postprocess_path, chain)
 
     def load_model(self, which: str = "model"):
-        """``model.keras`` (or a checkpoint: ``last``, ``best``)."""
+        """``model.keras`` for inference (or a checkpoint to train on: ``last``, ``best``).
+
+        The final model loads without its optimizer, so a run trained under any
+        Keras backend scores and exports under this one.
+        """
         from emobed_tf.model import load_model
 
         path = self.model_path if which == "model" else self.checkpoint(which)
         if not os.path.isfile(path):
             raise RunError(f"{path}: missing; is {self.path} a finished emobed_tf.train run?")
-        return load_model(path)
+        return load_model(path, compile=which != "model")
 
     def lock(self) -> io.FolderLock:
         """An exclusive lock on the folder (held while training)."""

@@ -1,5 +1,10 @@
-"""EmoBed under Keras' JAX backend: the same Eq. (8), gradients and step as TensorFlow,
-and a .keras file trained under JAX loads, scores and exports under TensorFlow."""
+"""EmoBed under Keras' JAX and torch backends: the same Eq. (8), gradients and step as
+TensorFlow, and a .keras file trained under JAX loads, scores and exports under TensorFlow.
+
+CI installs JAX (the ``jax`` extra is in ``dev``); torch is tested where it is installed
+(``pip install -e ".[torch]"``) and skipped otherwise."""
+
+import importlib.util
 
 import json
 import os
@@ -16,9 +21,12 @@ from tests.conftest import write_classification
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-       "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-pytest.importorskip("jax", reason="the jax extra (in .[dev]) is not installed")
+       "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+BACKENDS = [
+    "jax",  # required: in the dev extra, so CI fails rather than skips when it is missing
+    pytest.param("torch", marks=pytest.mark.skipif(
+        importlib.util.find_spec("torch") is None, reason="torch is not installed (.[torch])")),
+]
 
 
 def _batch(task, rng):
@@ -57,39 +65,51 @@ def _tf_side(task, batch, path):
             {k: float(v) for k, v in logs.items()})
 
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
-def test_jax_gives_the_same_terms_gradients_and_step(task, tmp_path):
-    batch = _batch(task, np.random.default_rng(0))
-    terms, grads, new, logs = _tf_side(task, batch, str(tmp_path / "m.keras"))
-    np.savez(tmp_path / "batch.npz", **{f"{m}/{k}": v for m, d in batch.items()
-                                         for k, v in d.items()})
-    res = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "backend_step.py"),
-                          str(tmp_path / "batch.npz"), str(tmp_path / "m.keras"),
-                          str(tmp_path / "out.npz")], env=ENV, capture_output=True, text=True,
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_other_backends_give_the_same_terms_gradients_and_step(backend, tmp_path):
+    tasks = ("classification", "regression")
+    expected, argv = {}, []
+    for task in tasks:
+        batch = _batch(task, np.random.default_rng(0))
+        expected[task] = _tf_side(task, batch, str(tmp_path / f"{task}.keras"))
+        np.savez(tmp_path / f"{task}-batch.npz", **{f"{m}/{k}": v for m, d in batch.items()
+                                                     for k, v in d.items()})
+        argv += [str(tmp_path / f"{task}-batch.npz"), str(tmp_path / f"{task}.keras"),
+                 str(tmp_path / f"{task}-out.npz")]
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "backend_step.py"), *argv],
+                         env={**ENV, "KERAS_BACKEND": backend}, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    jx = np.load(tmp_path / "out.npz")
+    for task in tasks:
+        terms, grads, new, logs = expected[task]
+        other = np.load(tmp_path / f"{task}-out.npz")
+        _agree(terms, grads, new, logs, other, task)
+
+
+def _agree(terms, grads, new, logs, jx, task):
     # every Eq. (8) term, masking and padding included
     assert set(terms) == {k[5:] for k in jx.files if k.startswith("term/")}
     assert {"target_loss", "auxiliary_loss", "triplet_loss", "l2_loss", "loss"} <= set(terms)
     for k, v in terms.items():
-        assert float(jx[f"term/{k}"]) == pytest.approx(v, rel=2e-5, abs=1e-6), k
+        assert float(jx[f"term/{k}"]) == pytest.approx(v, rel=2e-5, abs=1e-6), (task, k)
     # gradients: finite, the same direction and size for every variable
     for path, g in grads.items():
         gj = jx[f"grad/{path}"]
-        assert np.all(np.isfinite(gj)), path
-        np.testing.assert_allclose(gj, g, rtol=2e-3, atol=2e-6, err_msg=path)
+        assert np.all(np.isfinite(gj)), (task, path)
+        np.testing.assert_allclose(gj, g, rtol=2e-3, atol=2e-6, err_msg=f"{task} {path}")
         if np.linalg.norm(g) > 0:
             cos = np.sum(g * gj) / (np.linalg.norm(g) * np.linalg.norm(gj))
-            assert cos > 0.9999, path
+            assert cos > 0.9999, (task, path)
     # one Adam step from the same weights lands on the same weights
     for path, w in new.items():
-        np.testing.assert_allclose(jx[f"new/{path}"], w, rtol=1e-4, atol=1e-6, err_msg=path)
+        np.testing.assert_allclose(jx[f"new/{path}"], w, rtol=1e-4, atol=1e-6,
+                                   err_msg=f"{task} {path}")
     for k in ("loss", "target_loss", "triplet_loss"):
-        assert float(jx[f"log/{k}"]) == pytest.approx(logs[k], rel=2e-5), k
+        assert float(jx[f"log/{k}"]) == pytest.approx(logs[k], rel=2e-5), (task, k)
 
 
-def test_a_run_trained_under_jax_loads_scores_and_exports_under_tensorflow(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_run_trained_under_another_backend_loads_scores_and_exports_under_tf(backend, tmp_path):
     from emobed_tf import data as D
     from emobed_tf.export import export_monomodal
     from emobed_tf.predict import predict_split, score_predictions
@@ -98,16 +118,17 @@ def test_a_run_trained_under_jax_loads_scores_and_exports_under_tensorflow(tmp_p
     d = str(tmp_path / "cls")
     write_classification(d)
     out = str(tmp_path / "run")
-    res = subprocess.run([sys.executable, "-m", "emobed_tf.train", "--backend", "jax",
+    res = subprocess.run([sys.executable, "-m", "emobed_tf.train", "--backend", backend,
                           "--dataset", "custom", "--data-dir", d, "--out", out, "--epochs", "2",
                           "--batch-size", "8", "--encoder-units", "8", "--shared-units", "8",
                           "--verbose", "0"], env={**ENV, "KERAS_BACKEND": ""},
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     run = RunDir(out)
-    assert run.config().backend == "jax"
+    assert run.config().backend == backend
     metrics = run.metrics()
     model = run.load_model()  # under TensorFlow, this process
+    assert keras.backend.backend() == "tensorflow"
     src = D.Source.open(d)
     p = predict_split(model, src, "audio", "dev", 5)
     scores = score_predictions(p, ["a", "b", "c"])
