@@ -1,9 +1,40 @@
-"""Shared fixtures: tiny data sets written through the real writer."""
+"""Shared fixtures: tiny data sets written through the real writer, and finished runs.
+
+Training is what a test costs (tf.function tracing, several seconds a run), so the
+train, evaluate, export and serving tests share a few runs, each trained once per
+session through the real CLI (``emobed_tf.train.main``):
+
+* ``cls_run``: emobed, classification, audio target (3 epochs);
+* ``classic_run``: classic mode, trained on an audio-only copy of the same audio items
+  (classic mode needs no auxiliary data);
+* ``reg_run``: emobed, regression, video target (2 epochs);
+* ``finished_search``: a one-trial ``tuning.search``.
+
+They are read-only: a test that changes a run folder works on ``run.copy(tmp_path / x)``.
+Each fixture checks at the end of the session that its folder is unchanged.
+
+A few tests check what other Python processes do (other Keras backends, two training
+workers, the cross-validation CLI). Such a process spends most of its time importing
+frameworks and tracing on one core, as the test session does. So that they run beside the
+session instead of holding up their tests: ``_outside_processes_first`` queues, with the first
+test, the processes of the ``OUTSIDE`` fixtures that the selected tests use; ``beside`` runs
+them, one group at a time, in a thread of its own; and the tests that use them run last.
+"""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import queue  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -12,6 +43,7 @@ from emobed_tf.schema import Item  # noqa: E402
 from emobed_tf.writer import DatasetWriter  # noqa: E402
 
 CLASSES = ("a", "b", "c")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -21,7 +53,11 @@ def _cache(tmp_path_factory):
 
 def write_classification(out, n=(24, 12, 12), dims=None, seed=0, max_shard_bytes=4000,
                          lengths=(1, 5), compression=""):
-    """Class-separable toy corpus: class c shifts the features by c."""
+    """Class-separable toy corpus: class c shifts the features by c.
+
+    The items of a modality do not depend on which other modalities are written
+    (audio is drawn first): ``dims={"audio": 6}`` gives the same audio items.
+    """
     dims = dims or {"audio": 6, "video": 10}
     rng = np.random.default_rng(seed)
     items = []
@@ -69,3 +105,317 @@ def cls_data(tmp_path):
 def reg_data(tmp_path):
     manifest, items = write_regression(tmp_path / "reg")
     return str(tmp_path / "reg"), manifest, items
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def tree_hashes(folder, skip=(".lock",)):
+    """sha256 of every file under ``folder`` by relative path (names in ``skip`` aside)."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if name in skip:
+                continue
+            path = os.path.join(root, name)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, folder)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def train_cli(argv) -> str:
+    """Runs ``emobed_tf.train.main(argv)``, asserts it succeeded; its stdout."""
+    from emobed_tf import train as T
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = T.main(list(argv))
+    assert code == 0, out.getvalue()[-2000:]
+    return out.getvalue()
+
+
+def saved_predictions(run_dir, split, modality=None):
+    """The saved model's predictions on ``split``, with the run's own pipeline options."""
+    from emobed_tf import data as D
+    from emobed_tf import experiment as E
+    from emobed_tf.predict import predict_split
+    from emobed_tf.rundir import RunDir
+
+    rd = RunDir(str(run_dir))
+    cfg, model = rd.config(), rd.load_model()
+    modality = modality or cfg.target
+    sources = E.resolve_sources(cfg)  # as training opened them (demo corpora, speaker folds)
+    src = sources.get(modality) or D.Source.open(getattr(cfg, f"{modality}_dir") or cfg.data_dir)
+    return predict_split(model, src, modality, split, cfg.data.eval_batch_size,
+                         E.pipeline_options(cfg, src.manifest))
+
+
+def sklearn_scores(p):
+    """Macro-F1 (over the classes in gold or prediction) and accuracy, by scikit-learn."""
+    from sklearn import metrics as skm
+
+    gold, pred = np.asarray(p.gold), np.asarray(p.pred).argmax(-1)
+    labels = sorted(set(gold) | set(pred))
+    return {"f1_macro": skm.f1_score(gold, pred, average="macro", labels=labels),
+            "accuracy": skm.accuracy_score(gold, pred), "n": len(gold)}
+
+
+def numpy_ccc(gold, pred):
+    """Lin's concordance correlation coefficient, from its definition."""
+    gold, pred = np.asarray(gold, np.float64), np.asarray(pred, np.float64)
+    cov = np.mean((gold - gold.mean()) * (pred - pred.mean()))
+    return 2 * cov / (gold.var() + pred.var() + (gold.mean() - pred.mean()) ** 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedRun:
+    """A run trained once per session; read-only (``copy`` it to change it)."""
+
+    path: str
+    data_dir: str
+    argv: tuple
+    stdout: str = ""
+
+    def copy(self, dest) -> str:
+        shutil.copytree(self.path, str(dest))
+        return str(dest)
+
+
+@contextlib.contextmanager
+def _kept_pristine(folder, what):
+    before = tree_hashes(folder)
+    yield
+    after = tree_hashes(folder)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    assert not changed, f"a test changed the shared {what} {folder}: {changed}"
+
+
+def _train_args(data_dir, out, *extra):
+    return ("--dataset", "custom", "--data-dir", str(data_dir), "--out", str(out),
+            "--batch-size", "8", "--encoder-units", "8", "--shared-units", "8",
+            "--verbose", "0", *extra)
+
+
+# --------------------------------------------------------------------------
+# shared data and runs (session)
+
+
+@pytest.fixture(scope="session")
+def shared_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("shared")
+
+
+@pytest.fixture(scope="session")
+def shared_cls_data(shared_root):
+    """Read-only: ``write_classification``'s default corpus (audio and video)."""
+    manifest, items = write_classification(shared_root / "cls")
+    return str(shared_root / "cls"), manifest, items
+
+
+@pytest.fixture(scope="session")
+def cls_run(shared_root, shared_cls_data):
+    """emobed, audio target, alpha 0.4, beta 0.2, 3 epochs, default layer counts."""
+    argv = _train_args(shared_cls_data[0], shared_root / "cls-emobed", "--epochs", "3",
+                       "--mode", "emobed", "--alpha", "0.4", "--beta", "0.2")
+    stdout = train_cli(argv)
+    run = FinishedRun(str(shared_root / "cls-emobed"), shared_cls_data[0], argv, stdout)
+    with _kept_pristine(run.path, "run"):
+        yield run
+
+
+@pytest.fixture(scope="session")
+def classic_run(shared_root):
+    """classic mode, 1 epoch, on an audio-only corpus (the audio items of ``cls_run``'s)."""
+    data = shared_root / "cls-audio-only"
+    write_classification(data, dims={"audio": 6})
+    argv = _train_args(data, shared_root / "cls-classic", "--epochs", "1", "--mode", "classic",
+                       "--encoder-layers", "1", "--shared-layers", "1")
+    stdout = train_cli(argv)
+    run = FinishedRun(str(shared_root / "cls-classic"), str(data), argv, stdout)
+    with _kept_pristine(run.path, "run"):
+        yield run
+
+
+@pytest.fixture(scope="session")
+def reg_run(shared_root):
+    """emobed regression, video target, 2 epochs, one GRU layer each."""
+    data = shared_root / "reg"
+    write_regression(data)
+    argv = _train_args(data, shared_root / "reg-emobed", "--epochs", "2", "--mode", "emobed",
+                       "--target", "video", "--encoder-layers", "1", "--shared-layers", "1")
+    stdout = train_cli(argv)
+    run = FinishedRun(str(shared_root / "reg-emobed"), str(data), argv, stdout)
+    with _kept_pristine(run.path, "run"):
+        yield run
+
+
+def search_args(data_dir, directory, *extra, trials=1):
+    return ["--dataset", "custom", "--data-dir", str(data_dir), "--tuner", "random",
+            "--max-trials", str(trials), "--epochs", "1", "--out", str(directory),
+            "--verbose", "0", "--batch-size", "8", "--seed", "3", *extra]
+
+
+@pytest.fixture(scope="session")
+def search_data(shared_root):
+    """Read-only: a smaller classification corpus for the searches."""
+    write_classification(shared_root / "search-data", n=(12, 6, 6))
+    return str(shared_root / "search-data")
+
+
+@pytest.fixture(scope="session")
+def finished_search(shared_root, search_data):
+    """A finished one-trial random search (audio target, emobed mode, seed 3)."""
+    from tuning import search as S
+
+    directory = str(shared_root / "search")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert S.main(search_args(search_data, directory)) == 0
+    with _kept_pristine(directory, "search"):
+        yield directory
+
+
+# --------------------------------------------------------------------------
+# other processes, run beside the session
+
+
+def child_env(**extra):
+    """The environment of a Python process started by a test (this checkout importable)."""
+    return {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3",
+            "CUDA_VISIBLE_DEVICES": "", **extra}
+
+
+class OutsideProcess:
+    """Another process, started now or by ``_Beside`` (``deferred``, at the lowest CPU
+    priority); its output goes to files (a full pipe would stall it)."""
+
+    def __init__(self, argv, folder, name, env=None, deferred=False):
+        self.argv, self.env = list(argv), env or child_env()
+        if deferred and shutil.which("nice"):  # beside the session: the session goes first
+            self.argv = [shutil.which("nice"), "-n", "19", *self.argv]
+        self.out_path = os.path.join(str(folder), f"{name}.out")
+        self.err_path = os.path.join(str(folder), f"{name}.err")
+        self.proc = None
+        self.started = threading.Event()
+        if not deferred:
+            self.start()
+
+    def start(self):
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err, cwd=ROOT,
+                                         env=self.env)
+        self.started.set()
+
+    def wait(self, timeout=600):
+        """(returncode, stdout, stderr) once it has ended."""
+        end = time.monotonic() + timeout
+        if not self.started.wait(timeout):
+            raise AssertionError(f"not started within {timeout} s: {self.argv}")
+        try:
+            code = self.proc.wait(timeout=max(1.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        with open(self.out_path) as out, open(self.err_path) as err:
+            return code, out.read(), err.read()
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class _Beside:
+    """Runs groups of deferred processes one group after the other, in a thread of its own
+    (it only starts and waits for them): beside the session, at the lowest priority, they use
+    the CPU time it leaves."""
+
+    def __init__(self):
+        self.groups = queue.Queue()
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, name="outside-processes", daemon=True)
+        self.thread.start()
+
+    def add(self, *procs):
+        self.groups.put(procs)
+
+    def _run(self):
+        while True:
+            group = self.groups.get()
+            if group is None or self.closed:
+                return
+            for proc in group:
+                proc.start()
+            for proc in group:
+                proc.proc.wait()
+
+    def close(self):
+        self.closed = True
+        self.groups.put(None)
+
+
+@pytest.fixture(scope="session")
+def beside():
+    runner = _Beside()
+    yield runner
+    runner.close()
+
+
+@contextlib.contextmanager
+def _stopped_at_the_end(started):
+    try:
+        yield started
+    finally:
+        for proc in started["procs"].values():
+            proc.stop()
+
+
+@pytest.fixture(scope="session")
+def other_backends(tmp_path_factory, beside):
+    """tests/test_backends.py's processes (training runs and steps under JAX and torch)."""
+    from tests.test_backends import start_other_backends
+
+    with _stopped_at_the_end(start_other_backends(tmp_path_factory.mktemp("backends"),
+                                                  beside)) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def crossval_process(tmp_path_factory, beside):
+    """tests/test_crossval.py's ``python -m emobed_tf.crossval`` run."""
+    from tests.test_crossval import start_crossval
+
+    with _stopped_at_the_end(start_crossval(tmp_path_factory.mktemp("cv"), beside)) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def two_workers(tmp_path_factory, beside):
+    """tests/test_distribute.py's two training workers on loopback."""
+    from tests.test_distribute import start_two_workers
+
+    with _stopped_at_the_end(start_two_workers(tmp_path_factory.mktemp("workers"),
+                                               beside)) as started:
+        yield started
+
+
+OUTSIDE = ("other_backends", "crossval_process", "two_workers")
+
+
+def _uses_outside(item):
+    return any(name in OUTSIDE for name in getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests of other processes run last: their processes run beside the others."""
+    items.sort(key=_uses_outside)  # stable: the order is kept otherwise
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _outside_processes_first(request, _cache):
+    """Queues, with the first test, the processes of the selected tests' ``OUTSIDE``
+    fixtures."""
+    used = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    for name in OUTSIDE:
+        if name in used:
+            request.getfixturevalue(name)

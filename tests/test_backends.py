@@ -8,7 +8,6 @@ import importlib.util
 
 import json
 import os
-import subprocess
 import sys
 
 import keras
@@ -17,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from emobed_tf.model import EmoBed
-from tests.conftest import write_classification
+from tests.conftest import OutsideProcess, write_classification
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
@@ -65,24 +64,56 @@ def _tf_side(task, batch, path):
             {k: float(v) for k, v in logs.items()})
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_other_backends_give_the_same_terms_gradients_and_step(backend, tmp_path):
-    tasks = ("classification", "regression")
-    expected, argv = {}, []
-    for task in tasks:
+TASKS = ("classification", "regression")
+TRAIN_ARGS = ("--dataset", "custom", "--epochs", "2", "--batch-size", "8", "--encoder-units", "8",
+              "--shared-units", "8", "--verbose", "0")
+
+
+def _available(backend):
+    return backend == "jax" or importlib.util.find_spec(backend) is not None
+
+
+def start_other_backends(root, beside):
+    """Queues the outside processes of this module on ``beside`` (the ``other_backends``
+    fixture of conftest, set up with the session): per backend, one training run and one
+    ``backend_step.py`` over both tasks. The TensorFlow side of the step comparison is
+    computed once for all backends, here, while the training runs start."""
+    data = str(root / "cls")
+    write_classification(data)
+    backends = [b for b in ("jax", "torch") if _available(b)]
+    procs = {}
+    for backend in backends:
+        procs["train", backend] = OutsideProcess(
+            [sys.executable, "-m", "emobed_tf.train", "--backend", backend, "--data-dir", data,
+             "--out", str(root / f"run-{backend}"), *TRAIN_ARGS], root, f"train-{backend}",
+            {**ENV, "KERAS_BACKEND": ""}, deferred=True)
+    beside.add(*procs.values())
+    expected = {}  # the inputs of the step comparison (a batch, a saved model) and TF's results
+    for task in TASKS:
         batch = _batch(task, np.random.default_rng(0))
-        expected[task] = _tf_side(task, batch, str(tmp_path / f"{task}.keras"))
-        np.savez(tmp_path / f"{task}-batch.npz", **{f"{m}/{k}": v for m, d in batch.items()
-                                                     for k, v in d.items()})
-        argv += [str(tmp_path / f"{task}-batch.npz"), str(tmp_path / f"{task}.keras"),
-                 str(tmp_path / f"{task}-out.npz")]
-    res = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "backend_step.py"), *argv],
-                         env={**ENV, "KERAS_BACKEND": backend}, capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    for task in tasks:
-        terms, grads, new, logs = expected[task]
-        other = np.load(tmp_path / f"{task}-out.npz")
+        expected[task] = _tf_side(task, batch, str(root / f"{task}.keras"))
+        np.savez(root / f"{task}-batch.npz", **{f"{m}/{k}": v for m, d in batch.items()
+                                                for k, v in d.items()})
+    for backend in backends:
+        argv = []
+        for task in TASKS:
+            argv += [str(root / f"{task}-batch.npz"), str(root / f"{task}.keras"),
+                     str(root / f"{backend}-{task}-out.npz")]
+        procs["step", backend] = OutsideProcess(
+            [sys.executable, os.path.join(ROOT, "tests", "backend_step.py"), *argv], root,
+            f"step-{backend}", {**ENV, "KERAS_BACKEND": backend}, deferred=True)
+    beside.add(*(procs["step", b] for b in backends))
+    return {"root": root, "data": data, "expected": expected, "procs": procs}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_other_backends_give_the_same_terms_gradients_and_step(backend, other_backends):
+    root = other_backends["root"]
+    code, _, err = other_backends["procs"]["step", backend].wait()
+    assert code == 0, err[-3000:]
+    for task in TASKS:
+        terms, grads, new, logs = other_backends["expected"][task]
+        other = np.load(root / f"{backend}-{task}-out.npz")
         _agree(terms, grads, new, logs, other, task)
 
 
@@ -109,21 +140,18 @@ def _agree(terms, grads, new, logs, jx, task):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_run_trained_under_another_backend_loads_scores_and_exports_under_tf(backend, tmp_path):
+def test_a_run_trained_under_another_backend_loads_scores_and_exports_under_tf(backend,
+                                                                              other_backends,
+                                                                              tmp_path):
     from emobed_tf import data as D
     from emobed_tf.export import export_monomodal
     from emobed_tf.predict import predict_split, score_predictions
     from emobed_tf.rundir import RunDir
 
-    d = str(tmp_path / "cls")
-    write_classification(d)
-    out = str(tmp_path / "run")
-    res = subprocess.run([sys.executable, "-m", "emobed_tf.train", "--backend", backend,
-                          "--dataset", "custom", "--data-dir", d, "--out", out, "--epochs", "2",
-                          "--batch-size", "8", "--encoder-units", "8", "--shared-units", "8",
-                          "--verbose", "0"], env={**ENV, "KERAS_BACKEND": ""},
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    d = other_backends["data"]
+    out = str(other_backends["root"] / f"run-{backend}")
+    code, _, err = other_backends["procs"]["train", backend].wait()
+    assert code == 0, err[-3000:]
     run = RunDir(out)
     assert run.config().backend == backend
     metrics = run.metrics()

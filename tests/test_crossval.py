@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import os
+import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +13,9 @@ from emobed_tf import configs as C
 from emobed_tf import crossval as CV
 from emobed_tf import data as D
 from emobed_tf import experiment as E
+from emobed_tf.rundir import RunDir
 from emobed_tf.schema import DataError
+from tests.conftest import OutsideProcess, write_classification
 
 
 def test_folds_test_every_speaker_once_and_keep_held_out_speakers_out():
@@ -102,16 +106,38 @@ def test_no_held_out_speaker_of_either_modality_reaches_training(cls_data):
         E.resolve_sources(bad)
 
 
-def test_crossval_command_trains_every_run_reuses_them_and_reports(cls_data, tmp_path, capsys):
-    path, _, _ = cls_data
-    out = tmp_path / "cv"
-    argv = ["--dataset", "custom", "--data-dir", path, "--folds", "speaker:3", "--seeds", "0",
-            "--modes", "classic,emobed", "--epochs", "1", "--out", str(out), "--verbose", "0"]
-    assert CV.main(argv) == 0
-    first = capsys.readouterr().out
-    assert "[6/6]" in first and "reused" not in first
+CV_ARGV = ("--folds", "speaker:2", "--n-dev-speakers", "1", "--seeds", "0",
+           "--modes", "classic,emobed", "--epochs", "1", "--verbose", "0")
+
+
+def start_crossval(root, beside):
+    """Queues ``python -m emobed_tf.crossval`` on a 4-speaker corpus, 2 folds x 2 modes, one
+    seed, on ``beside`` (the ``crossval_process`` fixture of conftest, set up with the
+    session)."""
+    _, items = write_classification(root / "d", n=(12, 6, 6))
+    argv = ["--dataset", "custom", "--data-dir", str(root / "d"), *CV_ARGV,
+            "--out", str(root / "cv")]
+    proc = OutsideProcess([sys.executable, "-m", "emobed_tf.crossval", *argv], root, "cv",
+                          deferred=True)
+    beside.add(proc)
+    return {"out": root / "cv", "argv": argv, "items": items, "procs": {"cv": proc}}
+
+
+@pytest.fixture
+def crossval_out(crossval_process):
+    code, out, err = crossval_process["procs"]["cv"].wait()
+    assert code == 0, (out + err)[-3000:]
+    return crossval_process["out"], crossval_process["argv"], out
+
+
+def test_crossval_command_trains_every_run_reuses_them_and_reports(crossval_out, capsys):
+    out, argv, first = crossval_out
+    assert "[4/4]" in first and "reused" not in first
     report = json.loads((out / "crossval.json").read_text())
-    assert report["systems"]["emobed"]["n_pairs"] == 3
+    assert report["systems"]["emobed"]["n_pairs"] == 2
+    # fold i tests sorted(speakers)[i::2]; its one dev speaker is the next one after them
+    assert [(f["test"], f["dev"]) for f in report["folds"]] == [
+        (["s0", "s2"], ["s3"]), (["s1", "s3"], ["s0"])]
     diffs = []
     for fold in report["folds"]:
         scores = {}
@@ -120,6 +146,7 @@ def test_crossval_command_trains_every_run_reuses_them_and_reports(cls_data, tmp
             cfg = C.TrainConfig.from_json(json.loads((run / "config.json").read_text()))
             assert cfg.data.test_speakers == tuple(fold["test"])
             assert cfg.data.dev_speakers == tuple(fold["dev"])
+            assert cfg.mode == mode and cfg.seed == 0
             scores[mode] = json.loads((run / "metrics.json").read_text())["test"]["f1_macro"]
             assert report["runs"][mode][f"fold{fold['index']}-seed0"]["f1_macro"] == \
                 pytest.approx(scores[mode])
@@ -127,9 +154,9 @@ def test_crossval_command_trains_every_run_reuses_them_and_reports(cls_data, tmp
     row = report["systems"]["emobed"]
     assert row["f1_macro_vs_classic"]["mean_diff"] == pytest.approx(np.mean(diffs))
     assert os.path.getsize(out / "crossval.png") > 1000
-    assert "| emobed | 3 |" in (out / "crossval.md").read_text()
-    assert CV.main(argv) == 0
-    assert capsys.readouterr().out.count("reused") == 6
+    assert "| emobed | 2 |" in (out / "crossval.md").read_text()
+    assert CV.main(argv) == 0  # in this process, the same command reuses every run
+    assert capsys.readouterr().out.count("reused") == 4
 
 
 def test_dev_corpus_report_rows_carry_the_paired_statistics():
@@ -151,16 +178,18 @@ def test_dev_corpus_report_rows_carry_the_paired_statistics():
     assert "| emobed | 0.5365 +- " in md and "+2.15 pt | 8/0 | 0.0078" in md
 
 
-def test_evaluate_scores_a_fold_run_on_its_own_test_speakers(cls_data, tmp_path):
+def test_evaluate_scores_a_fold_run_on_its_own_test_speakers(crossval_out, crossval_process,
+                                                              tmp_path):
     from emobed_tf import evaluate
 
-    path, _, _ = cls_data
-    cfg = C.default_config("custom", str(tmp_path / "run"), "audio", "emobed", data_dir=path,
-                           epochs=1, verbose=0)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(
-        cfg.data, dev_speakers=("s1",), test_speakers=("s2", "s3")))
-    metrics = E.run(cfg)
-    rep = evaluate.evaluate(cfg.out, figures=False)
-    # s2 and s3 have 12 items each over the extraction splits; the extraction's test split has 12
-    assert rep["scores"]["test"]["n"] == metrics["test"]["n"] == 24
+    out, _, _ = crossval_out
+    run = shutil.copytree(out / "runs" / "emobed" / "fold0-seed0", tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    test_speakers = RunDir(str(run)).config().data.test_speakers
+    assert test_speakers == ("s0", "s2")
+    rep = evaluate.evaluate(str(run), figures=False)
+    # every audio item of the fold's test speakers, whatever their extraction split
+    n = sum(1 for it in crossval_process["items"]
+            if it.modality == "audio" and it.speaker in test_speakers)
+    assert n == 12 and rep["scores"]["test"]["n"] == metrics["test"]["n"] == n
     assert rep["scores"]["test"]["f1_macro"] == pytest.approx(metrics["test"]["f1_macro"])

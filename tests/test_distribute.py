@@ -3,15 +3,15 @@
 import json
 import os
 import socket
-import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from emobed_tf import train as T
-from tests.conftest import write_classification
+from tests.conftest import (OutsideProcess, child_env, saved_predictions, sklearn_scores,
+                            write_classification)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _ports(n):
@@ -24,53 +24,71 @@ def _ports(n):
     return ports
 
 
-def _args(d, out, strategy):
+def _args(d, out, strategy, *extra):
     return ["--dataset", "custom", "--data-dir", d, "--out", out, "--epochs", "2",
             "--batch-size", "4", "--encoder-units", "8", "--shared-units", "8", "--verbose", "0",
-            "--strategy", strategy]
+            "--strategy", strategy, *extra]
 
 
-def test_mirrored_strategy_trains(cls_data, tmp_path):
+def test_mirrored_strategy_and_mixed_precision_train(cls_data, tmp_path):
+    """``--strategy mirrored`` and ``--precision mixed_bfloat16`` through the CLI, in one run."""
+    import keras
+
     d, _, _ = cls_data
     out = str(tmp_path / "m")
-    assert T.main(_args(d, out, "mirrored")) == 0
+    try:
+        assert T.main(_args(d, out, "mirrored", "--precision", "mixed_bfloat16")) == 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     m = json.load(open(os.path.join(out, "metrics.json")))
-    assert m["epochs_trained"] == 2 and 0 <= m["dev"]["f1_macro"] <= 1
-    assert json.load(open(os.path.join(out, "config.json")))["strategy"] == "mirrored"
+    assert m["epochs_trained"] == 2
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    assert cfg["strategy"] == "mirrored" and cfg["precision"] == "mixed_bfloat16"
+    # the reported scores are the saved model's, computed as training did (in bfloat16)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        preds = {split: saved_predictions(out, split) for split in ("dev", "test")}
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for split, p in preds.items():
+        want = sklearn_scores(p)
+        assert m[split]["f1_macro"] == pytest.approx(want["f1_macro"])
+        assert m[split]["accuracy"] == pytest.approx(want["accuracy"])
 
 
-def test_two_workers_on_loopback_share_the_work(tmp_path):
-    write_classification(tmp_path / "d", n=(24, 6, 6))
+def start_two_workers(root, beside):
+    """Queues two ``python -m emobed_tf.train --strategy multiworker`` workers on loopback on
+    ``beside`` (the ``two_workers`` fixture of conftest, set up with the session)."""
+    write_classification(root / "d", n=(24, 6, 6))
     ports = _ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs, logs = [], []
+    procs = {}
     for i in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
-                                                      "task": {"type": "worker", "index": i}}),
-               "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-        log = open(tmp_path / f"w{i}.log", "w")
-        logs.append(log)
-        procs.append(subprocess.Popen(
+        env = child_env(TF_CONFIG=json.dumps({"cluster": cluster,
+                                              "task": {"type": "worker", "index": i}}))
+        procs[i] = OutsideProcess(
             [sys.executable, "-m", "emobed_tf.train",
-             *_args(str(tmp_path / "d"), str(tmp_path / f"run{i}"), "multiworker")],
-            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
-    try:
-        for i, p in enumerate(procs):
-            assert p.wait(timeout=600) == 0, (tmp_path / f"w{i}.log").read_text()[-3000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+             *_args(str(root / "d"), str(root / f"run{i}"), "multiworker")], root, f"w{i}", env,
+            deferred=True)
+    beside.add(*procs.values())  # together: they wait for each other
+    return {"root": root, "procs": procs}
+
+
+def test_two_workers_on_loopback_share_the_work(two_workers):
+    root = two_workers["root"]
+    for i, p in two_workers["procs"].items():
+        code, out, err = p.wait()
+        assert code == 0, (out + err)[-3000:]
     # 24 audio items, global batch 4: 6 steps per epoch, each worker gets 2 of every 4
-    hist = [json.load(open(tmp_path / f"run{i}" / "history.json")) for i in range(2)]
+    hist = [json.load(open(root / f"run{i}" / "history.json")) for i in range(2)]
     for h in hist:
         assert [e["batches_this_worker"] for e in h] == [6, 6]
         assert [e["examples_this_worker"] for e in h] == [12, 12]
     # gradients were all-reduced: both workers end with identical weights
     from emobed_tf.model import load_model
 
-    a = load_model(str(tmp_path / "run0" / "checkpoints" / "last.keras"))
-    b = load_model(str(tmp_path / "run1" / "checkpoints" / "last.keras"))
+    a = load_model(str(root / "run0" / "checkpoints" / "last.keras"))
+    b = load_model(str(root / "run1" / "checkpoints" / "last.keras"))
     for va, vb in zip(a.weights, b.weights):
         np.testing.assert_allclose(np.asarray(va), np.asarray(vb), rtol=1e-6, atol=1e-6)
     assert int(a.optimizer.iterations) == int(b.optimizer.iterations) == 12  # in lockstep

@@ -8,22 +8,14 @@ from sklearn import metrics as skm
 from emobed_tf import evaluate as EV
 from emobed_tf import postprocess as PP
 from emobed_tf import significance as S
-from emobed_tf import experiment as E
-from emobed_tf import train as T
 from emobed_tf.metrics import ccc
+from tests.conftest import saved_predictions
 
 
-def _train(data_dir, out, mode, *extra):
-    assert T.main(["--dataset", "custom", "--data-dir", data_dir, "--out", out, "--epochs", "2",
-                   "--encoder-units", "8", "--shared-units", "8", "--encoder-layers", "1",
-                   "--shared-layers", "1", "--verbose", "0", "--mode", mode, *extra]) == 0
-    return out
-
-
-def test_classification_report_and_comparison(cls_data, tmp_path):
-    d, _, _ = cls_data
-    a = _train(d, str(tmp_path / "a"), "emobed")
-    b = _train(d, str(tmp_path / "b"), "classic")
+def test_classification_report_and_comparison(cls_run, classic_run, tmp_path):
+    # evaluate writes into both run folders: copies of the shared runs
+    a = cls_run.copy(tmp_path / "a")
+    b = classic_run.copy(tmp_path / "b")
     assert EV.main(["--run", a, "--compare", b, "--tsne-points", "20"]) == 0
     rep = json.load(open(os.path.join(a, "report", "report.json")))
     for f in ("report.md", "confusion_dev.png", "tsne_dev.png"):
@@ -39,6 +31,10 @@ def test_classification_report_and_comparison(cls_data, tmp_path):
         if dev["f1_per_class"][name] is not None:
             assert dev["f1_per_class"][name] == pytest.approx(
                 skm.f1_score(gold, pred, labels=[i], average="macro", zero_division=0))
+    # the confusion matrix is the saved model's dev predictions against the gold labels
+    p = saved_predictions(a, "dev")
+    np.testing.assert_array_equal(cm, skm.confusion_matrix(p.gold, np.asarray(p.pred).argmax(1),
+                                                           labels=[0, 1, 2]))
     other = json.load(open(os.path.join(b, "metrics.json")))
     want = S.two_proportion_z_test(dev["accuracy"], other["dev"]["accuracy"], 12, 12)
     assert rep["comparison"]["dev"]["accuracy"]["p"] == pytest.approx(want["p"])
@@ -48,9 +44,8 @@ def test_classification_report_and_comparison(cls_data, tmp_path):
     assert "tsne_dev.png" in open(os.path.join(a, "report", "report.md")).read()
 
 
-def test_regression_report_fits_postprocessing_on_dev(reg_data, tmp_path):
-    d, _, _ = reg_data
-    run = _train(d, str(tmp_path / "r"), "joint")
+def test_regression_report_fits_postprocessing_on_dev(reg_run, tmp_path):
+    run = reg_run.copy(tmp_path / "r")  # evaluate writes postprocess.json and report/
     rep = EV.evaluate(run, tsne_points_max=50)
     chain = json.load(open(os.path.join(run, "postprocess.json")))
     assert chain == rep["postprocess"]
@@ -59,15 +54,9 @@ def test_regression_report_fits_postprocessing_on_dev(reg_data, tmp_path):
         assert dev["postprocessed"][f"ccc_{n}"] >= dev["raw"][f"ccc_{n}"] - 1e-12
         assert dev["postprocessed"][f"ccc_{n}"] == pytest.approx(chain[n]["dev_ccc"])
     # test scores: the dev-fitted chain applied to the test predictions, by hand
-    from emobed_tf import data as D
     from emobed_tf.model import load_model
-    from emobed_tf.predict import predict_split
 
-    from emobed_tf.rundir import RunDir
-
-    cfg, model = RunDir(run).config(), RunDir(run).load_model()
-    src = D.Source.open(d)
-    p = predict_split(model, src, "audio", "test", 4, E.pipeline_options(cfg, src.manifest))
+    p = saved_predictions(run, "test")  # the run's target, video
     post = np.concatenate(PP.apply_chain(p.pred, chain, ["arousal", "valence"]))
     gold = np.concatenate(p.gold)
     assert rep["scores"]["test"]["postprocessed"]["ccc_valence"] == pytest.approx(
@@ -121,6 +110,8 @@ def test_sweep_writes_curve_and_reuses_finished_runs(cls_data, tmp_path, capsys)
 
 
 def test_ablation_runner_table_with_significance(reg_data, tmp_path):
+    """``compare`` trains one run per mode; here on one regression dimension (``--label-dims
+    arousal``), which each run then predicts and scores alone."""
     from emobed_tf import compare
 
     d, _, _ = reg_data
@@ -128,9 +119,14 @@ def test_ablation_runner_table_with_significance(reg_data, tmp_path):
     assert compare.main(["--dataset", "custom", "--data-dir", d, "--out", str(out), "--epochs",
                          "1", "--encoder-units", "4", "--shared-units", "4", "--encoder-layers",
                          "1", "--shared-layers", "1", "--verbose", "0",
-                         "--modes", "classic,emobed"]) == 0
+                         "--modes", "classic,emobed", "--label-dims", "arousal"]) == 0
     table = json.load(open(out / "comparison.json"))
     runs = {m: json.load(open(out / m / "metrics.json")) for m in ("classic", "emobed")}
+    for m in runs.values():  # one dimension predicted, one scored
+        assert "ccc_arousal" in m["dev"] and "ccc_valence" not in m["dev"]
+    from emobed_tf.model import load_model
+
+    assert load_model(str(out / "classic" / "model.keras")).num_outputs == 1
     row = table["rows"]["emobed"]
     assert row["test"]["ccc_arousal"] == runs["emobed"]["test"]["ccc_arousal"]
     want = S.fisher_z_test(runs["emobed"]["test"]["ccc_arousal"],

@@ -10,18 +10,9 @@ import pytest
 
 from emobed_tf import export as E
 from emobed_tf import postprocess as P
-from emobed_tf import train as T
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-
-
-def _run(data_dir, out, mode="emobed", *extra):
-    args = ["--dataset", "custom", "--data-dir", data_dir, "--out", out, "--epochs", "1",
-            "--encoder-units", "8", "--shared-units", "8", "--encoder-layers", "1",
-            "--shared-layers", "1", "--verbose", "0", "--mode", mode, *extra]
-    assert T.main(args) == 0
-    return out
 
 
 def _reference(run, modality, x, lengths):
@@ -52,25 +43,62 @@ print(json.dumps(res))
 """
 
 
+class _Process:
+    def __init__(self, argv, **kwargs):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=ENV, **kwargs)
+        self.result = None
+
+    def wait(self):
+        """(returncode, stdout, stderr)."""
+        if self.result is None:
+            out, err = self.proc.communicate(timeout=300)
+            self.result = self.proc.returncode, out, err
+        return self.result
+
+
 @pytest.fixture(scope="module")
-def cls_run(tmp_path_factory):
-    from tests.conftest import write_classification
+def served(tmp_path_factory, cls_run):
+    """The audio export of the shared run, and the three outside processes that read it,
+    started at once (each spends most of its time importing TensorFlow): a reload without
+    emobed_tf, ``saved_model_cli show`` and ``saved_model_cli run``."""
+    run = cls_run.path  # read-only: the exports go elsewhere
+    root = tmp_path_factory.mktemp("served")
+    path = E.export_monomodal(run, "audio", str(root / "sm" / "toy"))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 5, 6)).astype(np.float32)
+    lengths = np.array([5, 2, 1], np.int32)
+    np.savez(root / "x.npz", features=x, lengths=lengths)
+    np.save(root / "f.npy", np.ones((2, 4, 6), np.float32))
+    np.save(root / "l.npy", np.array([4, 2], np.int32))
+    procs = {
+        "loader": _Process([sys.executable, "-c", LOADER, path, str(root / "x.npz")],
+                           cwd=str(root)),
+        "show": _Process([CLI, "show", "--dir", path, "--tag_set", "serve", "--signature_def",
+                          "serving_default"]),
+        "run": _Process([CLI, "run", "--dir", path, "--tag_set", "serve", "--signature_def",
+                         "serving_default", "--inputs",
+                         f"features={root / 'f.npy'};lengths={root / 'l.npy'}",
+                         "--outdir", str(root / "cli-out")]),
+    }
+    yield {"path": path, "root": root, "x": x, "lengths": lengths, **procs}
+    for p in procs.values():
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
 
-    root = tmp_path_factory.mktemp("exp")
-    write_classification(root / "d")
-    return _run(str(root / "d"), str(root / "run"))
 
-
-def test_classification_export_reloads_without_emobed_and_matches(cls_run, tmp_path):
-    base = str(tmp_path / "sm" / "toy")
-    path = E.export_monomodal(cls_run, "audio", base)
+def test_classification_export_reloads_without_emobed_and_matches(cls_run, served):
+    path = served["path"]
     assert path.endswith(os.path.join("toy", "1"))
-    assert E.export_monomodal(cls_run, "video", base).endswith("2")  # either modality, next version
+    base = os.path.dirname(path)
+    # either modality, the next version
+    assert E.export_monomodal(cls_run.path, "video", base).endswith("2")
     # the auxiliary branch is not in the export: only the audio encoder, f and the head
     import tensorflow as tf
     from emobed_tf.model import load_model
 
-    model = load_model(os.path.join(cls_run, "model.keras"))
+    model = load_model(os.path.join(cls_run.path, "model.keras"))
     want = sum(int(np.prod(v.shape)) for layer in (model.audio_encoder, model.shared, model.head)
                for v in layer.variables)  # weights and dropout seed states
     reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
@@ -78,52 +106,41 @@ def test_classification_export_reloads_without_emobed_and_matches(cls_run, tmp_p
     stored = sum(int(np.prod(s)) for k, s in shapes.items() if k.startswith("variables/"))
     assert stored == want
     assert [10, 24] not in shapes.values()  # the 10-d video encoder's kernel
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(3, 5, 6)).astype(np.float32)
-    lengths = np.array([5, 2, 1], np.int32)
-    np.savez(tmp_path / "x.npz", features=x, lengths=lengths)
-    res = subprocess.run([sys.executable, "-c", LOADER, path, str(tmp_path / "x.npz")],
-                         capture_output=True, text=True, env=ENV, cwd=str(tmp_path), timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    got = json.loads(res.stdout.strip().splitlines()[-1])
+    # reloaded in a process that does not import emobed_tf
+    ref, _ = _reference(cls_run.path, "audio", served["x"], served["lengths"])
+    code, out, err = served["loader"].wait()
+    assert code == 0, err[-2000:]
+    got = json.loads(out.strip().splitlines()[-1])
     assert got["emobed_tf_imported"] is False
-    ref, _ = _reference(cls_run, "audio", x, lengths)
     np.testing.assert_allclose(got["probabilities"], ref["prediction"], atol=1e-5)
     np.testing.assert_array_equal(got["class_id"], ref["prediction"].argmax(-1))
     np.testing.assert_allclose(got["embedding"], ref["embedding"], atol=1e-5)
 
 
-def test_saved_model_cli_show_and_run(cls_run, tmp_path):
-    path = E.export_monomodal(cls_run, "audio", str(tmp_path / "m"))
-    show = subprocess.run([CLI, "show", "--dir", path, "--tag_set", "serve", "--signature_def",
-                           "serving_default"], capture_output=True, text=True, env=ENV)
-    assert show.returncode == 0, show.stderr[-2000:]
+def test_saved_model_cli_show_and_run(cls_run, served):
+    code, out, err = served["show"].wait()
+    assert code == 0, err[-2000:]
     for token in ("inputs['features']", "inputs['lengths']", "DT_INT32",
                   "outputs['probabilities']", "(-1, 3)", "outputs['class_id']"):
-        assert token in show.stdout
+        assert token in out
     # input shapes are left open so that the graph's checks see every bad input; the feature
     # size is in the export's metadata (and in the checks' messages)
-    assert show.stdout.count("unknown_rank") == 2
-    meta = json.load(open(os.path.join(path, "assets.extra", "emobed_export.json")))
+    assert out.count("unknown_rank") == 2
+    meta = json.load(open(os.path.join(served["path"], "assets.extra", "emobed_export.json")))
     assert meta["input_dim"] == 6 and meta["modality"] == "audio"
-    np.save(tmp_path / "f.npy", np.ones((2, 4, 6), np.float32))
-    np.save(tmp_path / "l.npy", np.array([4, 2], np.int32))
-    outdir = tmp_path / "cli-out"
-    run = subprocess.run([CLI, "run", "--dir", path, "--tag_set", "serve", "--signature_def",
-                          "serving_default", "--inputs",
-                          f"features={tmp_path / 'f.npy'};lengths={tmp_path / 'l.npy'}",
-                          "--outdir", str(outdir)], capture_output=True, text=True, env=ENV)
-    assert run.returncode == 0, run.stderr[-2000:]
-    ref, _ = _reference(cls_run, "audio", np.ones((2, 4, 6), np.float32), [4, 2])
+    code, out, err = served["run"].wait()
+    assert code == 0, err[-2000:]
+    outdir = served["root"] / "cli-out"
+    ref, _ = _reference(cls_run.path, "audio", np.ones((2, 4, 6), np.float32), [4, 2])
     np.testing.assert_allclose(np.load(outdir / "probabilities.npy"), ref["prediction"],
                                atol=1e-5)
     np.testing.assert_array_equal(np.load(outdir / "class_id.npy"), ref["prediction"].argmax(-1))
 
 
-def test_serving_signature_rejects_wrong_dim_and_dtype(cls_run, tmp_path):
+def test_serving_signature_rejects_wrong_dim_and_dtype(served):
     import tensorflow as tf
 
-    path = E.export_monomodal(cls_run, "audio", str(tmp_path / "m"))
+    path = served["path"]
     fn = tf.saved_model.load(path).signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError) as err:
         fn(features=tf.zeros((1, 3, 7)), lengths=tf.constant([3]))
@@ -132,12 +149,12 @@ def test_serving_signature_rejects_wrong_dim_and_dtype(cls_run, tmp_path):
         fn(features=tf.zeros((1, 3, 6), tf.float64), lengths=tf.constant([3]))
 
 
-def test_grpc_predict_request_is_valid_for_the_signature(cls_run, tmp_path):
+def test_grpc_predict_request_is_valid_for_the_signature(served):
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow_serving.apis import predict_pb2
 
-    path = E.export_monomodal(cls_run, "audio", str(tmp_path / "m"))
+    path = served["path"]
     sm = saved_model_pb2.SavedModel()
     sm.ParseFromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
     sig = sm.meta_graphs[0].signature_def["serving_default"]
@@ -155,9 +172,8 @@ def test_grpc_predict_request_is_valid_for_the_signature(cls_run, tmp_path):
     assert set(sig.outputs) == {"probabilities", "class_id"}
 
 
-def test_regression_export_includes_postprocessing(reg_data, tmp_path):
-    d, _, _ = reg_data
-    run = _run(d, str(tmp_path / "reg"), "emobed")
+def test_regression_export_includes_postprocessing(reg_run, tmp_path):
+    run = reg_run.copy(tmp_path / "reg")  # gets a postprocess.json
     chain = {"arousal": {"median_window": 5, "bias": 0.2, "scale": 1.5, "shift": 2},
              "valence": {"median_window": 0, "bias": None, "scale": None, "shift": 0}}
     json.dump(chain, open(os.path.join(run, "postprocess.json"), "w"))
@@ -184,9 +200,8 @@ def test_regression_export_includes_postprocessing(reg_data, tmp_path):
     assert emb["embedding"].shape == (2, 30, 8) and np.all(np.isfinite(emb["embedding"]))
 
 
-def test_export_errors(cls_data, tmp_path, capsys):
-    d, _, _ = cls_data
-    run = _run(d, str(tmp_path / "classic"), "classic")
+def test_export_errors(classic_run, tmp_path, capsys):
+    run = classic_run.path  # read-only: the exports go to tmp_path
     assert E.main(["--run", run, "--target", "video", "--out", str(tmp_path / "x")]) == 2
     assert "no video branch" in capsys.readouterr().err
     assert E.main(["--run", str(tmp_path / "none"), "--target", "audio",

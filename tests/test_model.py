@@ -87,7 +87,6 @@ def test_loss_terms_follow_eq8(task):
         valid = np.concatenate([sel(data[k]["mask"]).reshape(-1) for k in ("audio", "video")])
     lt = L.batch_hard_triplet_loss(lab, emb, valid)
     kernels = [v for v in m.trainable_variables if "kernel" in v.name]
-    assert len(kernels) == 2 + 2 + 2 + 1  # two encoders and shared GRU (kernel, recurrent), head
     l2 = 1e-3 * sum(float(np.sum(np.square(k))) for k in kernels)
     assert float(terms["target_loss"]) == pytest.approx(float(la), rel=1e-5)
     assert float(terms["auxiliary_loss"]) == pytest.approx(float(lv), rel=1e-5)
@@ -131,10 +130,10 @@ def test_classic_mode_needs_no_auxiliary_data_but_emobed_does():
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
-def test_fit_reduces_loss_and_tracks_each_term(task):
+def test_fit_reduces_loss_tracks_each_term_and_the_keras_file_round_trips(task, tmp_path):
     rng = np.random.default_rng(4)
     data = _batch(task, rng)
-    m = _model(task, alpha=0.5, beta=0.5)
+    m = _model(task, alpha=0.5, beta=0.5, triplet_form="hinge", triplet_margin=0.1)
     ds = tf.data.Dataset.from_tensors(data).repeat(20)
     hist = m.fit(ds, epochs=3, verbose=0,
                  validation_data=tf.data.Dataset.from_tensors({"audio": data["audio"]}))
@@ -143,22 +142,16 @@ def test_fit_reduces_loss_and_tracks_each_term(task):
                 f"val_{m.score_name}"):
         assert key in h
     assert h["target_loss"][-1] < h["target_loss"][0]
-
-
-@pytest.mark.parametrize("task", ["classification", "regression"])
-def test_keras_save_load_round_trip(task, tmp_path):
-    rng = np.random.default_rng(5)
-    data = _batch(task, rng)
-    m = _model(task, alpha=0.3, beta=0.2, triplet_form="hinge", triplet_margin=0.1)
-    m.fit(tf.data.Dataset.from_tensors(data).repeat(2), epochs=1, verbose=0)
+    # the .keras file holds the configuration, the weights and the optimizer state
     path = str(tmp_path / "m.keras")
     m.save(path)
     back = keras.models.load_model(path)
     assert back.get_config() == m.get_config()
+    assert (back.triplet_form, back.triplet_margin, back.alpha) == ("hinge", 0.1, 0.5)
     x = {"audio": {"features": data["audio"]["features"], "mask": data["audio"]["mask"]}}
     np.testing.assert_allclose(m(x)["audio"]["prediction"], back(x)["audio"]["prediction"],
                                rtol=1e-6, atol=1e-6)
-    assert int(back.optimizer.iterations) == 2  # optimizer state travels too
+    assert int(back.optimizer.iterations) == 60  # optimizer state travels too
 
 
 def test_invalid_arguments():

@@ -1,5 +1,7 @@
+import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -8,12 +10,13 @@ import time
 import keras_tuner as kt
 import pytest
 
+from emobed_tf import cli
 from emobed_tf import configs as C
 from emobed_tf import experiment as E
 from emobed_tf import train as T
 from tuning.hypermodel import EmoBedHyperModel
 from tuning import search as S
-from tests.conftest import write_classification
+from tests.conftest import search_args, tree_hashes, write_classification
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,39 +59,42 @@ def test_fixed_overrides_and_mode_specific_weights(cls_data):
 
 
 def _search_args(d, directory, trials, *extra):
-    return ["--dataset", "custom", "--data-dir", d, "--tuner", "random", "--max-trials",
-            str(trials), "--epochs", "1", "--out", directory, "--verbose", "0",
-            "--batch-size", "8", *extra]
+    return search_args(d, directory, *extra, trials=trials)
 
 
-def test_search_resumes_and_best_feeds_training(cls_data, tmp_path):
-    d, _, _ = cls_data
-    directory = str(tmp_path / "search")
-    assert S.main(_search_args(d, directory, 2)) == 0
+def test_search_resumes_and_best_feeds_training(finished_search, search_data, tmp_path, capsys):
+    directory = shutil.copytree(finished_search, tmp_path / "search")  # one trial done
     trials = S.completed_trials(directory)
-    assert len(trials) == 2 and all(t["status"] == "COMPLETED" for t in trials)
+    assert len(trials) == 1 and trials[0]["status"] == "COMPLETED"
     best = json.load(open(os.path.join(directory, "best_hyperparameters.json")))
-    assert best["score"] == max(t["score"] for t in trials)
+    assert best["score"] == trials[0]["score"] and best["trial_id"] == trials[0]["trial_id"]
     for f in ("summary.md", "trials.json", "alpha_beta.png"):
         assert os.path.getsize(os.path.join(directory, f)) > 0
-    # rerunning with a larger budget continues: the two trials are kept, one is added
-    assert S.main(_search_args(d, directory, 3)) == 0
+    # rerunning with a larger budget continues: the finished trial is kept, one is added
+    assert S.main(_search_args(search_data, str(directory), 2)) == 0
+    out = capsys.readouterr().out
+    assert out.count("[chief] trial: ") == 1  # the one new trial, run by this (the chief) process
     again = S.completed_trials(directory)
-    assert len(again) == 3
+    assert len(again) == 2 and all(t["status"] == "COMPLETED" for t in again)
     assert {t["trial_id"]: t["values"] for t in trials}.items() <= \
         {t["trial_id"]: t["values"] for t in again}.items()
     best = json.load(open(os.path.join(directory, "best_hyperparameters.json")))  # rewritten
     assert best["score"] == max(t["score"] for t in again)
-    # the best values train a run
-    out = str(tmp_path / "run")
-    assert T.main(["--dataset", "custom", "--data-dir", d, "--out", out, "--epochs", "1",
-                   "--verbose", "0", "--hparams", os.path.join(directory,
-                                                               "best_hyperparameters.json")]) == 0
-    cfg = json.load(open(os.path.join(out, "config.json")))
+    assert json.load(open(os.path.join(directory, "trials.json"))) == again
+    assert "2 completed trials" in open(os.path.join(directory, "summary.md")).read()
+    # the best values are a training configuration (each trial trained one like it)
+    hp_file = os.path.join(directory, "best_hyperparameters.json")
+    args = T.parse_args(["--dataset", "custom", "--data-dir", search_data, "--out", "run",
+                         "--epochs", "1", "--hparams", hp_file])
+    cfg = cli.config_from_args(args, "run", args.mode)
     v = best["values"]
-    assert cfg["loss"]["alpha"] == pytest.approx(v["alpha"])
-    assert cfg["model"]["encoder_units"] == v["encoder_units"]
-    assert cfg["data"]["batch_size"] == v["batch_size"]
+    assert cfg.loss.alpha == pytest.approx(v["alpha"]) and cfg.loss.beta == pytest.approx(v["beta"])
+    assert (cfg.model.encoder_units, cfg.model.encoder_layers) == (v["encoder_units"],
+                                                                   v["encoder_layers"])
+    assert (cfg.model.shared_units, cfg.model.shared_layers) == (v["shared_units"],
+                                                                 v["shared_layers"])
+    assert cfg.learning_rate == pytest.approx(v["learning_rate"])
+    assert cfg.loss.l2 == pytest.approx(v["l2"]) and cfg.data.batch_size == v["batch_size"]
 
 
 def test_bad_hparams_file_is_reported(cls_data, tmp_path, capsys):
@@ -106,7 +112,64 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _wait_for_port(port, proc, log, timeout=300):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"the chief ended (rc {proc.returncode}) before listening: "
+                                 + log.read_text()[-3000:])
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the chief did not listen on port {port} within {timeout} s")
+
+
+class _FakeTuner:
+    def __init__(self, calls):
+        self.calls = calls
+
+    def search(self, **kwargs):
+        self.calls.append(kwargs)
+
+
+def test_a_worker_searches_and_leaves_the_folder_to_the_chief(finished_search, search_data,
+                                                              tmp_path, monkeypatch, capsys):
+    """What ``tuning.search`` does as a KerasTuner worker (``KERASTUNER_TUNER_ID`` other than
+    chief): no lock, no record, no summary; the record is checked, its data folders (paths on
+    the chief's machine) aside, and of the KerasTuner files only the worker's own. The trials
+    themselves are KerasTuner's; the slow test below runs a chief and two workers."""
+    directory = str(shutil.copytree(finished_search, tmp_path / "search"))
+    before = tree_hashes(directory, skip=())
+    calls = []
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    monkeypatch.setattr(S, "make_tuner", lambda *a, **k: _FakeTuner(calls))
+    elsewhere = str(shutil.copytree(search_data, tmp_path / "worker-data"))
+    assert S.main(_search_args(elsewhere, directory, 3)) == 0
+    assert len(calls) == 1 and calls[0]["epochs"] == 1
+    assert capsys.readouterr().out == ""  # the chief prints the summary
+    assert tree_hashes(directory, skip=()) == before  # nothing written, the lock file included
+    # another search is refused by a worker too
+    assert S.main(_search_args(elsewhere, directory, 3, "--target", "video")) == 2
+    err = capsys.readouterr().err
+    assert f"{directory}: holds another search" in err and 'target: "audio" there' in err
+    assert "data_dirs" not in err
+    # a worker reads its own tuner file only: another worker's may be half-written
+    with open(os.path.join(directory, "tuner1.json"), "w") as fh:
+        fh.write('{"half": ')
+    assert S.main(_search_args(elsewhere, directory, 3)) == 0
+    own = os.path.join(directory, "tuner0.json")
+    with open(own, "w") as fh:
+        fh.write('{"half": ')
+    assert S.main(_search_args(elsewhere, directory, 3)) == 2
+    err = capsys.readouterr().err
+    assert own in err and "truncated" in err and "--overwrite" in err
+    assert len(calls) == 2  # refused before a tuner was built
+
+
+@pytest.mark.slow
 def test_distributed_search_chief_and_two_workers(tmp_path):
+    """Three processes (KerasTuner's gRPC oracle): the worker side of our code is tested
+    in-process above, the chief's by every other search test."""
     write_classification(tmp_path / "d", n=(12, 6, 6))
     directory = str(tmp_path / "dist")
     port = str(_free_port())
@@ -121,8 +184,8 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
         log[role] = open(tmp_path / f"{role}.log", "w")
         procs[role] = subprocess.Popen(args, env=env, cwd=ROOT, stdout=log[role],
                                        stderr=subprocess.STDOUT)
-        if role == "chief":
-            time.sleep(3)
+        if role == "chief":  # the workers connect to the chief's oracle: wait until it listens
+            _wait_for_port(int(port), procs["chief"], tmp_path / "chief.log")
     try:
         for role in ("tuner0", "tuner1", "chief"):
             assert procs[role].wait(timeout=600) == 0, (tmp_path / f"{role}.log").read_text()[-3000:]

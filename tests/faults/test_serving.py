@@ -12,17 +12,8 @@ import numpy as np
 import pytest
 
 from emobed_tf import export as E
-from emobed_tf import train as T
 
 DIM = 6  # write_classification's audio feature size
-
-
-def _train(data_dir, out, mode):
-    args = ["--dataset", "custom", "--data-dir", data_dir, "--out", out, "--epochs", "1",
-            "--encoder-units", "8", "--shared-units", "8", "--encoder-layers", "1",
-            "--shared-layers", "1", "--batch-size", "8", "--verbose", "0", "--mode", mode]
-    assert T.main(args) == 0
-    return out
 
 
 def _hashes(folder):
@@ -36,15 +27,11 @@ def _hashes(folder):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    from tests.conftest import write_classification
-
+def runs(tmp_path_factory, cls_run, classic_run):
+    """The shared emobed and classic runs (read-only) and an export of the emobed one."""
     root = tmp_path_factory.mktemp("serving")
-    write_classification(root / "d")
-    emobed = _train(str(root / "d"), str(root / "emobed"), "emobed")
-    classic = _train(str(root / "d"), str(root / "classic"), "classic")
-    path = E.export_monomodal(emobed, "audio", str(root / "sm"))
-    return {"emobed": emobed, "classic": classic, "export": path, "root": root}
+    path = E.export_monomodal(cls_run.path, "audio", str(root / "sm"))
+    return {"emobed": cls_run.path, "classic": classic_run.path, "export": path, "root": root}
 
 
 @pytest.fixture(scope="module")

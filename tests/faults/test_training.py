@@ -6,14 +6,15 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
 import pytest
 
-from emobed_tf import cli
 from emobed_tf import configs as C
 from emobed_tf import experiment as E
+from emobed_tf import schema
 from emobed_tf import train as T
 from emobed_tf.io import FolderLock
 from emobed_tf.rundir import RunDir, RunError
@@ -108,16 +109,26 @@ class _PoisonWeights(keras.callbacks.Callback):
                 v.assign(np.full(v.shape, np.nan, v.dtype))
 
 
-def test_diverged_training_stops_and_is_never_marked_finished(cls_data, tmp_path):
+def test_diverged_training_stops_exits_2_and_is_never_marked_finished(cls_data, tmp_path,
+                                                                      capsys, monkeypatch):
     d, _, _ = cls_data
     out = str(tmp_path / "run")
-    cfg = cli.config_from_args(T.parse_args(_args(d, out, "--epochs", "3", "--patience", "9")),
-                               out, "emobed")
-    with pytest.raises(RunError) as err:
-        E.run(cfg, callbacks=[_PoisonWeights(epoch=1, batch=0)])
-    msg = str(err.value)
-    assert "training diverged" in msg and "loss became nan at epoch 2, step 2" in msg
-    assert out in msg
+    real_run, raised = E.run, []
+
+    def poisoned(cfg, overwrite=False):
+        try:
+            return real_run(cfg, overwrite, callbacks=[_PoisonWeights(epoch=1, batch=0)])
+        except Exception as err:
+            raised.append(err)
+            raise
+
+    monkeypatch.setattr(E, "run", poisoned)
+    assert T.main(_args(d, out, "--epochs", "3", "--patience", "9")) == 2
+    assert [type(e) for e in raised] == [RunError]  # the library's error, the CLI's exit code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert "training diverged" in err and "loss became nan at epoch 2, step 2" in err
+    assert out in err
     run = RunDir(out)
     assert not run.finished and not os.path.exists(run.model_path)
     state = json.load(open(run.state_path))
@@ -125,24 +136,13 @@ def test_diverged_training_stops_and_is_never_marked_finished(cls_data, tmp_path
     assert not glob.glob(os.path.join(out, "**", "*.tmp*"), recursive=True)
 
 
-def test_diverged_run_exits_2_from_the_cli(cls_data, tmp_path, capsys, monkeypatch):
-    d, _, _ = cls_data
-    out = str(tmp_path / "run")
-    real_run = E.run
-    monkeypatch.setattr(E, "run", lambda cfg, overwrite=False: real_run(
-        cfg, overwrite, callbacks=[_PoisonWeights(epoch=0, batch=0)]))
-    assert T.main(_args(d, out)) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "diverged" in err and "Traceback" not in err
-    assert not RunDir(out).finished
-
-
-def test_overwrite_with_bad_data_keeps_the_finished_run(cls_data, tmp_path, capsys):
-    d, manifest, _ = cls_data
-    out = str(tmp_path / "run")
-    assert T.main(_args(d, out, "--epochs", "1")) == 0
+def test_overwrite_with_bad_data_keeps_the_finished_run(cls_run, tmp_path, capsys):
+    out = cls_run.copy(tmp_path / "run")
+    d = str(tmp_path / "data")
+    shutil.copytree(cls_run.data_dir, d)  # its shard is broken below
     before = _hashes(out)
     assert "metrics.json" in before and "model.keras" in before
+    manifest = schema.load_manifest(d)
     shard = os.path.join(d, manifest.modalities["video"].shards["train"][0].path)
     raw = bytearray(open(shard, "rb").read())
     raw[40:60] = b"\xff" * 20  # same size, broken CRC: found only while training
@@ -153,15 +153,15 @@ def test_overwrite_with_bad_data_keeps_the_finished_run(cls_data, tmp_path, caps
     assert _hashes(out) == before  # nothing of the finished run changed
 
 
-def test_overwrite_replaces_the_run_only_when_the_new_one_finished(cls_data, tmp_path):
-    d, _, _ = cls_data
-    out = str(tmp_path / "run")
-    assert T.main(_args(d, out, "--epochs", "1", "--mode", "classic")) == 0
-    assert T.main(_args(d, out, "--epochs", "1", "--mode", "joint", "--overwrite")) == 0
+def test_overwrite_replaces_the_run_only_when_the_new_one_finished(cls_run, tmp_path):
+    out = cls_run.copy(tmp_path / "run")  # a finished emobed run
+    assert RunDir(out).metrics()["mode"] == "emobed"
+    assert T.main(_args(cls_run.data_dir, out, "--epochs", "1", "--mode", "joint",
+                        "--overwrite")) == 0
     m = RunDir(out).metrics()
-    assert m["mode"] == "joint" and m["out"] == out
+    assert m["mode"] == "joint" and m["out"] == out and m["epochs_trained"] == 1
     assert RunDir(out).config().out == out and RunDir(out).config().mode == "joint"
-    assert sorted(os.listdir(tmp_path)) == ["cls", "run"]  # no staging folder left
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # no staging folder left
 
 
 def test_second_training_into_the_same_folder_is_refused(cls_data, tmp_path, capsys):
@@ -218,11 +218,50 @@ def test_missing_data_hint_is_a_command_extract_accepts(tmp_path, capsys, monkey
             video.check()  # the video encoder's weights flag is there too
 
 
-def test_seed_seeds_the_model_and_the_data_order(cls_data, tmp_path):
+class _Started(Exception):
+    pass
+
+
+class _StopBeforeTheFirstStep(keras.callbacks.Callback):
+    """Records the model's initial weights, then stops the run before anything is traced."""
+
+    def __init__(self, into):
+        super().__init__()
+        self.into = into
+
+    def on_train_begin(self, logs=None):
+        self.into["weights"] = [np.array(v) for v in self.model.weights]
+        raise _Started
+
+
+def test_seed_seeds_the_model_and_the_data_order(cls_data, tmp_path, monkeypatch):
+    """``--seed`` fixes the initial weights (and dropout seed states) and the batch order:
+    the same seed twice gives the same start, another seed another one."""
     d, _, _ = cls_data
+    real_run, real_datasets = E.run, E.make_datasets
+    seen = {}
+
+    def datasets(cfg, sources):
+        seen["train"], dev = real_datasets(cfg, sources)
+        return seen["train"], dev
+
+    monkeypatch.setattr(E, "make_datasets", datasets)
+    monkeypatch.setattr(E, "run", lambda cfg, overwrite=False: real_run(
+        cfg, overwrite, callbacks=[_StopBeforeTheFirstStep(seen)]))
     runs = {}
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
-        out = str(tmp_path / name)
-        assert T.main(_args(d, out, "--epochs", "1", "--seed", seed)) == 0
-        runs[name] = json.load(open(RunDir(out).history_path))[0]["loss"]
-    assert runs["a"] == runs["b"] and runs["a"] != runs["c"]
+        seen.clear()
+        with pytest.raises(_Started):
+            T.main(_args(d, str(tmp_path / name), "--seed", seed))
+        first = next(iter(seen["train"]))
+        runs[name] = {"weights": seen["weights"],
+                      "batch": {m: first[m]["features"].numpy() for m in ("audio", "video")}}
+    assert len(runs["a"]["weights"]) > 10
+    for x, y in zip(runs["a"]["weights"], runs["b"]["weights"]):
+        np.testing.assert_array_equal(x, y)
+    assert any(x.shape != y.shape or not np.array_equal(x, y)
+               for x, y in zip(runs["a"]["weights"], runs["c"]["weights"]))
+    for m in ("audio", "video"):
+        np.testing.assert_array_equal(runs["a"]["batch"][m], runs["b"]["batch"][m])
+        assert runs["a"]["batch"][m].shape != runs["c"]["batch"][m].shape or not np.array_equal(
+            runs["a"]["batch"][m], runs["c"]["batch"][m])

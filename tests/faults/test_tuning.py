@@ -15,12 +15,11 @@ import pytest
 from emobed_tf import io
 from tuning import search as S
 from tuning.hypermodel import EmoBedHyperModel
+from tests.conftest import search_args
 
 
 def _args(d, directory, *extra, trials=1):
-    return ["--dataset", "custom", "--data-dir", d, "--tuner", "random", "--max-trials",
-            str(trials), "--epochs", "1", "--out", directory, "--verbose", "0",
-            "--batch-size", "8", "--seed", "3", *extra]
+    return search_args(d, directory, *extra, trials=trials)
 
 
 def _hashes(folder):
@@ -35,21 +34,17 @@ def _hashes(folder):
     return out
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from tests.conftest import write_classification
-
-    root = tmp_path_factory.mktemp("tuning-faults")
-    write_classification(root / "d", n=(12, 6, 6))
-    return str(root / "d")
+@pytest.fixture
+def data(search_data):
+    """The shared search corpus (read-only)."""
+    return search_data
 
 
-@pytest.fixture(scope="module")
-def finished(data, tmp_path_factory):
-    """A finished one-trial search (audio target, emobed mode)."""
-    directory = str(tmp_path_factory.mktemp("searches") / "s")
-    assert S.main(_args(data, directory)) == 0
-    return directory
+@pytest.fixture
+def finished(finished_search):
+    """The shared finished one-trial search (audio target, emobed mode, seed 3); the tests
+    that may change it (a refused rerun must not) check that it is unchanged."""
+    return finished_search
 
 
 @pytest.fixture
@@ -127,12 +122,28 @@ def test_other_data_is_another_search(data, finished, tmp_path, capsys, no_train
     assert _hashes(finished) == before
 
 
-def test_overwrite_starts_another_search(data, finished, tmp_path):
+def test_overwrite_starts_another_search(data, finished, tmp_path, monkeypatch):
+    """``--overwrite`` with another search (video target, mixed precision, mirrored): the
+    old trials go, and ``--precision`` and ``--strategy`` apply to every new trial."""
+    import keras
+
+    seen = []  # (dtype policy, strategy its variables live in) of each model a trial trains
+    fit = EmoBedHyperModel.fit
+
+    def spy(self, hp, model, *args, **kwargs):
+        seen.append((model.dtype_policy.name, type(model.distribute_strategy).__name__))
+        return fit(self, hp, model, *args, **kwargs)
+
+    monkeypatch.setattr(EmoBedHyperModel, "fit", spy)
     directory = _copy(finished, tmp_path)
-    assert S.main(_args(data, directory, "--target", "video", "--overwrite")) == 0
+    assert S.main(_args(data, directory, "--target", "video", "--overwrite", "--precision",
+                        "mixed_bfloat16", "--strategy", "mirrored")) == 0
     rec = io.read_json(os.path.join(directory, "search.json"))
     assert rec["target"] == "video"
     assert len(S.completed_trials(directory)) == 1  # the audio trial is gone
+    assert seen == [("mixed_bfloat16", "MirroredStrategy")]
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
+    assert rec["training"]["precision"] == "mixed_bfloat16"
 
 
 @pytest.mark.parametrize("name", ["oracle.json", "trial.json", "search.json"])
@@ -197,24 +208,3 @@ def test_max_trials_must_be_positive(data, tmp_path, capsys, value):
     with pytest.raises(SystemExit) as exit_:
         S.main(_args(data, str(tmp_path / "s")) + ["--max-trials", value])
     assert exit_.value.code == 2 and repr(value) in capsys.readouterr().err
-
-
-def test_precision_and_mirrored_strategy_apply_to_the_trials(data, tmp_path, monkeypatch):
-    import keras
-
-    seen = []  # (dtype policy, strategy its variables live in) of each model a trial trains
-    fit = EmoBedHyperModel.fit
-
-    def spy(self, hp, model, *args, **kwargs):
-        seen.append((model.dtype_policy.name, type(model.distribute_strategy).__name__))
-        return fit(self, hp, model, *args, **kwargs)
-
-    monkeypatch.setattr(EmoBedHyperModel, "fit", spy)
-    directory = str(tmp_path / "s")
-    assert S.main(_args(data, directory, "--precision", "mixed_bfloat16",
-                        "--strategy", "mirrored")) == 0
-    assert seen == [("mixed_bfloat16", "MirroredStrategy")]
-    assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
-    assert len(S.completed_trials(directory)) == 1
-    rec = io.read_json(os.path.join(directory, "search.json"))
-    assert rec["training"]["precision"] == "mixed_bfloat16"
