@@ -118,6 +118,18 @@ def all_shards(manifest: Manifest, modality: str) -> tuple:
 # the one record parser
 
 
+def _plain(fn):
+    """``fn`` for ``tf.data`` as written, without AutoGraph's source conversion.
+
+    The dataset functions here hold no Python control flow over tensors
+    (``tf.cond`` where a branch is needed), so converting them only costs
+    time: about 0.1-0.3 s per function and pipeline, paid by every run.
+    """
+    import tensorflow as tf
+
+    return tf.autograph.experimental.do_not_convert(fn)
+
+
 def _graph_message(template: str, values: Mapping, row):
     """``template.format(**values)`` in the graph, for the record at ``row``."""
     import tensorflow as tf
@@ -366,10 +378,14 @@ def speaker_statistics(source: Source, modality: str) -> dict:
             raise DataError(f"{p}: shard listed in the manifest is missing")
     compression = m.compression or None
     expected = source.expected(modality)
-    records = tf.data.Dataset.from_tensor_slices(paths).flat_map(
-        lambda p: tf.data.TFRecordDataset(p, compression_type=compression).map(lambda r: (r, p)))
+
+    def read(path):  # records tagged with their shard
+        return tf.data.TFRecordDataset(path, compression_type=compression).map(
+            _plain(lambda r: (r, path)))
+
+    records = tf.data.Dataset.from_tensor_slices(paths).flat_map(_plain(read))
     batches = records.batch(512).map(
-        lambda r, p: parse_batch(r, p, expected, label_dims=False)).as_numpy_iterator()
+        _plain(lambda r, p: parse_batch(r, p, expected, label_dims=False))).as_numpy_iterator()
     out = {}
     try:
         for batch in batches:
@@ -781,9 +797,9 @@ def count_windows(paths, compression: str, window: int, shift: int, speakers=Non
     records = tf.data.TFRecordDataset(paths, compression_type=compression or None)
     if speakers is not None:
         keep = _keeps_speakers(speakers)
-        records = records.filter(lambda r: keep(r, ""))
+        records = records.filter(_plain(lambda r: keep(r, "")))
     lengths = records.map(
-        lambda r: tf.io.parse_single_example(r, spec)[schema.KEY_SHAPE][0],
+        _plain(lambda r: tf.io.parse_single_example(r, spec)[schema.KEY_SHAPE][0]),
         num_parallel_calls=AUTOTUNE)
     total = 0
     for t in lengths.batch(4096).as_numpy_iterator():
@@ -814,7 +830,7 @@ def _in_memory(ds, paths, expected: int, compression: str = ""):
 
     ds = ds.cache()
     try:
-        n = int(ds.reduce(tf.constant(0, tf.int64), lambda acc, _: acc + 1))
+        n = int(ds.reduce(tf.constant(0, tf.int64), _plain(lambda acc, _: acc + 1)))
     except (tf.errors.OpError, UnicodeDecodeError) as err:
         found = data_error_from(err, [(p, compression) for p in paths])
         if found is None:
@@ -838,13 +854,13 @@ def _read_records(source: Source, split: str, paths: Sequence[str], options: Pip
 
     def read(path):  # raw records tagged with their shard, for error messages
         return tf.data.TFRecordDataset(path, compression_type=compression).map(
-            lambda r: (r, path))
+            _plain(lambda r: (r, path)))
 
-    ds = files.interleave(read, cycle_length=min(len(paths), options.cycle_length),
+    ds = files.interleave(_plain(read), cycle_length=min(len(paths), options.cycle_length),
                           num_parallel_calls=AUTOTUNE, deterministic=True)
     speakers = source.speaker_filter(split)
     if speakers is not None:  # partitions assigned at read time (cross-validation folds)
-        ds = ds.filter(_keeps_speakers(speakers))
+        ds = ds.filter(_plain(_keeps_speakers(speakers)))
     return ds
 
 
@@ -888,7 +904,7 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
     windowed = training and m.task == "regression" and options.window > 0
     streamed = not (cached or windowed)
     shift = options.window_shift or options.window
-    parse = _model_inputs(source, modality, options, with_ids, paths)
+    parse = _plain(_model_inputs(source, modality, options, with_ids, paths))
     ordered = dict(num_parallel_calls=AUTOTUNE, deterministic=True)
 
     ds = _read_records(source, split, paths, options, shuffle_files=training and not cached,
@@ -896,14 +912,15 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
     if streamed and training:  # shuffle raw records; parsed once batched
         ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
     if not streamed:  # parse in large batches, back to examples
-        ds = ds.batch(PARSE_BATCH).map(parse, **ordered).unbatch().map(_trim_padding, **ordered)
+        ds = ds.batch(PARSE_BATCH).map(parse, **ordered).unbatch()
+        ds = ds.map(_plain(_trim_padding), **ordered)
     if cached:  # read once now; every epoch is served from memory
         ds = _in_memory(ds, paths, n_records, m.compression)
     if cached and training:  # shuffled over the whole split
         ds = ds.shuffle(max(n_records, 1), seed=seed if windowed else seed + 1,
                         reshuffle_each_iteration=True)
     if windowed:  # long recordings, cut into fixed-length windows, shuffled
-        ds = ds.interleave(lambda ex: _windows(ex, options.window, shift), cycle_length=4,
+        ds = ds.interleave(_plain(lambda ex: _windows(ex, options.window, shift)), cycle_length=4,
                            **ordered)
         ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
     if repeat:
@@ -913,7 +930,7 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
     else:
         ds = ds.padded_batch(batch_size, drop_remainder=False)
     if not windowed:  # windows already share one length
-        ds = ds.map(bucket_time)
+        ds = ds.map(_plain(bucket_time))
     if not repeat:  # a known length gives Keras complete progress bars
         n = (count_windows(paths, m.compression, options.window, shift,
                            source.speaker_filter(split)) if windowed else n_records)

@@ -392,6 +392,24 @@ class EmoBed(keras.Model):
     # must be a pure function of the variables' values. Each backend's step follows
     # Keras' guide for it ("Customizing what happens in fit()").
 
+    def compile(self, *args, **kwargs):
+        """Keras' ``compile``, then the optimizer's slots built at once.
+
+        Built here, outside the training step, the slots exist before
+        TensorFlow traces the step, which it then traces once instead of
+        twice (a ``tf.function`` that creates variables is traced again).
+        Slots cover every trainable variable in model order, as Keras
+        builds them when it reloads a ``.keras`` file, although each mode
+        applies gradients to its active sub-networks only.
+        """
+        super().compile(*args, **kwargs)
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config):
+        """What Keras' own does on ``.keras`` loading, through :meth:`compile`."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
     def train_step(self, *args):
         backend = keras.backend.backend()
         if backend == "jax":
@@ -418,10 +436,7 @@ class EmoBed(keras.Model):
     def _tf_train_step(self, data):
         import tensorflow as tf
 
-        if not self.optimizer.built:
-            # Slots for every trainable variable in model order (as Keras
-            # builds them when reloading a .keras file), although each mode
-            # applies gradients to its active sub-networks only.
+        if not self.optimizer.built:  # an optimizer set after compile: see compile
             self.optimizer.build(self.trainable_variables)
         variables = self.active_trainable_variables()
         replicas = tf.distribute.get_strategy().num_replicas_in_sync

@@ -296,14 +296,18 @@ class OutsideProcess:
         self.out_path = os.path.join(str(folder), f"{name}.out")
         self.err_path = os.path.join(str(folder), f"{name}.err")
         self.proc = None
+        self.stopped = False
+        self.lock = threading.Lock()
         self.started = threading.Event()
         if not deferred:
             self.start()
 
     def start(self):
-        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err, cwd=ROOT,
-                                         env=self.env)
+        with self.lock:
+            if not self.stopped:  # never started after the session's end
+                with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+                    self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err, cwd=ROOT,
+                                                 env=self.env)
         self.started.set()
 
     def wait(self, timeout=600):
@@ -311,6 +315,8 @@ class OutsideProcess:
         end = time.monotonic() + timeout
         if not self.started.wait(timeout):
             raise AssertionError(f"not started within {timeout} s: {self.argv}")
+        if self.proc is None:
+            raise AssertionError(f"stopped before it started: {self.argv}")
         try:
             code = self.proc.wait(timeout=max(1.0, end - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -320,9 +326,11 @@ class OutsideProcess:
             return code, out.read(), err.read()
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        with self.lock:
+            self.stopped = True
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class _Beside:
@@ -347,7 +355,8 @@ class _Beside:
             for proc in group:
                 proc.start()
             for proc in group:
-                proc.proc.wait()
+                if proc.proc is not None:
+                    proc.proc.wait()
 
     def close(self):
         self.closed = True

@@ -166,6 +166,20 @@ def test_a_worker_searches_and_leaves_the_folder_to_the_chief(finished_search, s
     assert len(calls) == 2  # refused before a tuner was built
 
 
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
+def test_the_search_runs_as_a_module(monkeypatch, capsys):
+    """``python -m tuning.search`` runs ``main`` (in processes of their own: the slow test
+    below)."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["search", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("tuning.search", run_name="__main__")
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m tuning.search") and "--max-trials" in out
+
+
 @pytest.mark.slow
 def test_distributed_search_chief_and_two_workers(tmp_path):
     """Three processes (KerasTuner's gRPC oracle): the worker side of our code is tested
