@@ -35,6 +35,30 @@ def test_gru_stack_shapes_and_config():
     assert GRUStack.from_config(s.get_config()).get_config() == s.get_config()
 
 
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_gru_stack_padding_is_ignored_and_the_unmasked_form_agrees(return_sequences):
+    """Each row of a right-padded, masked batch gives what the row alone, unpadded, gives;
+    the unmasked form the torch backend runs (``_right_padded``) gives the same tensor."""
+    rng = np.random.default_rng(3)
+    lengths = np.array([7, 4, 1, 6])
+    mask = np.arange(7)[None, :] < lengths[:, None]
+    x = (rng.normal(size=(4, 7, 5)) * mask[..., None]).astype("float32")
+    stack = GRUStack(6, 2, return_sequences=return_sequences)
+    masked = np.asarray(stack(x, mask=mask))
+    for row, n in enumerate(lengths):
+        alone = np.asarray(stack(x[row:row + 1, :n]))[0]
+        if return_sequences:
+            np.testing.assert_allclose(masked[row, :n], alone, atol=1e-6)
+            # padded steps repeat the last valid output (Keras carries it over the mask)
+            np.testing.assert_allclose(masked[row, n:], np.repeat(alone[-1:], 7 - n, 0),
+                                       atol=1e-6)
+        else:
+            np.testing.assert_allclose(masked[row], alone, atol=1e-6)
+    unmasked = np.asarray(stack._right_padded(x, mask, training=False))
+    np.testing.assert_allclose(unmasked if return_sequences else unmasked[:, -1], masked,
+                               atol=1e-6)
+
+
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_output_shapes(task):
     m = _model(task)
