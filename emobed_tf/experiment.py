@@ -285,9 +285,7 @@ def _run_in(rd: RunDir, cfg: C.TrainConfig, sources: dict, callbacks=()) -> dict
             print(f"Resuming {cfg.out} after epoch {state['epoch']}", flush=True)
             model = rd.load_model("last")
         else:
-            model = build_model(cfg, sources)
-        if cfg.strategy == "multiworker":
-            model.optimizer.build(model.trainable_variables)
+            model = build_model(cfg, sources)  # compiling builds the optimizer (model.py)
     monitor = dev_monitor(model.task)
     ckpt = make_run_checkpoint(rd, monitor, cfg.patience, state)
     start = ckpt.state["epoch"]

@@ -42,7 +42,8 @@ def test_gru_stack_padding_is_ignored_and_the_unmasked_form_agrees(return_sequen
     rng = np.random.default_rng(3)
     lengths = np.array([7, 4, 1, 6])
     mask = np.arange(7)[None, :] < lengths[:, None]
-    x = (rng.normal(size=(4, 7, 5)) * mask[..., None]).astype("float32")
+    # padded steps hold garbage: only the mask keeps them out
+    x = np.where(mask[..., None], rng.normal(size=(4, 7, 5)), 50.0).astype("float32")
     stack = GRUStack(6, 2, return_sequences=return_sequences)
     masked = np.asarray(stack(x, mask=mask))
     for row, n in enumerate(lengths):
@@ -57,6 +58,27 @@ def test_gru_stack_padding_is_ignored_and_the_unmasked_form_agrees(return_sequen
     unmasked = np.asarray(stack._right_padded(x, mask, training=False))
     np.testing.assert_allclose(unmasked if return_sequences else unmasked[:, -1], masked,
                                atol=1e-6)
+
+
+def test_gru_stack_takes_the_last_valid_step_when_padded_steps_are_zeros(monkeypatch):
+    """TensorFlow's cuDNN GRU (GPU) returns zeros at padded steps instead of carrying the last
+    output over them; emulated here, the stack's summary must still be each row's last
+    valid output."""
+    rng = np.random.default_rng(4)
+    lengths = np.array([5, 2, 3])
+    mask = np.arange(5)[None, :] < lengths[:, None]
+    x = rng.normal(size=(3, 5, 4)).astype("float32")
+    stack = GRUStack(6, 1, return_sequences=False)
+    want = np.stack([np.asarray(stack(x[r:r + 1, :n]))[0] for r, n in enumerate(lengths)])
+    gru_call = type(stack.grus[0]).call
+
+    def cudnn_like(self, sequences, initial_state=None, mask=None, training=False):
+        out = gru_call(self, sequences, initial_state=initial_state, mask=mask,
+                       training=training)
+        return out * keras.ops.cast(mask, out.dtype)[..., None] if mask is not None else out
+
+    monkeypatch.setattr(type(stack.grus[0]), "call", cudnn_like)
+    np.testing.assert_allclose(np.asarray(stack(x, mask=mask)), want, atol=1e-6)
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
