@@ -61,36 +61,48 @@ def extraction_commands(dev: str, work: str) -> dict:
 SETTINGS = {"faces": "faces", "video_au": "ravdess_au"}
 
 
+LLD_SEEDS = (0, 1)
+
+
 def lld_commands(dev: str, work: str) -> tuple:
-    """(extract argv, crossval argv) of the sequence-input side study (the paper's setting)."""
+    """(extract argv, {setting: crossval argv}) of the sequence-input study (the paper's setting)."""
     ex = ["--corpus", "ravdess", "--ravdess-dir", f"{dev}/ravdess_speech", "--label-map",
           RAVDESS_MAP, "--labels", LABELS, "--audio-mode", "lld", "--hop", "0.1", "--workers",
           "2", "--out", f"{work}/ravdess_speech_lld"]
-    cv = ["--dataset", "custom", "--audio-dir", f"{work}/ravdess_speech_lld", "--video-dir",
-          f"{work}/ravdess_au", "--target", "audio", "--folds", "speaker:8", "--seeds", "0",
-          "--modes", "classic,emobed", "--epochs", "80", "--out", f"{work}/lld/video_au"]
-    return ex, cv
+    cvs = {s: ["--dataset", "custom", "--audio-dir", f"{work}/ravdess_speech_lld", "--video-dir",
+               f"{work}/{folder}", "--target", "audio", "--folds", "speaker:8", "--seeds",
+               ",".join(map(str, LLD_SEEDS)), "--modes", "classic,emobed", "--epochs", "80",
+               "--out", f"{work}/lld/{s}"] for s, folder in SETTINGS.items()}
+    return ex, cvs
 
 
 def lld_study(work: str, utterance_out: str) -> dict:
-    """Sequence input against utterance functionals (classic, seed 0 pairs) and EmoBed on it."""
+    """Per setting: sequence input against utterance functionals (classic, the same fold x seed
+    pairs) and EmoBed against classic on sequences."""
     from emobed_tf.crossval import paired_tests
 
-    with open(os.path.join(work, "lld", "video_au", "crossval.json")) as fh:
-        rep = json.load(fh)
-    seq = rep["runs"]["classic"]
-    keys = sorted(k for k in seq if k.endswith("-seed0"))
-    utt = {}
-    for k in keys:
-        with open(os.path.join(utterance_out, "runs", "classic", k, "metrics.json")) as fh:
-            utt[k] = json.load(fh)["test"]["f1_macro"]
-    t = paired_tests([seq[k]["f1_macro"] - utt[k] for k in keys])
-    row = rep["systems"]["emobed"]
-    return {"classic_functionals": sum(utt.values()) / len(keys),
-            "classic_lld": rep["systems"]["classic"]["f1_macro_mean"],
-            "lld_vs_functionals": t,
-            "emobed_lld": row["f1_macro_mean"],
-            "emobed_vs_classic_lld": row["f1_macro_vs_classic"]}
+    out = {}
+    for setting in SETTINGS:
+        path = os.path.join(work, "lld", setting, "crossval.json")
+        if not os.path.isfile(path):
+            continue
+        with open(path) as fh:
+            rep = json.load(fh)
+        seq = rep["runs"]["classic"]
+        keys = sorted(seq)
+        utt = {}
+        for k in keys:
+            with open(os.path.join(utterance_out, "runs", "classic", k, "metrics.json")) as fh:
+                utt[k] = json.load(fh)["test"]["f1_macro"]
+        row = rep["systems"]["emobed"]
+        out[setting] = {"seeds": rep["seeds"], "n_pairs": len(keys),
+                        "classic_functionals": sum(utt.values()) / len(keys),
+                        "classic_lld": rep["systems"]["classic"]["f1_macro_mean"],
+                        "lld_vs_functionals": paired_tests([seq[k]["f1_macro"] - utt[k]
+                                                            for k in keys]),
+                        "emobed_lld": row["f1_macro_mean"],
+                        "emobed_vs_classic_lld": row["f1_macro_vs_classic"]}
+    return out
 
 
 def crossval_argv(work: str, setting: str, systems, seeds, folds: str, out: str,
@@ -165,20 +177,25 @@ def markdown(result: dict) -> str:
                              f"{p['system']:.4f} | {100 * p['diff']:+.2f} pt | {p['p']:.4f} | "
                              f"{p['n_pairs']} |")
         lines += ["", "![learning curve](dev_corpus_learning_curve.png)", ""]
-    q = result.get("sequence_input")
-    if q:
-        t, e = q["lld_vs_functionals"], q["emobed_vs_classic_lld"]
-        lines += ["## Side study: sequence input (the paper's setting), video_au, seed 0", "",
+    study = result.get("sequence_input")
+    if study:
+        lines += ["## Sequence input (the paper's setting)", "",
                   "eGeMAPS LLDs averaged over 100 ms steps as sequences through the GRUs "
-                  "(`--audio-mode lld --hop 0.1`, `--epochs 80`), same 8 folds:", "",
-                  "| | macro-F1 | diff | wins/losses | p (Wilcoxon) |", "|---|---|---|---|---|",
-                  f"| classic, utterance functionals | {q['classic_functionals']:.4f} | | | |",
-                  f"| classic, LLD sequences | {q['classic_lld']:.4f} | "
-                  f"{100 * t['mean_diff']:+.2f} pt vs functionals | {t['wins']}/{t['losses']} | "
-                  f"{t['p_wilcoxon']:.4f} |",
-                  f"| emobed, LLD sequences | {q['emobed_lld']:.4f} | "
-                  f"{100 * e['mean_diff']:+.2f} pt vs LLD classic | {e['wins']}/{e['losses']} | "
-                  f"{e['p_wilcoxon']:.4f} |", ""]
+                  "(`--audio-mode lld --hop 0.1`, `--epochs 80`), the same 8 folds, seeds "
+                  f"{LLD_SEEDS}; the classic runs are shared by both settings:", "",
+                  "| setting | system | macro-F1 | diff | wins/losses | p (Wilcoxon) | pairs |",
+                  "|---|---|---|---|---|---|---|"]
+        for setting, q in study.items():
+            t, e = q["lld_vs_functionals"], q["emobed_vs_classic_lld"]
+            lines += [f"| {setting} | classic, utterance functionals | "
+                      f"{q['classic_functionals']:.4f} | | | | {q['n_pairs']} |",
+                      f"| {setting} | classic, LLD sequences | {q['classic_lld']:.4f} | "
+                      f"{100 * t['mean_diff']:+.2f} pt vs functionals | {t['wins']}/{t['losses']}"
+                      f" | {t['p_wilcoxon']:.4f} | {q['n_pairs']} |",
+                      f"| {setting} | emobed, LLD sequences | {q['emobed_lld']:.4f} | "
+                      f"{100 * e['mean_diff']:+.2f} pt vs LLD classic | {e['wins']}/{e['losses']}"
+                      f" | {e['p_wilcoxon']:.4f} | {q['n_pairs']} |"]
+        lines += [""]
     lines += ["## Commands", "", "```bash"] + result["commands"] + ["```", ""]
     return "\n".join(lines)
 
@@ -259,11 +276,14 @@ def main(argv=None) -> int:
                     _share_classic(curve_outs[(settings[0], n)], out)
                 _run(crossval.main, crossval_argv(work, s, ["classic", args.default_system],
                                                   curve_seeds, args.folds, out, n), commands)
-    lld_ex, lld_cv = lld_commands(dev, work)
+    lld_ex, lld_cvs = lld_commands(dev, work)
     if "lld" in stages:
         if not os.path.isfile(os.path.join(work, "ravdess_speech_lld", "manifest.json")):
             _run(extract.main, lld_ex, commands)
-        _run(crossval.main, lld_cv, commands)
+        for i, (s, argv) in enumerate(lld_cvs.items()):
+            if i:  # classic ignores the auxiliary: its runs are shared
+                _share_classic(lld_cvs[next(iter(lld_cvs))][-1], argv[-1])
+            _run(crossval.main, argv, commands)
     if "report" not in stages:
         return 0
     if not commands:  # report only: list the commands that made the numbers
@@ -274,8 +294,9 @@ def main(argv=None) -> int:
         commands += ["python -m emobed_tf.crossval " + " ".join(map(shlex.quote, crossval_argv(
             work, s, ["classic", args.default_system], curve_seeds, args.folds, out, n)))
             for (s, n), out in curve_outs.items()]
-        commands += ["python -m tfrecords_tools.extract " + " ".join(map(shlex.quote, lld_ex)),
-                     "python -m emobed_tf.crossval " + " ".join(map(shlex.quote, lld_cv))]
+        commands += ["python -m tfrecords_tools.extract " + " ".join(map(shlex.quote, lld_ex))]
+        commands += ["python -m emobed_tf.crossval " + " ".join(map(shlex.quote, argv))
+                     for argv in lld_cvs.values()]
     result = {"folds": args.folds, "seeds": seeds, "default_system": args.default_system,
               "commands": commands, "settings": {}, "learning_curve": {}}
     speakers = None
@@ -306,7 +327,7 @@ def main(argv=None) -> int:
                     "f1_macro_mean"], "system": row["f1_macro_mean"],
                 "diff": row["diff_vs_classic"], "p": row["p_vs_classic"],
                 "n_pairs": row["n_pairs"]})
-    if os.path.isfile(os.path.join(work, "lld", "video_au", "crossval.json")) and settings:
+    if settings and lld_study(work, outs[settings[0]]):
         result["sequence_input"] = lld_study(work, outs[settings[0]])
     result["machine"] = machine()
     result["speakers"] = speakers
