@@ -90,7 +90,7 @@ class GRUStack(keras.layers.Layer):
         repeats the last valid output: a gather gives the same tensor.
         Keras' torch GRU takes cuDNN on a GPU only without a mask; with one
         it runs a generic per-step loop with masking ops. On 2 CPU cores the
-        RECOLA-size step (2 + 2 layers, 300-frame windows) takes about 0.4x
+        RECOLA-size step (2 + 2 layers, 300-frame windows) takes 0.4-0.5x
         the time this way (``benchmarks/results/backends.md``).
         """
         lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
