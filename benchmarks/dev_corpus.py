@@ -61,7 +61,7 @@ def extraction_commands(dev: str, work: str) -> dict:
 SETTINGS = {"faces": "faces", "video_au": "ravdess_au"}
 
 
-LLD_SEEDS = (0, 1)
+LLD_SEEDS = (0, 1, 2)
 
 
 def lld_commands(dev: str, work: str) -> tuple:
