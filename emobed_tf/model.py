@@ -18,6 +18,16 @@ def _is_prefix(mask) -> bool:
     return bool(ops.all(ops.equal(ops.cast(mask, "bool"), prefix)))
 
 
+def _carry_last(seq, mask):
+    """``seq`` [B, T, D] with each row's last valid step repeated over its padding (what
+    Keras' masked RNN loop gives), for a prefix ``mask``; an empty row becomes zeros."""
+    lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
+    steps = ops.arange(ops.shape(seq)[1], dtype="int32")
+    index = ops.minimum(steps[None, :], ops.maximum(lengths - 1, 0)[:, None])[..., None]
+    out = ops.take_along_axis(seq, ops.broadcast_to(index, ops.shape(seq)), axis=1)
+    return out * ops.cast(lengths > 0, seq.dtype)[:, None, None]
+
+
 @keras.saving.register_keras_serializable(package="emobed_tf")
 class GRUStack(keras.layers.Layer):
     """A stack of GRU layers that honours a [B, T] mask.
@@ -47,8 +57,7 @@ class GRUStack(keras.layers.Layer):
         self.dropout = dropout
         self.supports_masking = True
         # Every layer returns its sequence; without return_sequences the stack
-        # gives the last step's, which under a mask is the last valid one
-        # (Keras carries it over the padding).
+        # gives each row's last valid output (see call).
         self.grus = [
             keras.layers.GRU(units, return_sequences=True, dropout=dropout, name=f"gru_{i}",
                              dtype=self.dtype_policy)
@@ -70,16 +79,9 @@ class GRUStack(keras.layers.Layer):
                 x = gru(x, mask=mask, training=training)
         if self.return_sequences:
             return x
-        if mask is None:
-            return x[:, -1]
-        # the output at each row's last valid step: on a GPU, TensorFlow's cuDNN
-        # GRU leaves zeros (not the carried output) at padded steps
-        index = ops.maximum(ops.sum(ops.cast(mask, "int32"), axis=1) - 1, 0)
-        some = ops.cast(ops.any(mask, axis=1), x.dtype)[:, None]  # an empty row gives zeros
-        last = ops.take_along_axis(x, ops.broadcast_to(index[:, None, None],
-                                                       (ops.shape(x)[0], 1, ops.shape(x)[2])),
-                                   axis=1)[:, 0]
-        return last * some
+        # each row's last valid output: on a GPU, TensorFlow's cuDNN GRU leaves
+        # zeros (not the carried output) at padded steps
+        return (x if mask is None else _carry_last(x, mask))[:, -1]
 
     def _right_padded(self, x, mask, training):
         """The masked stack's outputs, computed without a mask (torch, prefix masks).
@@ -93,14 +95,8 @@ class GRUStack(keras.layers.Layer):
         RECOLA-size step (2 + 2 layers, 300-frame windows) takes 0.4-0.5x
         the time this way (``benchmarks/results/backends.md``).
         """
-        lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
-        steps = ops.arange(ops.shape(x)[1], dtype="int32")
-        index = ops.minimum(steps[None, :], ops.maximum(lengths - 1, 0)[:, None])[..., None]
-        some = ops.cast(lengths > 0, x.dtype)[:, None, None]  # an empty row stays zero
         for gru in self.grus:
-            seq = gru(x, training=training)
-            x = ops.take_along_axis(seq, ops.broadcast_to(index, ops.shape(seq)), axis=1)
-            x = x * ops.cast(some, x.dtype)
+            x = _carry_last(gru(x, training=training), mask)
         return x
 
     def compute_mask(self, inputs, mask=None):
