@@ -42,6 +42,7 @@ STRATEGIES = ("none", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3 backends EmoBed trains with
 CACHE_MODES = ("auto", "memory", "none")  # see emobed_tf.data.PipelineOptions
+NORMALIZATIONS = ("corpus", "speaker")  # see emobed_tf.data.PipelineOptions
 
 
 class ConfigError(ValueError):
@@ -219,6 +220,11 @@ class DataConfig(_Validated):
                          "split's shards total at most --cache-limit-mb), memory (always) or "
                          "none (stream every epoch)", choices=CACHE_MODES)
     cache_limit_mb: int = setting(1024, "the auto cache's size limit in MiB", check=nonneg_int)
+    normalize: str = setting("corpus", "feature standardisation: corpus (the training set's "
+                             "mean/std) or speaker (each speaker's own mean/std over all its "
+                             "unlabelled items, test speakers' included: transductive; served "
+                             "models then take the speaker's statistics)",
+                             choices=NORMALIZATIONS)
     train_speakers: tuple = setting((), "speaker-independent training speakers (default: "
                                     "every speaker not held out)", check=strings, hparam=False)
     dev_speakers: tuple = setting((), "speakers whose target items are the dev partition",

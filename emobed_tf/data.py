@@ -48,10 +48,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from emobed_tf import schema
-from emobed_tf.configs import CACHE_MODES, DataConfig
+from emobed_tf.configs import CACHE_MODES, NORMALIZATIONS, DataConfig
 from emobed_tf.schema import DataError, Manifest
 
 AUTOTUNE = -1
+MIN_SPEAKER_FRAMES = 10  # fewer: a speaker's own statistics are too noisy to normalise with
 PARSE_BATCH = 256  # records parsed at once where examples are kept (cache, windows)
 _ID_KEYS = (schema.KEY_RECORDING, schema.KEY_SPEAKER, schema.KEY_CORPUS)
 
@@ -315,6 +316,8 @@ def _model_inputs(source: Source, modality: str, opts: "PipelineOptions", with_i
     if regression and not all(0 <= c < len(m.label_names) for c in label_cols):
         raise DataError(f"{source.manifest_path}: label columns {label_cols} requested, the "
                         f"data set has {len(m.label_names)} {list(m.label_names)}")
+    if opts.normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, not {opts.normalize!r}")
     if opts.standardize:
         if not info.mean or not info.std:
             raise DataError(f"{source.manifest_path}: manifest has no training-set statistics "
@@ -328,6 +331,15 @@ def _model_inputs(source: Source, modality: str, opts: "PipelineOptions", with_i
                             "the data set")
         mean = tf.constant(np.asarray(info.mean, np.float32))
         std = tf.constant(np.asarray(info.std, np.float32))
+        if opts.normalize == "speaker":
+            keys, means, stds = speaker_norm_table(source, modality)
+            # unknown or too small speakers: the last row, the training-set statistics
+            rows = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+                tf.constant(keys or [""], tf.string),
+                tf.constant(list(range(len(keys))) or [len(keys)], tf.int64)),
+                default_value=len(keys))
+            means = tf.constant(np.concatenate([means, np.asarray([info.mean], np.float32)]))
+            stds = tf.constant(np.concatenate([stds, np.asarray([info.std], np.float32)]))
 
     def parse(records, paths):
         ex = parse_batch(records, paths, expected, label_dims=regression)
@@ -338,7 +350,11 @@ def _model_inputs(source: Source, modality: str, opts: "PipelineOptions", with_i
             lab = lab * tf.cast(mask, lab.dtype)[..., None]
         else:
             lab = ex["label_class"]
-        if opts.standardize:
+        if opts.standardize and opts.normalize == "speaker":
+            row = rows.lookup(ex[schema.KEY_SPEAKER])
+            feats = ((feats - tf.gather(means, row)[:, None, :]) / tf.gather(stds, row)[:, None, :]
+                     * tf.cast(mask, tf.float32)[..., None])
+        elif opts.standardize:
             feats = (feats - mean) / std * tf.cast(mask, tf.float32)[..., None]
         out = {"features": feats, "mask": mask, "label": lab}
         if with_ids:
@@ -402,6 +418,53 @@ def speaker_statistics(source: Source, modality: str) -> dict:
             raise
         raise found from None
     return out
+
+
+_SPEAKER_STATS_CACHE: dict = {}
+
+
+def cached_speaker_statistics(source: Source, modality: str) -> dict:
+    """:func:`speaker_statistics`, read once per data folder, modality and set of shards."""
+    shards = tuple((sh.path, sh.bytes) for sh in all_shards(source.manifest, modality))
+    key = (os.path.abspath(source.data_dir), modality, shards)
+    if key not in _SPEAKER_STATS_CACHE:
+        _SPEAKER_STATS_CACHE[key] = speaker_statistics(source, modality)
+    return _SPEAKER_STATS_CACHE[key]
+
+
+def speaker_moments(stats: SpeakerStats) -> tuple:
+    """(mean [D], std [D]) float32 of one speaker's frames; a constant feature's std is 1."""
+    mean = stats.sum / stats.frames
+    std = np.sqrt(np.maximum(stats.sumsq / stats.frames - mean * mean, 0.0))
+    std[std < 1e-8] = 1.0  # as the writer does for constant features
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def speaker_norm_table(source: Source | None, modality: str, stats: Mapping | None = None) -> tuple:
+    """``(speakers, means [S, D], stds [S, D])`` for per-speaker normalisation.
+
+    Every speaker of the data folder with at least :data:`MIN_SPEAKER_FRAMES`
+    frames, from all its items (features only; labels are never read), the
+    held-out speakers' included: this is transductive speaker
+    normalisation, as in the speech-emotion literature, which needs some
+    unlabelled speech of each test speaker. Items without a speaker id and
+    speakers with fewer frames are left out (they get the training-set
+    statistics).
+
+    >>> stats = {"s1": SpeakerStats(20, 20, np.full(1, 40.0), np.full(1, 100.0)),
+    ...          "s2": SpeakerStats(1, 1, np.zeros(1), np.zeros(1)),
+    ...          "": SpeakerStats(30, 30, np.zeros(1), np.full(1, 30.0))}
+    >>> speakers, means, stds = speaker_norm_table(None, "audio", stats)
+    >>> speakers, means.tolist(), stds.tolist()
+    (['s1'], [[2.0]], [[1.0]])
+    """
+    stats = cached_speaker_statistics(source, modality) if stats is None else stats
+    keys = sorted(s for s, st in stats.items() if s and st.frames >= MIN_SPEAKER_FRAMES)
+    dim = len(next(iter(stats.values())).sum) if stats else 0
+    moments = [speaker_moments(stats[s]) for s in keys]
+    means = np.asarray([m for m, _ in moments], np.float32).reshape(len(keys), dim)
+    stds = np.asarray([s for _, s in moments], np.float32).reshape(len(keys), dim)
+    return keys, means, stds
 
 
 def fold_view(source: Source, modality: str, speakers: Mapping[str, Sequence[str]],
@@ -646,7 +709,11 @@ class PipelineOptions:
         label_delay_frames: shift the gold standard back by this many
             frames (annotation delay compensation, regression only).
         label_dims: which ``label_dims`` columns to predict (regression).
-        standardize: apply the manifest's training-set mean/std.
+        standardize: standardise the features (see ``normalize``).
+        normalize: ``"corpus"``: with the manifest's training-set mean/std;
+            ``"speaker"``: each item with its own speaker's mean/std over all
+            of that speaker's frames (:func:`speaker_norm_table`; unknown
+            and small speakers fall back to ``"corpus"``).
         cycle_length: shards read in parallel.
         cache: ``"auto"`` keeps a split's decoded examples in memory when
             its shards total at most ``cache_limit_mb`` (read once, then
@@ -669,6 +736,7 @@ class PipelineOptions:
     label_delay_frames: int = 0
     label_dims: tuple = ()
     standardize: bool = True
+    normalize: str = DataConfig.normalize
     cycle_length: int = 4
     cache: str = DataConfig.cache
     cache_limit_mb: int = DataConfig.cache_limit_mb
@@ -676,6 +744,9 @@ class PipelineOptions:
     def __post_init__(self):
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, not {self.cache!r}")
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, not "
+                             f"{self.normalize!r}")
 
 
 

@@ -123,7 +123,8 @@ def pipeline_options(cfg: C.TrainConfig, manifest: schema.Manifest) -> D.Pipelin
     return D.PipelineOptions(window=cfg.data.window, window_shift=cfg.data.window_shift,
                              shuffle_buffer=cfg.data.shuffle_buffer, label_delay_frames=delay,
                              label_dims=cols, cache=cfg.data.cache,
-                             cache_limit_mb=cfg.data.cache_limit_mb)
+                             cache_limit_mb=cfg.data.cache_limit_mb,
+                             normalize=cfg.data.normalize)
 
 
 def output_names(cfg: C.TrainConfig, manifest: schema.Manifest) -> list:

@@ -18,6 +18,13 @@ Signatures (inputs are float32 ``features`` [batch, time, dim] and int32
 * ``embedding``: ``embedding`` - the shared-space vectors ([batch, E] per
   utterance for classification, [batch, time, E] per frame otherwise).
 
+A run trained with ``--normalize speaker`` exports signatures with two more
+inputs, float32 ``speaker_mean`` and ``speaker_std`` [batch, dim]: the
+mean and standard deviation over all frames of the item's speaker's
+features (unlabelled speech of that speaker; what
+``emobed_tf.data.speaker_moments`` computes), which replace the
+training-set statistics.
+
 Both signatures check their inputs in the graph, so a TF Serving client gets
 a sentence it can act on (an ``INVALID_ARGUMENT`` error), e.g. ``features
 must have 88 values per frame, got 5``: rank 3 features of the model's
@@ -92,7 +99,11 @@ def _version_arg(text: str) -> int:
 
 
 def load_run(run_dir: str, modality: str):
-    """(model, mean, std, postprocess or None) of a finished run."""
+    """(model, mean, std, postprocess or None) of a finished run.
+
+    ``mean``/``std`` are None for a run trained with per-speaker
+    normalisation: its served model takes each speaker's statistics.
+    """
     from emobed_tf.model import load_model
 
     run = RunDir(run_dir)
@@ -124,6 +135,8 @@ def load_run(run_dir: str, modality: str):
     if mean.shape != (model.input_dims[modality],):
         raise DataError(f"{mpath}: statistics have {mean.shape[0]} dims, the model expects "
                         f"{model.input_dims[modality]}")
+    if run.config().data.normalize == "speaker":
+        mean = std = None
     post = None
     ppath = run.postprocess_path
     if model.task == "regression" and os.path.isfile(ppath):
@@ -213,8 +226,50 @@ def check_inputs(features, lengths, dim: int):
         return tf.identity(features), tf.identity(lengths)
 
 
+def check_speaker_stats(speaker_mean, speaker_std, batch, dim: int):
+    """``(speaker_mean, speaker_std)`` [batch, dim] after in-graph checks (see check_inputs).
+
+    >>> import tensorflow as tf
+    >>> m, s = check_speaker_stats(tf.zeros((2, 3)), tf.ones((2, 3)), 2, 3)
+    >>> m.shape
+    TensorShape([2, 3])
+    >>> check_speaker_stats(tf.zeros((2, 3)), tf.zeros((2, 3)), 2, 3)
+    Traceback (most recent call last):
+    ...
+    tensorflow.python.framework.errors_impl.InvalidArgumentError: ...speaker_std must be finite and > 0...
+    """
+    import tensorflow as tf
+
+    def shape_ok(x):
+        shape = tf.concat([tf.shape(x), tf.zeros([2], tf.int32)], 0)
+        return tf.logical_and(tf.equal(tf.rank(x), 2),
+                              tf.logical_and(tf.equal(shape[0], batch), tf.equal(shape[1], dim)))
+
+    shapes = tf.logical_and(shape_ok(speaker_mean), shape_ok(speaker_std))
+    values = tf.cond(shapes, lambda: tf.logical_and(
+        tf.reduce_all(tf.math.is_finite(speaker_mean)),
+        tf.reduce_all(tf.logical_and(tf.math.is_finite(speaker_std), speaker_std > 0))),
+        lambda: tf.constant(False))
+    message = tf.where(shapes, tf.constant("speaker_mean must be finite and speaker_std must be "
+                                           "finite and > 0 (each item's speaker's mean and "
+                                           "standard deviation of the raw features)"),
+                       tf.strings.format("speaker_mean and speaker_std must be [batch, {}] "
+                                         "arrays with one row per item of features ({} items)",
+                                         (dim, batch)))
+    ok = tf.logical_and(shapes, values)
+    assertion = tf.debugging.Assert(ok, [message])
+    mean, std = tf.cond(ok, lambda: (tf.reshape(speaker_mean, [-1, dim]),
+                                     tf.reshape(speaker_std, [-1, dim])),
+                        lambda: (tf.zeros([batch, dim]), tf.ones([batch, dim])))
+    with tf.control_dependencies([assertion]):
+        return tf.identity(mean), tf.identity(std)
+
+
 def build_serving_functions(model, modality: str, mean, std, postprocess=None):
     """``(serve, embed, input_signature)`` tf.functions of the monomodal graph.
+
+    ``mean``/``std`` None: per-speaker normalisation, the functions take
+    ``speaker_mean`` and ``speaker_std`` [batch, dim] as well.
 
     The signature leaves the shapes open (any rank, any size) so that every
     bad input reaches :func:`check_inputs` and its readable messages instead
@@ -226,21 +281,31 @@ def build_serving_functions(model, modality: str, mean, std, postprocess=None):
     dim = int(model.input_dims[modality])
     sig = [tf.TensorSpec(None, tf.float32, name="features"),
            tf.TensorSpec(None, tf.int32, name="lengths")]
-    mean = tf.constant(mean)
-    std = tf.constant(std)
+    per_speaker = mean is None
+    if per_speaker:
+        sig += [tf.TensorSpec(None, tf.float32, name="speaker_mean"),
+                tf.TensorSpec(None, tf.float32, name="speaker_std")]
+    else:
+        mean = tf.constant(mean)
+        std = tf.constant(std)
     names = list(model.output_names_) or [f"y{i}" for i in range(model.num_outputs)]
     classification = model.task == "classification"
 
-    def _forward(features, lengths):
+    def _forward(features, lengths, *speaker):
         features, lengths = check_inputs(features, lengths, dim)
         mask = tf.sequence_mask(lengths, tf.shape(features)[1])
+        if per_speaker:
+            m, s = check_speaker_stats(*speaker, tf.shape(features)[0], dim)
+            m, s = m[:, None, :], s[:, None, :]
+        else:
+            m, s = mean, std
         # padded frames become 0 whatever they held (even NaN): where, not a product
-        x = tf.where(mask[..., None], (features - mean) / std, 0.0)
+        x = tf.where(mask[..., None], (features - m) / s, 0.0)
         out = model.forward(modality, {"features": x, "mask": mask}, training=False)
         return out, mask
 
-    def serve(features, lengths):
-        out, mask = _forward(features, lengths)
+    def serve(features, lengths, *speaker):
+        out, mask = _forward(features, lengths, *speaker)
         y = tf.cast(out["prediction"], tf.float32)
         if classification:
             return {"probabilities": y, "class_id": tf.argmax(y, -1, output_type=tf.int32)}
@@ -251,8 +316,8 @@ def build_serving_functions(model, modality: str, mean, std, postprocess=None):
         y = y * tf.cast(mask, y.dtype)[..., None]
         return {n: y[..., i] for i, n in enumerate(names)}
 
-    def embed(features, lengths):
-        out, mask = _forward(features, lengths)
+    def embed(features, lengths, *speaker):
+        out, mask = _forward(features, lengths, *speaker)
         e = tf.cast(out["embedding"], tf.float32)
         if not classification:
             e = e * tf.cast(mask, e.dtype)[..., None]
@@ -293,7 +358,8 @@ def export_monomodal(run_dir: str, modality: str, out: str, version: int | None 
     archive.add_endpoint("embedding", embed, input_signature=sig)
     meta = {"run": os.path.abspath(run_dir), "modality": modality, "task": model.task,
             "outputs": list(model.output_names_), "input_dim": int(model.input_dims[modality]),
-            "postprocess": post}
+            "postprocess": post,
+            "normalize": "corpus" if mean is not None else "speaker"}
     stale = io.temp_path(path)
     if os.path.isdir(stale):  # left by an export that was killed
         shutil.rmtree(stale)

@@ -424,3 +424,50 @@ def test_demo_is_a_small_target_corpus_and_a_larger_auxiliary_one_split_by_speak
                                                                   by_split["test"])
     # the two corpora are different people: crossval never has to drop auxiliary items
     assert not set(D.speaker_statistics(src, "audio")) & set(D.speaker_statistics(src, "video"))
+
+
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_speaker_normalisation_against_numpy(tmp_path, cache):
+    """Each item standardised with its speaker's own frames (all splits); a speaker with
+    fewer than MIN_SPEAKER_FRAMES frames and items without a speaker get the corpus's."""
+    rng = np.random.default_rng(0)
+    items = []
+    with DatasetWriter(str(tmp_path / "d"), "toy", "classification", ["a", "b"],
+                       {"audio": 3}) as w:
+        for i in range(30):
+            spk = ["loud", "quiet", "tiny", ""][i % 4] if i < 28 else "loud"
+            if spk == "tiny" and i > 8:  # 'tiny' keeps 3 one-frame items: below the minimum
+                spk = "quiet"
+            scale = {"loud": 5.0, "quiet": 0.5, "tiny": 1.0, "": 2.0}[spk]
+            x = (rng.normal(size=(1 + i % 3, 3)) * scale + scale).astype(np.float32)
+            if spk == "tiny":
+                x = x[:1]
+            split = "train" if i < 20 else "test"
+            it = Item("audio", x, i % 2, speaker=spk, recording=f"r{i}", split=split)
+            w.add(it)
+            items.append(it)
+    src = D.Source.open(str(tmp_path / "d"))
+    info = src.manifest.modalities["audio"]
+    frames = {}
+    for it in items:
+        frames.setdefault(it.speaker, []).append(it.features.astype(np.float64))
+    assert sum(len(f) for f in frames["tiny"]) < D.MIN_SPEAKER_FRAMES
+    want_stats = {s: (np.concatenate(f).mean(0), np.concatenate(f).std(0))
+                  for s, f in frames.items() if s and s != "tiny"}
+    opts = D.PipelineOptions(cache=cache, normalize="speaker")
+    seen = 0
+    for split in ("train", "test"):
+        for b in _batches(D.make_modality_dataset(src, "audio", split, 7, with_ids=True,
+                                                  options=opts)):
+            for i, rec in enumerate(b["recording"]):
+                it = next(x for x in items if x.recording == rec.decode())
+                t = it.features.shape[0]
+                mean, std = want_stats.get(it.speaker, (np.asarray(info.mean),
+                                                        np.asarray(info.std)))
+                np.testing.assert_allclose(b["features"][i, :t], (it.features - mean) / std,
+                                           rtol=1e-4, atol=1e-4)
+                np.testing.assert_array_equal(b["features"][i, t:], 0)
+                seen += 1
+    assert seen == len(items)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        D.PipelineOptions(normalize="utterance")

@@ -222,3 +222,63 @@ def test_export_errors(classic_run, tmp_path, capsys):
     assert E.main(["--run", run, "--target", "audio", "--out", str(tmp_path / "x"),
                    "--version", "7"]) == 0
     assert sorted(os.listdir(tmp_path / "x")) == ["1", "7"]
+
+
+def test_speaker_normalised_run_exports_with_speaker_inputs(tmp_path):
+    """A --normalize speaker run: the served model takes each item's speaker statistics and
+    gives what the training pipeline gave (test items' probabilities, the run's test score)."""
+    import tensorflow as tf
+
+    from emobed_tf import data as D
+    from emobed_tf.metrics import classification_scores
+    from emobed_tf.model import load_model
+    from emobed_tf.predict import predict_split
+    from tests.conftest import _train_args, train_cli, write_classification
+
+    _, items = write_classification(tmp_path / "d", dims={"audio": 6})
+    run = str(tmp_path / "run")
+    train_cli(_train_args(tmp_path / "d", run, "--epochs", "1", "--mode", "classic",
+                          "--normalize", "speaker"))
+    path = E.export_monomodal(run, "audio", str(tmp_path / "sm"))
+    assert json.load(open(os.path.join(path, "assets.extra", "emobed_export.json")))[
+        "normalize"] == "speaker"
+    m = tf.saved_model.load(path)
+    fn = m.signatures["serving_default"]
+    # the speakers' statistics in numpy, over all their audio frames
+    frames = {}
+    for it in items:
+        frames.setdefault(it.speaker, []).append(it.features.astype(np.float64))
+    stats = {s: (np.concatenate(f).mean(0), np.concatenate(f).std(0)) for s, f in frames.items()}
+    test = [it for it in items if it.split == "test"]
+    t_max = max(it.features.shape[0] for it in test)
+    x = np.zeros((len(test), t_max, 6), np.float32)
+    for i, it in enumerate(test):
+        x[i, : it.features.shape[0]] = it.features
+    lengths = np.array([it.features.shape[0] for it in test], np.int32)
+    mean = np.stack([stats[it.speaker][0] for it in test]).astype(np.float32)
+    std = np.stack([stats[it.speaker][1] for it in test]).astype(np.float32)
+    out = fn(features=tf.constant(x), lengths=tf.constant(lengths),
+             speaker_mean=tf.constant(mean), speaker_std=tf.constant(std))
+    # the pipeline's predictions of the same items
+    model = load_model(os.path.join(run, "model.keras"))
+    src = D.Source.open(str(tmp_path / "d"))
+    p = predict_split(model, src, "audio", "test",
+                      options=D.PipelineOptions(normalize="speaker"))
+    want = {rec: pr for rec, pr in zip(p.recordings, p.pred)}
+    for i, it in enumerate(test):
+        np.testing.assert_allclose(out["probabilities"].numpy()[i], want[it.recording],
+                                   atol=1e-5)
+    got = classification_scores([it.label_class for it in test], out["class_id"].numpy(),
+                                3)["f1_macro"]
+    assert got == pytest.approx(json.load(open(os.path.join(run, "metrics.json")))["test"][
+        "f1_macro"], abs=1e-9)
+    # corpus statistics would give other numbers: the speaker inputs are used
+    other = fn(features=tf.constant(x), lengths=tf.constant(lengths),
+               speaker_mean=tf.zeros_like(mean), speaker_std=tf.ones_like(std))
+    assert not np.allclose(other["probabilities"].numpy(), out["probabilities"].numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="speaker_std must be finite"):
+        fn(features=tf.constant(x), lengths=tf.constant(lengths),
+           speaker_mean=tf.constant(mean), speaker_std=tf.constant(std * 0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"must be \[batch, 6\] arrays"):
+        fn(features=tf.constant(x), lengths=tf.constant(lengths),
+           speaker_mean=tf.constant(mean[:1]), speaker_std=tf.constant(std))
