@@ -76,14 +76,28 @@ def lld_commands(dev: str, work: str) -> tuple:
     return ex, cvs
 
 
-def lld_study(work: str, utterance_out: str) -> dict:
-    """Per setting: sequence input against utterance functionals (classic, the same fold x seed
-    pairs) and EmoBed against classic on sequences."""
+def speaker_norm_commands(work: str) -> dict:
+    """{setting: crossval argv} of the per-speaker normalisation study (functionals)."""
+    return {s: ["--dataset", "custom", "--audio-dir", f"{work}/ravdess_speech", "--video-dir",
+                f"{work}/{folder}", "--target", "audio", "--folds", "speaker:8", "--seeds",
+                ",".join(map(str, LLD_SEEDS)), "--modes", "classic,emobed", "--normalize",
+                "speaker", "--out", f"{work}/spk/{s}"] for s, folder in SETTINGS.items()}
+
+
+# variant studies: (work sub-folder, report key, how the classic of the variant is named)
+VARIANTS = {"lld": ("sequence_input", "LLD sequences"),
+            "spk": ("speaker_normalisation", "per-speaker normalisation")}
+
+
+def variant_study(work: str, sub: str, utterance_out: str) -> dict:
+    """Per setting: the variant's classic against the main study's classic (utterance
+    functionals, corpus normalisation; the same fold x seed pairs) and EmoBed against classic
+    within the variant."""
     from emobed_tf.crossval import paired_tests
 
     out = {}
     for setting in SETTINGS:
-        path = os.path.join(work, "lld", setting, "crossval.json")
+        path = os.path.join(work, sub, setting, "crossval.json")
         if not os.path.isfile(path):
             continue
         with open(path) as fh:
@@ -97,11 +111,11 @@ def lld_study(work: str, utterance_out: str) -> dict:
         row = rep["systems"]["emobed"]
         out[setting] = {"seeds": rep["seeds"], "n_pairs": len(keys),
                         "classic_functionals": sum(utt.values()) / len(keys),
-                        "classic_lld": rep["systems"]["classic"]["f1_macro_mean"],
-                        "lld_vs_functionals": paired_tests([seq[k]["f1_macro"] - utt[k]
-                                                            for k in keys]),
-                        "emobed_lld": row["f1_macro_mean"],
-                        "emobed_vs_classic_lld": row["f1_macro_vs_classic"]}
+                        "classic_variant": rep["systems"]["classic"]["f1_macro_mean"],
+                        "variant_vs_functionals": paired_tests([seq[k]["f1_macro"] - utt[k]
+                                                                for k in keys]),
+                        "emobed_variant": row["f1_macro_mean"],
+                        "emobed_vs_classic_variant": row["f1_macro_vs_classic"]}
     return out
 
 
@@ -177,23 +191,33 @@ def markdown(result: dict) -> str:
                              f"{p['system']:.4f} | {100 * p['diff']:+.2f} pt | {p['p']:.4f} | "
                              f"{p['n_pairs']} |")
         lines += ["", "![learning curve](dev_corpus_learning_curve.png)", ""]
-    study = result.get("sequence_input")
-    if study:
-        lines += ["## Sequence input (the paper's setting)", "",
-                  "eGeMAPS LLDs averaged over 100 ms steps as sequences through the GRUs "
-                  "(`--audio-mode lld --hop 0.1`, `--epochs 80`), the same 8 folds, seeds "
-                  f"{LLD_SEEDS}; the classic runs are shared by both settings:", "",
+    intros = {
+        "sequence_input": ("Sequence input (the paper's setting)",
+                           "eGeMAPS LLDs averaged over 100 ms steps as sequences through the GRUs "
+                           "(`--audio-mode lld --hop 0.1`, `--epochs 80`)"),
+        "speaker_normalisation": ("Per-speaker normalisation",
+                                  "utterance functionals, each speaker's items standardised with "
+                                  "that speaker's own statistics (`--normalize speaker`; "
+                                  "transductive: test speakers' unlabelled features)")}
+    for key, variant in VARIANTS.values():
+        study = result.get(key)
+        if not study:
+            continue
+        title, intro = intros[key]
+        lines += [f"## {title}", "",
+                  f"{intro}, the same 8 folds, seeds {LLD_SEEDS}; the classic runs are shared by "
+                  "both settings:", "",
                   "| setting | system | macro-F1 | diff | wins/losses | p (Wilcoxon) | pairs |",
                   "|---|---|---|---|---|---|---|"]
         for setting, q in study.items():
-            t, e = q["lld_vs_functionals"], q["emobed_vs_classic_lld"]
-            lines += [f"| {setting} | classic, utterance functionals | "
+            t, e = q["variant_vs_functionals"], q["emobed_vs_classic_variant"]
+            lines += [f"| {setting} | classic, main study | "
                       f"{q['classic_functionals']:.4f} | | | | {q['n_pairs']} |",
-                      f"| {setting} | classic, LLD sequences | {q['classic_lld']:.4f} | "
-                      f"{100 * t['mean_diff']:+.2f} pt vs functionals | {t['wins']}/{t['losses']}"
+                      f"| {setting} | classic, {variant} | {q['classic_variant']:.4f} | "
+                      f"{100 * t['mean_diff']:+.2f} pt vs main | {t['wins']}/{t['losses']}"
                       f" | {t['p_wilcoxon']:.4f} | {q['n_pairs']} |",
-                      f"| {setting} | emobed, LLD sequences | {q['emobed_lld']:.4f} | "
-                      f"{100 * e['mean_diff']:+.2f} pt vs LLD classic | {e['wins']}/{e['losses']}"
+                      f"| {setting} | emobed, {variant} | {q['emobed_variant']:.4f} | "
+                      f"{100 * e['mean_diff']:+.2f} pt vs its classic | {e['wins']}/{e['losses']}"
                       f" | {e['p_wilcoxon']:.4f} | {q['n_pairs']} |"]
         lines += [""]
     lines += ["## Commands", "", "```bash"] + result["commands"] + ["```", ""]
@@ -238,7 +262,8 @@ def main(argv=None) -> int:
     p.add_argument("--curve", default="4,8", help="training speaker counts of the learning curve")
     p.add_argument("--curve-seeds", default="0,1")
     p.add_argument("--settings", default="faces,video_au")
-    p.add_argument("--only", choices=("extract", "main", "curve", "lld", "report"), default=None,
+    p.add_argument("--only", choices=("extract", "main", "curve", "lld", "spk", "report"),
+                   default=None,
                    help="run one stage (default: all)")
     args = p.parse_args(argv)
 
@@ -251,7 +276,7 @@ def main(argv=None) -> int:
     curve_seeds = [int(s) for s in args.curve_seeds.split(",")]
     settings = [s for s in args.settings.split(",") if s]
     commands, t0 = [], time.time()
-    stages = [args.only] if args.only else ["extract", "main", "curve", "lld", "report"]
+    stages = [args.only] if args.only else ["extract", "main", "curve", "lld", "spk", "report"]
     if "extract" in stages:
         for name, ex_argv in extraction_commands(dev, work).items():
             if not os.path.isfile(os.path.join(work, name, "manifest.json")):
@@ -284,6 +309,12 @@ def main(argv=None) -> int:
             if i:  # classic ignores the auxiliary: its runs are shared
                 _share_classic(lld_cvs[next(iter(lld_cvs))][-1], argv[-1])
             _run(crossval.main, argv, commands)
+    spk_cvs = speaker_norm_commands(work)
+    if "spk" in stages:
+        for i, (s, argv) in enumerate(spk_cvs.items()):
+            if i:
+                _share_classic(spk_cvs[next(iter(spk_cvs))][-1], argv[-1])
+            _run(crossval.main, argv, commands)
     if "report" not in stages:
         return 0
     if not commands:  # report only: list the commands that made the numbers
@@ -296,7 +327,7 @@ def main(argv=None) -> int:
             for (s, n), out in curve_outs.items()]
         commands += ["python -m tfrecords_tools.extract " + " ".join(map(shlex.quote, lld_ex))]
         commands += ["python -m emobed_tf.crossval " + " ".join(map(shlex.quote, argv))
-                     for argv in lld_cvs.values()]
+                     for argv in list(lld_cvs.values()) + list(spk_cvs.values())]
     result = {"folds": args.folds, "seeds": seeds, "default_system": args.default_system,
               "commands": commands, "settings": {}, "learning_curve": {}}
     speakers = None
@@ -327,8 +358,10 @@ def main(argv=None) -> int:
                     "f1_macro_mean"], "system": row["f1_macro_mean"],
                 "diff": row["diff_vs_classic"], "p": row["p_vs_classic"],
                 "n_pairs": row["n_pairs"]})
-    if settings and lld_study(work, outs[settings[0]]):
-        result["sequence_input"] = lld_study(work, outs[settings[0]])
+    for sub, (key, _) in VARIANTS.items():
+        study = variant_study(work, sub, outs[settings[0]]) if settings else {}
+        if study:
+            result[key] = study
     result["machine"] = machine()
     result["speakers"] = speakers
     result["wall_seconds_this_invocation"] = round(time.time() - t0)

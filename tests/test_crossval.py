@@ -193,3 +193,37 @@ def test_evaluate_scores_a_fold_run_on_its_own_test_speakers(crossval_out, cross
             if it.modality == "audio" and it.speaker in test_speakers)
     assert n == 12 and rep["scores"]["test"]["n"] == metrics["test"]["n"] == n
     assert rep["scores"]["test"]["f1_macro"] == pytest.approx(metrics["test"]["f1_macro"])
+
+
+def test_dev_corpus_variant_study_pairs_runs_with_the_main_classic(tmp_path):
+    """A variant's classic is compared with the main study's classic run by run (same fold and
+    seed), EmoBed with the variant's classic; the markdown shows both differences."""
+    from benchmarks import dev_corpus
+
+    main = tmp_path / "cv" / "faces"
+    keys = [f"fold{f}-seed{s}" for f in range(3) for s in range(2)]
+    main_f1 = {k: 0.40 + 0.01 * i for i, k in enumerate(keys)}
+    var_f1 = {k: v + (0.05 if i % 3 else -0.01) for i, (k, v) in enumerate(main_f1.items())}
+    for k in keys:
+        (main / "runs" / "classic" / k).mkdir(parents=True)
+        (main / "runs" / "classic" / k / "metrics.json").write_text(
+            json.dumps({"test": {"f1_macro": main_f1[k]}}))
+    emobed_row = {"f1_macro_mean": 0.47, "f1_macro_vs_classic": CV.paired_tests([0.01] * 6)}
+    rep = {"seeds": [0, 1], "runs": {"classic": {k: {"f1_macro": var_f1[k]} for k in keys}},
+           "systems": {"classic": {"f1_macro_mean": float(np.mean(list(var_f1.values())))},
+                       "emobed": emobed_row}}
+    (tmp_path / "spk" / "faces").mkdir(parents=True)
+    (tmp_path / "spk" / "faces" / "crossval.json").write_text(json.dumps(rep))
+    study = dev_corpus.variant_study(str(tmp_path), "spk", str(main))
+    assert list(study) == ["faces"]  # video_au has no report: left out
+    q = study["faces"]
+    diffs = [var_f1[k] - main_f1[k] for k in keys]
+    assert q["variant_vs_functionals"]["mean_diff"] == pytest.approx(np.mean(diffs))
+    assert (q["variant_vs_functionals"]["wins"], q["variant_vs_functionals"]["losses"]) == (4, 2)
+    assert q["classic_functionals"] == pytest.approx(np.mean(list(main_f1.values())))
+    md = dev_corpus.markdown({"folds": "speaker:3", "seeds": [0, 1], "default_system": "emobed",
+                              "settings": {}, "commands": [], "speaker_normalisation": study})
+    assert "## Per-speaker normalisation" in md
+    assert f"| faces | classic, per-speaker normalisation | {q['classic_variant']:.4f} | " \
+           f"{100 * np.mean(diffs):+.2f} pt vs main | 4/2 |" in md
+    assert "| faces | emobed, per-speaker normalisation | 0.4700 | +1.00 pt vs its classic | 6/0 |" in md
