@@ -84,6 +84,28 @@ def speaker_norm_commands(work: str) -> dict:
                 "speaker", "--out", f"{work}/spk/{s}"] for s, folder in SETTINGS.items()}
 
 
+def loso_commands(work: str) -> dict:
+    """{setting: crossval argv} of the leave-one-speaker-out study (functionals, defaults)."""
+    return {s: ["--dataset", "custom", "--audio-dir", f"{work}/ravdess_speech", "--video-dir",
+                f"{work}/{folder}", "--target", "audio", "--folds", "loso", "--seeds",
+                ",".join(map(str, LLD_SEEDS)), "--modes", "classic,emobed",
+                "--out", f"{work}/loso/{s}"] for s, folder in SETTINGS.items()}
+
+
+def loso_study(work: str) -> dict:
+    """Per setting: classic and EmoBed under leave-one-speaker-out (24 folds x seeds)."""
+    out = {}
+    for setting in SETTINGS:
+        path = os.path.join(work, "loso", setting, "crossval.json")
+        if not os.path.isfile(path):
+            continue
+        with open(path) as fh:
+            rep = json.load(fh)
+        out[setting] = {"folds": len(rep["folds"]), "seeds": rep["seeds"],
+                        **{m: summary_row(r) for m, r in rep["systems"].items()}}
+    return out
+
+
 # variant studies: (work sub-folder, report key, how the classic of the variant is named)
 VARIANTS = {"lld": ("sequence_input", "LLD sequences"),
             "spk": ("speaker_normalisation", "per-speaker normalisation")}
@@ -220,6 +242,30 @@ def markdown(result: dict) -> str:
                       f"{100 * e['mean_diff']:+.2f} pt vs its classic | {e['wins']}/{e['losses']}"
                       f" | {e['p_wilcoxon']:.4f} | {q['n_pairs']} |"]
         lines += [""]
+    loso = result.get("loso")
+    if loso:
+        lines += ["## Leave-one-speaker-out", "",
+                  "The defaults under `--folds loso` (each actor the test speaker once, the "
+                  "following actors as the dev group), seeds "
+                  f"{LLD_SEEDS}; the classic runs are shared by both settings:", "",
+                  "| setting | system | macro-F1 | UAR | accuracy | diff vs classic | "
+                  "wins/losses | p (Wilcoxon) | p (sign) | pairs |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for setting, q in loso.items():
+            for system in ("classic", "emobed"):
+                r = q.get(system)
+                if not r:
+                    continue
+                cells = [setting, system, f"{r['f1_macro_mean']:.4f} +- {r['f1_macro_sd']:.4f}",
+                         f"{r['uar_mean']:.4f}", f"{r['accuracy_mean']:.4f}"]
+                if "p_vs_classic" in r:
+                    cells += [f"{100 * r['diff_vs_classic']:+.2f} pt",
+                              f"{r['wins']}/{r['losses']}", f"{r['p_vs_classic']:.4f}",
+                              f"{r['p_sign_vs_classic']:.4f}", str(r["n_pairs"])]
+                else:
+                    cells += ["", "", "", "", str(r["n_runs"])]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines += [""]
     lines += ["## Commands", "", "```bash"] + result["commands"] + ["```", ""]
     return "\n".join(lines)
 
@@ -262,7 +308,8 @@ def main(argv=None) -> int:
     p.add_argument("--curve", default="4,8", help="training speaker counts of the learning curve")
     p.add_argument("--curve-seeds", default="0,1")
     p.add_argument("--settings", default="faces,video_au")
-    p.add_argument("--only", choices=("extract", "main", "curve", "lld", "spk", "report"),
+    p.add_argument("--only", choices=("extract", "main", "curve", "lld", "spk", "loso",
+                                      "report"),
                    default=None,
                    help="run one stage (default: all)")
     args = p.parse_args(argv)
@@ -276,7 +323,8 @@ def main(argv=None) -> int:
     curve_seeds = [int(s) for s in args.curve_seeds.split(",")]
     settings = [s for s in args.settings.split(",") if s]
     commands, t0 = [], time.time()
-    stages = [args.only] if args.only else ["extract", "main", "curve", "lld", "spk", "report"]
+    stages = [args.only] if args.only else ["extract", "main", "curve", "lld", "spk", "loso",
+                                                      "report"]
     if "extract" in stages:
         for name, ex_argv in extraction_commands(dev, work).items():
             if not os.path.isfile(os.path.join(work, name, "manifest.json")):
@@ -315,6 +363,12 @@ def main(argv=None) -> int:
             if i:
                 _share_classic(spk_cvs[next(iter(spk_cvs))][-1], argv[-1])
             _run(crossval.main, argv, commands)
+    loso_cvs = loso_commands(work)
+    if "loso" in stages:
+        for i, (s, argv) in enumerate(loso_cvs.items()):
+            if i:
+                _share_classic(loso_cvs[next(iter(loso_cvs))][-1], argv[-1])
+            _run(crossval.main, argv, commands)
     if "report" not in stages:
         return 0
     if not commands:  # report only: list the commands that made the numbers
@@ -327,7 +381,8 @@ def main(argv=None) -> int:
             for (s, n), out in curve_outs.items()]
         commands += ["python -m tfrecords_tools.extract " + " ".join(map(shlex.quote, lld_ex))]
         commands += ["python -m emobed_tf.crossval " + " ".join(map(shlex.quote, argv))
-                     for argv in list(lld_cvs.values()) + list(spk_cvs.values())]
+                     for argv in list(lld_cvs.values()) + list(spk_cvs.values())
+                     + list(loso_cvs.values())]
     result = {"folds": args.folds, "seeds": seeds, "default_system": args.default_system,
               "commands": commands, "settings": {}, "learning_curve": {}}
     speakers = None
@@ -362,6 +417,8 @@ def main(argv=None) -> int:
         study = variant_study(work, sub, outs[settings[0]]) if settings else {}
         if study:
             result[key] = study
+    if loso_study(work):
+        result["loso"] = loso_study(work)
     result["machine"] = machine()
     result["speakers"] = speakers
     result["wall_seconds_this_invocation"] = round(time.time() - t0)
