@@ -424,8 +424,18 @@ _SPEAKER_STATS_CACHE: dict = {}
 
 
 def cached_speaker_statistics(source: Source, modality: str) -> dict:
-    """:func:`speaker_statistics`, read once per data folder, modality and set of shards."""
-    shards = tuple((sh.path, sh.bytes) for sh in all_shards(source.manifest, modality))
+    """:func:`speaker_statistics`, read once per data folder, modality and set of shard files
+    (a shard rewritten in place, as a new file or with a new modification time, is read again)."""
+
+    def stamp(path):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None  # speaker_statistics names the missing file
+        return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+    shards = tuple((sh.path, stamp(os.path.join(source.data_dir, sh.path)))
+                   for sh in all_shards(source.manifest, modality))
     key = (os.path.abspath(source.data_dir), modality, shards)
     if key not in _SPEAKER_STATS_CACHE:
         _SPEAKER_STATS_CACHE[key] = speaker_statistics(source, modality)

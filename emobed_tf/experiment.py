@@ -333,5 +333,12 @@ def run_or_reuse(cfg: C.TrainConfig, overwrite: bool = False) -> tuple:
     """``(metrics, reused)``: a finished run's metrics, or those of training it now."""
     rd = RunDir(cfg.out)
     if rd.finished and not overwrite:
+        # a run that never reads the auxiliary (classic) is the same whatever corpus is named
+        aux_dir = "video_dir" if cfg.target == "audio" else "audio_dir"
+        diff = rd.config_difference(cfg, () if cfg.alpha > 0 or cfg.beta > 0 else (aux_dir,))
+        if diff:
+            raise RunError(f"{rd.path}: holds a finished run with a different configuration "
+                           f"({', '.join(diff)}); pass --overwrite to train it again, or choose "
+                           "another --out")
         return rd.metrics(), True
     return run(cfg, overwrite=overwrite), False

@@ -4,7 +4,8 @@
 
 writes ``saved_models/NAME/<version>/`` (TF Serving's numbered layout; the
 next free version unless ``--version``). The graph holds only what
-inference needs: the modality's training-set standardisation, its encoder
+inference needs: the modality's training-set standardisation (or, for a
+run trained with ``--normalize speaker``, inputs for the speaker's), its encoder
 (f_A or f_V), the shared network f, and, for regression runs that have one,
 the fitted post-processing. The auxiliary branch is dropped. Loading needs
 TensorFlow only, not this package.
@@ -23,7 +24,10 @@ inputs, float32 ``speaker_mean`` and ``speaker_std`` [batch, dim]: the
 mean and standard deviation over all frames of the item's speaker's
 features (unlabelled speech of that speaker; what
 ``emobed_tf.data.speaker_moments`` computes), which replace the
-training-set statistics.
+training-set statistics. Training gave items without a speaker id, and
+speakers with fewer than ``min_speaker_frames`` frames, the training set's
+statistics; ``assets.extra/emobed_export.json`` holds them
+(``fallback_mean``, ``fallback_std``) for a client to send in that case.
 
 Both signatures check their inputs in the graph, so a TF Serving client gets
 a sentence it can act on (an ``INVALID_ARGUMENT`` error), e.g. ``features
@@ -45,6 +49,7 @@ import sys
 import numpy as np
 
 from emobed_tf import cli, io
+from emobed_tf.data import MIN_SPEAKER_FRAMES
 from emobed_tf.rundir import RunDir, RunError
 from emobed_tf.schema import DataError
 
@@ -99,11 +104,7 @@ def _version_arg(text: str) -> int:
 
 
 def load_run(run_dir: str, modality: str):
-    """(model, mean, std, postprocess or None) of a finished run.
-
-    ``mean``/``std`` are None for a run trained with per-speaker
-    normalisation: its served model takes each speaker's statistics.
-    """
+    """(model, mean, std, postprocess or None) of a finished run (mean/std: the training set's)."""
     from emobed_tf.model import load_model
 
     run = RunDir(run_dir)
@@ -135,8 +136,6 @@ def load_run(run_dir: str, modality: str):
     if mean.shape != (model.input_dims[modality],):
         raise DataError(f"{mpath}: statistics have {mean.shape[0]} dims, the model expects "
                         f"{model.input_dims[modality]}")
-    if run.config().data.normalize == "speaker":
-        mean = std = None
     post = None
     ppath = run.postprocess_path
     if model.task == "regression" and os.path.isfile(ppath):
@@ -349,7 +348,9 @@ def export_monomodal(run_dir: str, modality: str, out: str, version: int | None 
     if os.path.exists(path):
         raise ExportError(f"{path} already exists; versions are never overwritten (omit "
                           "--version to write the next one)")
-    serve, embed, sig = build_serving_functions(model, modality, mean, std, post)
+    per_speaker = RunDir(run_dir).config().data.normalize == "speaker"
+    serve, embed, sig = build_serving_functions(model, modality, None if per_speaker else mean,
+                                                None if per_speaker else std, post)
     archive = keras.export.ExportArchive()
     # only the served branch: the other modality's encoder is left out
     for layer in (model.encoders[modality], model.shared, model.head):
@@ -358,8 +359,10 @@ def export_monomodal(run_dir: str, modality: str, out: str, version: int | None 
     archive.add_endpoint("embedding", embed, input_signature=sig)
     meta = {"run": os.path.abspath(run_dir), "modality": modality, "task": model.task,
             "outputs": list(model.output_names_), "input_dim": int(model.input_dims[modality]),
-            "postprocess": post,
-            "normalize": "corpus" if mean is not None else "speaker"}
+            "postprocess": post, "normalize": "speaker" if per_speaker else "corpus"}
+    if per_speaker:  # what training used for items without a speaker or with few frames
+        meta.update(fallback_mean=mean.tolist(), fallback_std=std.tolist(),
+                    min_speaker_frames=MIN_SPEAKER_FRAMES)
     stale = io.temp_path(path)
     if os.path.isdir(stale):  # left by an export that was killed
         shutil.rmtree(stale)

@@ -143,6 +143,17 @@ class RunDir:
             return self._read(self.state_path, "its resume state")
         return None
 
+    def config_difference(self, cfg: C.TrainConfig, ignore=()) -> list:
+        """The top-level settings of ``cfg`` that differ from this run's saved configuration.
+
+        ``IGNORED_FOR_RESUME`` and ``ignore`` are left out; settings added to
+        the package since the run was written count as their defaults.
+        """
+        old = json.loads(json.dumps(self.config().to_json()))  # settings added since: defaults
+        new = json.loads(json.dumps(cfg.to_json()))
+        skip = set(IGNORED_FOR_RESUME) | set(ignore)
+        return sorted(k for k in new if k not in skip and old.get(k) != new[k])
+
     def check_resumable(self, cfg: C.TrainConfig) -> dict | None:
         """Checks the folder can hold ``cfg``'s run; returns the resume state (or None).
 
@@ -153,9 +164,7 @@ class RunDir:
             raise RunError(f"{self.path}: this run is already finished (metrics.json exists); "
                            "pass --overwrite to train it again, or choose another --out")
         if os.path.isfile(self.config_path):
-            old = json.loads(json.dumps(self.config().to_json()))  # settings added since: defaults
-            new = json.loads(json.dumps(cfg.to_json()))
-            diff = sorted(k for k in new if k not in IGNORED_FOR_RESUME and old.get(k) != new[k])
+            diff = self.config_difference(cfg)
             if diff:
                 raise RunError(f"{self.path}: holds an unfinished run with a different "
                                f"configuration ({', '.join(diff)}); resume it with the same "

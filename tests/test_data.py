@@ -471,3 +471,19 @@ def test_speaker_normalisation_against_numpy(tmp_path, cache):
     assert seen == len(items)
     with pytest.raises(ValueError, match="normalize must be one of"):
         D.PipelineOptions(normalize="utterance")
+
+
+def test_speaker_statistics_are_read_again_after_a_rewrite(tmp_path):
+    def write(offset):
+        with DatasetWriter(str(tmp_path / "d"), "toy", "classification", ["a", "b"],
+                           {"audio": 2}, overwrite=True) as w:
+            for i in range(12):
+                w.add(Item("audio", np.full((1, 2), float(i % 3) + offset, np.float32), i % 2,
+                           speaker="s1", recording=f"r{i}"))
+
+    write(0.0)
+    keys, means, _ = D.speaker_norm_table(D.Source.open(str(tmp_path / "d")), "audio")
+    assert keys == ["s1"] and means[0].tolist() == [1.0, 1.0]
+    write(100.0)  # same shard names and sizes, other values
+    _, means, _ = D.speaker_norm_table(D.Source.open(str(tmp_path / "d")), "audio")
+    assert means[0].tolist() == [101.0, 101.0]

@@ -230,9 +230,11 @@ def test_speaker_normalised_run_exports_with_speaker_inputs(tmp_path):
     import tensorflow as tf
 
     from emobed_tf import data as D
+    from emobed_tf import experiment as EXP
     from emobed_tf.metrics import classification_scores
     from emobed_tf.model import load_model
     from emobed_tf.predict import predict_split
+    from emobed_tf.rundir import RunDir
     from tests.conftest import _train_args, train_cli, write_classification
 
     _, items = write_classification(tmp_path / "d", dims={"audio": 6})
@@ -240,8 +242,13 @@ def test_speaker_normalised_run_exports_with_speaker_inputs(tmp_path):
     train_cli(_train_args(tmp_path / "d", run, "--epochs", "1", "--mode", "classic",
                           "--normalize", "speaker"))
     path = E.export_monomodal(run, "audio", str(tmp_path / "sm"))
-    assert json.load(open(os.path.join(path, "assets.extra", "emobed_export.json")))[
-        "normalize"] == "speaker"
+    meta = json.load(open(os.path.join(path, "assets.extra", "emobed_export.json")))
+    stats_file = json.load(open(os.path.join(run, "manifests", "audio.json")))
+    assert meta["normalize"] == "speaker" and meta["min_speaker_frames"] == D.MIN_SPEAKER_FRAMES
+    np.testing.assert_allclose(meta["fallback_mean"],
+                               stats_file["modalities"]["audio"]["mean"], rtol=1e-6)
+    np.testing.assert_allclose(meta["fallback_std"],
+                               stats_file["modalities"]["audio"]["std"], rtol=1e-6)
     m = tf.saved_model.load(path)
     fn = m.signatures["serving_default"]
     # the speakers' statistics in numpy, over all their audio frames
@@ -259,11 +266,13 @@ def test_speaker_normalised_run_exports_with_speaker_inputs(tmp_path):
     std = np.stack([stats[it.speaker][1] for it in test]).astype(np.float32)
     out = fn(features=tf.constant(x), lengths=tf.constant(lengths),
              speaker_mean=tf.constant(mean), speaker_std=tf.constant(std))
-    # the pipeline's predictions of the same items
+    # the pipeline's predictions of the same items, with the options the run's configuration
+    # gives (what training and scoring used)
     model = load_model(os.path.join(run, "model.keras"))
     src = D.Source.open(str(tmp_path / "d"))
-    p = predict_split(model, src, "audio", "test",
-                      options=D.PipelineOptions(normalize="speaker"))
+    opts = EXP.pipeline_options(RunDir(run).config(), src.manifest)
+    assert opts.normalize == "speaker"
+    p = predict_split(model, src, "audio", "test", options=opts)
     want = {rec: pr for rec, pr in zip(p.recordings, p.pred)}
     for i, it in enumerate(test):
         np.testing.assert_allclose(out["probabilities"].numpy()[i], want[it.recording],

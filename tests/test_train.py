@@ -179,3 +179,24 @@ def test_demo_cli_end_to_end(tmp_path):
         saved_predictions(out, "dev"))["f1_macro"])
     assert "accuracy" in m["test"]
     assert f"{m['dev']['f1_macro']:>9.4f}" in res.stdout
+
+
+def test_a_finished_run_is_reused_only_with_the_same_configuration(classic_run, tmp_path):
+    """run_or_reuse: the same settings reuse the run; another setting (e.g. --normalize) is an
+    error naming it, not silently the old run; a classic run ignores the auxiliary corpus."""
+    import dataclasses
+
+    from emobed_tf.rundir import RunDir
+
+    path = classic_run.copy(tmp_path / "run")
+    cfg = dataclasses.replace(RunDir(path).config(), out=path)
+    metrics, reused = E.run_or_reuse(dataclasses.replace(cfg, verbose=2))
+    assert reused and metrics == json.load(open(os.path.join(path, "metrics.json")))
+    # classic never reads the auxiliary: naming another video corpus reuses it
+    assert E.run_or_reuse(dataclasses.replace(cfg, video_dir=str(tmp_path / "other")))[1]
+    other = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, normalize="speaker"))
+    with pytest.raises(RunError, match=r"finished run with a different configuration \(data\)"):
+        E.run_or_reuse(other)
+    with pytest.raises(RunError, match=r"\(learning_rate\)"):
+        E.run_or_reuse(dataclasses.replace(cfg, learning_rate=0.5))
+    assert json.load(open(os.path.join(path, "metrics.json"))) == metrics  # nothing rewritten
