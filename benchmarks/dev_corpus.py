@@ -69,27 +69,26 @@ def lld_commands(dev: str, work: str) -> tuple:
     ex = ["--corpus", "ravdess", "--ravdess-dir", f"{dev}/ravdess_speech", "--label-map",
           RAVDESS_MAP, "--labels", LABELS, "--audio-mode", "lld", "--hop", "0.1", "--workers",
           "2", "--out", f"{work}/ravdess_speech_lld"]
-    cvs = {s: ["--dataset", "custom", "--audio-dir", f"{work}/ravdess_speech_lld", "--video-dir",
-               f"{work}/{folder}", "--target", "audio", "--folds", "speaker:8", "--seeds",
-               ",".join(map(str, LLD_SEEDS)), "--modes", "classic,emobed", "--epochs", "80",
-               "--out", f"{work}/lld/{s}"] for s, folder in SETTINGS.items()}
-    return ex, cvs
+    return ex, study_commands(work, "lld", audio="ravdess_speech_lld", extra=("--epochs", "80"))
+
+
+def study_commands(work: str, sub: str, audio: str = "ravdess_speech", folds: str = "speaker:8",
+                   extra=()) -> dict:
+    """{setting: crossval argv} of a classic-vs-EmoBed study written to ``work``/``sub``."""
+    return {s: ["--dataset", "custom", "--audio-dir", f"{work}/{audio}", "--video-dir",
+                f"{work}/{folder}", "--target", "audio", "--folds", folds, "--seeds",
+                ",".join(map(str, LLD_SEEDS)), "--modes", "classic,emobed", *extra,
+                "--out", f"{work}/{sub}/{s}"] for s, folder in SETTINGS.items()}
 
 
 def speaker_norm_commands(work: str) -> dict:
-    """{setting: crossval argv} of the per-speaker normalisation study (functionals)."""
-    return {s: ["--dataset", "custom", "--audio-dir", f"{work}/ravdess_speech", "--video-dir",
-                f"{work}/{folder}", "--target", "audio", "--folds", "speaker:8", "--seeds",
-                ",".join(map(str, LLD_SEEDS)), "--modes", "classic,emobed", "--normalize",
-                "speaker", "--out", f"{work}/spk/{s}"] for s, folder in SETTINGS.items()}
+    """The per-speaker normalisation study (functionals)."""
+    return study_commands(work, "spk", extra=("--normalize", "speaker"))
 
 
 def loso_commands(work: str) -> dict:
-    """{setting: crossval argv} of the leave-one-speaker-out study (functionals, defaults)."""
-    return {s: ["--dataset", "custom", "--audio-dir", f"{work}/ravdess_speech", "--video-dir",
-                f"{work}/{folder}", "--target", "audio", "--folds", "loso", "--seeds",
-                ",".join(map(str, LLD_SEEDS)), "--modes", "classic,emobed",
-                "--out", f"{work}/loso/{s}"] for s, folder in SETTINGS.items()}
+    """The leave-one-speaker-out study (functionals, defaults)."""
+    return study_commands(work, "loso", folds="loso")
 
 
 def loso_study(work: str) -> dict:
@@ -159,6 +158,17 @@ def _share_classic(first_out: str, out: str) -> None:
     os.makedirs(src, exist_ok=True)
     if not os.path.lexists(dst):
         os.symlink(src, dst)
+
+
+def _run_study(cvs: dict, log) -> None:
+    """Runs a study's crossval commands; classic ignores the auxiliary, so its runs are shared."""
+    from emobed_tf import crossval
+
+    first = next(iter(cvs.values()))
+    for i, argv in enumerate(cvs.values()):
+        if i:
+            _share_classic(first[-1], argv[-1])
+        _run(crossval.main, argv, log)
 
 
 def _run(module_main, argv, log) -> None:
@@ -353,22 +363,13 @@ def main(argv=None) -> int:
     if "lld" in stages:
         if not os.path.isfile(os.path.join(work, "ravdess_speech_lld", "manifest.json")):
             _run(extract.main, lld_ex, commands)
-        for i, (s, argv) in enumerate(lld_cvs.items()):
-            if i:  # classic ignores the auxiliary: its runs are shared
-                _share_classic(lld_cvs[next(iter(lld_cvs))][-1], argv[-1])
-            _run(crossval.main, argv, commands)
+        _run_study(lld_cvs, commands)
     spk_cvs = speaker_norm_commands(work)
     if "spk" in stages:
-        for i, (s, argv) in enumerate(spk_cvs.items()):
-            if i:
-                _share_classic(spk_cvs[next(iter(spk_cvs))][-1], argv[-1])
-            _run(crossval.main, argv, commands)
+        _run_study(spk_cvs, commands)
     loso_cvs = loso_commands(work)
     if "loso" in stages:
-        for i, (s, argv) in enumerate(loso_cvs.items()):
-            if i:
-                _share_classic(loso_cvs[next(iter(loso_cvs))][-1], argv[-1])
-            _run(crossval.main, argv, commands)
+        _run_study(loso_cvs, commands)
     if "report" not in stages:
         return 0
     if not commands:  # report only: list the commands that made the numbers
