@@ -256,11 +256,14 @@ def test_images_extraction_with_average_pooled_descriptors(tmp_path):
 
 # -- OpenFace ------------------------------------------------------------------------
 
-OF_HEADER = ["frame", "face_id", "timestamp", "confidence", "success", "gaze_0_x",
-             "gaze_angle_x", "gaze_angle_y", "pose_Tx", "pose_Rx", "pose_Ry", "pose_Rz",
-             "AU12_r", "AU01_r", "AU45_r", "AU01_c", "AU28_c", "AU12_c"]
-OF_ORDER = ["AU01_r", "AU12_r", "AU45_r", "AU01_c", "AU12_c", "AU28_c", "gaze_angle_x",
-            "gaze_angle_y", "pose_Rx", "pose_Ry", "pose_Rz"]
+# the 17 AU intensities and 18 presences of OpenFace 2, written in another order than read
+AU_R = [f"AU{n:02d}_r" for n in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)]
+AU_C = [f"AU{n:02d}_c" for n in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 28,
+                                 45)]
+OF_HEADER = (["frame", "face_id", "timestamp", "confidence", "success", "gaze_0_x",
+              "gaze_angle_x", "gaze_angle_y", "pose_Tx", "pose_Rx", "pose_Ry", "pose_Rz"]
+             + AU_C[::-1] + AU_R[::-1])
+OF_ORDER = AU_R + AU_C + ["gaze_angle_x", "gaze_angle_y", "pose_Rx", "pose_Ry", "pose_Rz"]
 
 
 def _openface_csv(path, conf, success, seed):
@@ -305,13 +308,15 @@ def openface_dir(tmp_path):
 
 def test_openface_csv_columns_and_dropped_frames(openface_dir):
     d, tables = openface_dir
-    cols, x, dropped, n = corpora.read_openface_csv(str(d / "01-01-05-02-01-02-03.csv"))
-    assert cols == OF_ORDER and (dropped, n) == (2, 5) and x.shape == (3, 11)
-    np.testing.assert_array_equal(x, _kept(tables["01-01-05-02-01-02-03"]))
-    cols, x, _, _ = corpora.read_openface_csv(str(d / "01-01-05-02-01-02-03.csv"),
-                                              groups=("pose", "au_c"), min_confidence=0.95)
-    assert cols == ["AU01_c", "AU12_c", "AU28_c", "pose_Rx", "pose_Ry", "pose_Rz"]
-    assert len(x) == 2  # confidences .98 and .95, success 1
+    clip = corpora.read_openface_csv(str(d / "01-01-05-02-01-02-03.csv"))
+    assert clip.columns == OF_ORDER and (clip.dropped, clip.read) == (2, 5)
+    assert clip.frames.shape == (3, 40) and (clip.other_faces, clip.face_ids) == (0, (0,))
+    assert clip.step_s == pytest.approx(0.033)
+    np.testing.assert_array_equal(clip.frames, _kept(tables["01-01-05-02-01-02-03"]))
+    clip = corpora.read_openface_csv(str(d / "01-01-05-02-01-02-03.csv"),
+                                     groups=("pose", "au_c"), min_confidence=0.95)
+    assert clip.columns == AU_C + ["pose_Rx", "pose_Ry", "pose_Rz"]
+    assert len(clip.frames) == 2  # confidences .98 and .95, success 1
     with pytest.raises(CorpusError, match="choose among au_r,au_c,gaze,pose"):
         corpora.read_openface_csv(str(d / "clip_x.csv"), groups=("eyes",))
 
@@ -341,8 +346,8 @@ def test_openface_items_from_ravdess_names(openface_dir, pool):
     assert r.stats["frames_dropped_per_clip"] == {"01-01-05-02-01-02-03": 2,
                                                   "01-01-04-01-01-01-03": 2}
     names = r.stats["feature_names"]
-    assert names[:2] == (["AU01_r_mean", "AU12_r_mean"] if pool == "functionals"
-                         else ["AU01_r", "AU12_r"])
+    assert names[:2] == (["AU01_r_mean", "AU02_r_mean"] if pool == "functionals"
+                         else ["AU01_r", "AU02_r"])
     assert len(names) == r.features[r.jobs[0].key].shape[1]
 
 
@@ -362,11 +367,11 @@ def test_openface_with_a_labels_csv_end_to_end(openface_dir, tmp_path, capsys):
     assert "4 of 8 OpenFace frames dropped (success 0 or confidence < 0.8)" in said
     m = schema.load_manifest(out)
     assert m.name == "ofc" and m.label_names == ("angry", "sad")
-    assert m.modalities["video"].dim == 10 and m.modalities["video"].counts == {"train": 1,
+    assert m.modalities["video"].dim == 38 and m.modalities["video"].counts == {"train": 1,
                                                                                 "test": 1}
     assert m.extra["frames_dropped"] == 4
     (rec,) = _records(out, "video")
-    kept = _kept(tables["01-01-05-02-01-02-03"])[:, [0, 1, 2, 6, 7]]  # au_r then gaze
+    kept = _kept(tables["01-01-05-02-01-02-03"])[:, list(range(17)) + [35, 36]]  # au_r, gaze
     np.testing.assert_allclose(rec.features, np.concatenate([kept.mean(0), kept.std(0)])[None],
                                rtol=1e-6, atol=1e-6)
     assert (rec.speaker, rec.label_class, rec.meta) == ("03", 0, "")
@@ -382,12 +387,16 @@ def test_openface_with_a_labels_csv_end_to_end(openface_dir, tmp_path, capsys):
 def test_openface_bad_values_are_named(tmp_path):
     p = tmp_path / "o" / "03-01-01-01-01-01-01.csv"
     p.parent.mkdir()
-    p.write_text("frame, confidence, success, AU01_r, AU01_c\n1, 0.9, 1, 0.5, 1\n"
-                 "2, 0.9, 1, n/a, 1\n")
+    aus = ", ".join(AU_R + AU_C)
+    ones = ", ".join(["1"] * (len(AU_R) + len(AU_C) - 1))
+    p.write_text(f"frame, confidence, success, {aus}\n1, 0.9, 1, 0.5, {ones}\n"
+                 f"2, 0.9, 1, n/a, {ones}\n")
     with pytest.raises(CorpusError, match=r"03-01-01-01-01-01-01.csv:3: column 'AU01_r': "
                                           r"'n/a' is not a number"):
         corpora.openface_items(str(p.parent), groups=("au_r", "au_c"))
-    with pytest.raises(CorpusError, match=r"no gaze columns \['gaze_angle_x'"):
+    with pytest.raises(CorpusError, match=r"no columns \['gaze_angle_x', 'gaze_angle_y', "
+                                          r"'pose_Rx', 'pose_Ry', 'pose_Rz'\] of "
+                                          r"--openface-features gaze,pose"):
         corpora.openface_items(str(p.parent))
 
 

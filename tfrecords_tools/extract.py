@@ -38,9 +38,21 @@ Corpora (``--corpus``):
   intensities by AU number, AU presences, gaze_angle_x/y, pose_Rx/Ry/Rz),
   ``--openface-pool frames|mean|functionals`` ([T, D], [1, D], [1, 2D] mean
   then std); frames with ``success`` 0 or ``confidence < --min-confidence``
-  are dropped and counted. Labels from ``--labels-csv`` (``clip``,
-  ``label``/``emotion``, ``speaker``/``actor``, optional ``split``) or from
-  RAVDESS clip names.
+  are dropped and counted. Every CSV must hold every column of the groups
+  asked for (17 AUxx_r, 18 AUxx_c as OpenFace 2 writes them): a file
+  lacking one is an error naming it and the columns. A CSV with several
+  ``face_id`` values is read for one face, ``--openface-face`` ``most``
+  (default: the face_id in the most frames, ties broken by the higher mean
+  confidence, then the lower id), ``largest`` (per frame the face whose
+  2D landmarks x_0..x_67, y_0..y_67 span the largest box; a multi-face CSV
+  without them is an error) or a face_id; the other faces' frames are
+  counted per clip in the summary and the manifest's ``extra``
+  (``other_face_frames_per_clip``). ``--openface-pool frames`` measures
+  each clip's frame step from its ``timestamp`` column and writes it as the
+  manifest's ``frame_step_s``; clips whose rates differ by more than 1% are
+  an error naming two of them (pool ``mean``/``functionals`` instead).
+  Labels from ``--labels-csv`` (``clip``, ``label``/``emotion``,
+  ``speaker``/``actor``, optional ``split``) or from RAVDESS clip names.
 * ``table``: one row per item (``--id-column`` id/clip, ``--label-column``
   label/emotion, ``--speaker-column`` speaker/actor, ``--split-column``),
   every other column a numeric feature; ``--modality`` says which.
@@ -106,7 +118,7 @@ from tfrecords_tools.workcache import CacheError, WorkCache, write_failures_csv
 
 def write_dataset(out, cache, name, task, label_names, jobs, dims, feature_sets, *,
                   dim_names=(), compression="", stats=None, skipped=(), features=None,
-                  options=None):
+                  options=None, frame_step_s=None):
     """Writes the features of ``jobs`` (in input order) into shards, manifest and failures.csv.
 
     Features come from ``cache`` (a :class:`WorkCache`, media corpora) or from
@@ -114,7 +126,9 @@ def write_dataset(out, cache, name, task, label_names, jobs, dims, feature_sets,
     rows (inputs the reader could not use) head ``failures.csv``, followed by
     the extraction failures and the items written with a warning (kind
     ``truncated``). ``options`` (the options fingerprint per modality) goes
-    into the manifest's ``extra`` as ``extraction_options``. Returns
+    into the manifest's ``extra`` as ``extraction_options``; ``frame_step_s``
+    (a reader's measured frame step, None: the writer's default) goes into
+    the manifest. Returns
     ``(items written per modality, failure rows, warning rows)``.
     """
     import tensorflow as tf
@@ -143,9 +157,10 @@ def write_dataset(out, cache, name, task, label_names, jobs, dims, feature_sets,
     if options:
         extra["extraction_options"] = options
     try:
+        step = {} if frame_step_s is None else {"frame_step_s": frame_step_s}
         with DatasetWriter(out, name, task, label_names, dims, feature_sets,
                            dim_names=dim_names, compression=compression, overwrite=False,
-                           extra=extra) as w:
+                           extra=extra, **step) as w:
             for job in ready:
                 feats = features[job.key] if features is not None else cache.load(job)
                 dims_lab = None
@@ -260,7 +275,7 @@ def read_corpus(source: CorpusOptions) -> tuple:
     elif c == "openface":
         reading = corpora.openface_items(s.openface_dir, s.labels_csv, s.openface_features,
                                          s.openface_pool, s.min_confidence, s.ravdess_channels,
-                                         s.name)
+                                         s.name, s.openface_face)
         name = reading.jobs[0].corpus
     elif c == "table":
         reading = corpora.table_items(s.table, s.modality, s.id_column, s.label_column,
@@ -422,7 +437,8 @@ def _extract_locked(source, out, audio, video, workers, engine, beam_args, compr
             written, fails, notes = write_dataset(
                 staging, cache, name, task, names, jobs, dims, feature_sets,
                 dim_names=dim_names, compression=compression, stats=stats, skipped=skipped,
-                features=reading.features, options=options)
+                features=reading.features, options=options,
+                frame_step_s=reading.frame_step_s)
             inputs = len(jobs) + len(skipped)
         summary = {"inputs": inputs, "written": written, "failed": len(fails),
                    "skipped": len(skipped), "truncated": len(notes),
@@ -495,6 +511,12 @@ def parse_args(argv=None):
                    help="openface: groups among au_r,au_c,gaze,pose (kept in that order)")
     p.add_argument("--openface-pool", default="frames", choices=corpora.OPENFACE_POOLS,
                    help="openface: frames [T,D], mean [1,D] or functionals (mean, std) [1,2D]")
+    p.add_argument("--openface-face", default="most",
+                   help="openface: the face read from a CSV with several face_id values: most "
+                        "(default: the face_id in the most frames; ties: higher mean "
+                        "confidence, then lower id), largest (per frame, the largest 2D "
+                        "landmark box; needs the x_0..x_67, y_0..y_67 columns) or a face_id; "
+                        "the other faces' frames are counted in the summary")
     p.add_argument("--min-confidence", type=float, default=0.8,
                    help="openface: frames below this confidence (or success 0) are dropped")
     p.add_argument("--table", help="table: CSV with one row per item")
@@ -641,6 +663,10 @@ def summary_line(summary: dict, out: str) -> str:
     if summary.get("frames_dropped"):
         text += (f"; {summary['frames_dropped']} of {summary['frames_read']} OpenFace frames "
                  f"dropped (success 0 or confidence < {summary['min_confidence']})")
+    if summary.get("other_face_frames"):
+        text += (f"; {summary['other_face_frames']} OpenFace frames of other faces left out in "
+                 f"{len(summary['other_face_frames_per_clip'])} clips (--openface-face "
+                 f"{summary['openface_face']})")
     if summary.get("truncated"):
         text += f"; {summary['truncated']} truncated inputs written with what decoded"
     if summary.get("frames_without_face"):

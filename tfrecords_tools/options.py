@@ -299,6 +299,7 @@ class CorpusOptions:
     openface_dir: str | None = None
     openface_features: tuple = ("au_r", "au_c", "gaze", "pose")
     openface_pool: str = "frames"
+    openface_face: str = "most"
     min_confidence: float = 0.8
     table: str | None = None
     modality: str | None = None

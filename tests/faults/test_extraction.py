@@ -409,3 +409,174 @@ def test_kill_9_mid_extraction_then_rerun_gives_the_same_records(tmp_path, capsy
     assert [(r.speaker, r.label_class) for r in a] == [(r.speaker, r.label_class) for r in b]
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x.features, y.features)
+
+
+# -- OpenFace: the columns asked for, one face, one frame rate ---------------------------------
+
+OF_AUS = {"r": (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
+          "c": (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 28, 45)}
+OF_FEATURES = ([f"AU{n:02d}_r" for n in OF_AUS["r"]] + [f"AU{n:02d}_c" for n in OF_AUS["c"]]
+               + ["gaze_angle_x", "gaze_angle_y", "pose_Rx", "pose_Ry", "pose_Rz"])
+ANGRY, HAPPY = "01-01-05-01-01-01-01", "01-01-03-01-01-01-02"  # RAVDESS names: labels, actors
+
+
+def _openface_csv(path, values, *, faces=None, frames=None, times=None, conf=None,
+                  drop=(), boxes=None):
+    """An OpenFace 2 CSV: ``values`` [N, 40] are the feature columns in read order (OF_FEATURES).
+
+    ``faces``: a face_id per row (no face_id column when None); ``frames``: the frame numbers
+    (default 1..N); ``times``: timestamps (default 30 frames/s); ``conf``: confidences
+    (default .95); ``drop``: feature columns left out; ``boxes``: a (width, height) per row
+    for 68 landmarks spanning that box (no landmark columns when None).
+    """
+    n = len(values)
+    frames = np.arange(1, n + 1) if frames is None else frames
+    times = (np.asarray(frames) - 1) / 30 if times is None else times
+    conf = [0.95] * n if conf is None else conf
+    cols = [("frame", frames)] + ([("face_id", faces)] if faces is not None else []) + [
+        ("timestamp", np.round(times, 3)), ("confidence", conf), ("success", [1] * n)]
+    cols += [(c, np.asarray(values)[:, i]) for i, c in enumerate(OF_FEATURES) if c not in drop]
+    if boxes is not None:
+        ramp = np.linspace(0, 1, 68)
+        cols += [(f"x_{j}", [100 + w * ramp[j] for w, _ in boxes]) for j in range(68)]
+        cols += [(f"y_{j}", [50 + h * ramp[::-1][j] for _, h in boxes]) for j in range(68)]
+    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write(", ".join(name for name, _ in cols) + "\n")  # OpenFace's ", " separator
+        for i in range(n):
+            fh.write(", ".join(f"{v[i]:g}" for _, v in cols) + "\n")
+    return str(path)
+
+
+def _of_values(n, seed):
+    return np.round(np.random.default_rng(seed).uniform(-1, 3, (n, len(OF_FEATURES))), 3)
+
+
+def _openface_argv(d, out, *extra):
+    return ["--corpus", "openface", "--openface-dir", str(d), "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("lacking", [ANGRY, HAPPY])
+def test_openface_every_file_has_every_column_asked_for(tmp_path, capsys, lacking):
+    """The alphabetically first file used to fix the AU set: all clips went out narrowed."""
+    d = tmp_path / "of"
+    x = {ANGRY: _of_values(3, 0), HAPPY: _of_values(4, 1)}
+    for stem, v in x.items():
+        drop = ("AU45_r", "AU28_c") if stem == lacking else ()
+        _openface_csv(d / f"{stem}.csv", v, drop=drop)
+    out = tmp_path / "out"
+    assert extract.main(_openface_argv(d, out, "--openface-pool", "mean")) == 2
+    _one_error_line(capsys, d / f"{lacking}.csv", "no columns ['AU45_r', 'AU28_c'] of "
+                                                  "--openface-features au_r,au_c")
+    assert not (out / "manifest.json").exists()
+    # the groups asked for decide the set: without AUs the same files are complete
+    assert extract.main(_openface_argv(d, out, "--openface-pool", "mean",
+                                       "--openface-features", "pose,gaze")) == 0
+    m = schema.load_manifest(out)
+    assert m.modalities["video"].dim == 5
+    assert m.extra["feature_names"] == ["gaze_angle_x", "gaze_angle_y", "pose_Rx", "pose_Ry",
+                                        "pose_Rz"]
+    got = {r.recording: r.features for r in _records(out, "video")}
+    for stem, v in x.items():
+        np.testing.assert_allclose(got[stem], v[:, 35:].mean(0, keepdims=True), rtol=1e-6)
+
+
+def _two_faces(d):
+    """A clip with faces 0 and 1 interleaved in frames 1-4, face 1 alone in frame 5."""
+    v = _of_values(9, 2)
+    faces = [0, 1, 0, 1, 0, 1, 0, 1, 1]
+    frames = [1, 1, 2, 2, 3, 3, 4, 4, 5]
+    # face 0 is the bigger one in frames 1 and 2, face 1 in frames 3 to 5
+    boxes = [(80, 90), (40, 40), (80, 90), (40, 40), (30, 30), (60, 70), (30, 30), (60, 70),
+             (60, 70)]
+    path = _openface_csv(d / f"{ANGRY}.csv", v, faces=faces, frames=frames, boxes=boxes)
+    return path, v, np.asarray(faces)
+
+
+def test_openface_two_faces_one_is_read_and_the_others_are_counted(tmp_path, capsys):
+    d = tmp_path / "of"
+    path, v, faces = _two_faces(d)
+    _openface_csv(d / f"{HAPPY}.csv", _of_values(2, 3))  # no face_id column: one face
+    out = tmp_path / "out"
+    # default: the face in the most frames (face 1: 5 frames, face 0: 4)
+    assert extract.main(_openface_argv(d, out, "--openface-pool", "mean")) == 0
+    said = capsys.readouterr().out
+    assert "4 OpenFace frames of other faces left out in 1 clips (--openface-face most)" in said
+    got = {r.recording: r.features for r in _records(out, "video")}
+    np.testing.assert_allclose(got[ANGRY], v[faces == 1].mean(0, keepdims=True), rtol=1e-6)
+    m = schema.load_manifest(out)
+    assert m.extra["other_face_frames_per_clip"] == {ANGRY: 4}
+    assert (m.extra["frames_read"], m.extra["other_face_frames"]) == (5 + 2, 4)
+    # a face_id
+    assert extract.main(_openface_argv(d, tmp_path / "f0", "--openface-pool", "mean",
+                                       "--openface-face", "0")) == 0
+    (f0,) = [r for r in _records(tmp_path / "f0", "video") if r.recording == ANGRY]
+    np.testing.assert_allclose(f0.features, v[faces == 0].mean(0, keepdims=True), rtol=1e-6)
+    assert _summary(tmp_path / "f0")["other_face_frames_per_clip"] == {ANGRY: 5}
+    # per frame the largest landmark box: rows 0, 2 (face 0), then 5, 7, 8 (face 1)
+    assert extract.main(_openface_argv(d, tmp_path / "big", "--openface-pool", "frames",
+                                       "--openface-face", "largest")) == 0
+    (big,) = [r for r in _records(tmp_path / "big", "video") if r.recording == ANGRY]
+    np.testing.assert_allclose(big.features, v[[0, 2, 5, 7, 8]], rtol=1e-6)
+    capsys.readouterr()
+    # largest needs landmarks in a CSV of several faces
+    _openface_csv(d / f"{ANGRY}.csv", v, faces=list(faces), frames=[1, 1, 2, 2, 3, 3, 4, 4, 5])
+    assert extract.main(_openface_argv(d, tmp_path / "no", "--openface-face", "largest")) == 2
+    _one_error_line(capsys, d / f"{ANGRY}.csv", "--openface-face largest needs the 2D landmark "
+                    "columns x_0..x_67, y_0..y_67 and this CSV has no landmark columns")
+    assert extract.main(_openface_argv(d, tmp_path / "no", "--openface-face", "big")) == 2
+    _one_error_line(capsys, "--openface-face big: choose most, largest or a face_id")
+
+
+def test_openface_face_ties_go_to_the_higher_confidence_then_the_lower_id(tmp_path):
+    v = _of_values(4, 4)
+    frames, faces = [1, 1, 2, 2], [3, 2, 3, 2]
+    path = _openface_csv(tmp_path / "c.csv", v, faces=faces, frames=frames,
+                         conf=[0.9, 0.95, 0.9, 0.95])
+    clip = corpora.read_openface_csv(path, face="most")
+    np.testing.assert_array_equal(clip.frames, v[[1, 3]])  # face 2: mean confidence .95
+    assert (clip.other_faces, clip.face_ids) == (2, (2, 3))
+    path = _openface_csv(tmp_path / "c.csv", v, faces=faces, frames=frames)
+    np.testing.assert_array_equal(corpora.read_openface_csv(path).frames, v[[1, 3]])  # lower id
+    gone = corpora.read_openface_csv(path, face=7)
+    assert (gone.read, gone.other_faces) == (0, 4)
+
+
+def test_openface_frames_need_one_frame_rate(tmp_path, capsys):
+    d = tmp_path / "of"
+    a = _openface_csv(d / f"{ANGRY}.csv", _of_values(12, 5))  # 30 frames/s, ms timestamps
+    b = _openface_csv(d / f"{HAPPY}.csv", _of_values(10, 6), times=np.arange(10) * 0.04)
+    out = tmp_path / "out"
+    assert extract.main(_openface_argv(d, out)) == 2
+    _one_error_line(capsys, f"{b} has 25 frames/s (0.04 s step) and {a} 30 frames/s",
+                    "--openface-pool mean or functionals")
+    assert not (out / "manifest.json").exists()
+    # clip-level pooling has no frame rate to agree on
+    assert extract.main(_openface_argv(d, out, "--openface-pool", "mean")) == 0
+    # the same rate (frames 4 and 5 of the second clip dropped in between): the measured step
+    _openface_csv(d / f"{HAPPY}.csv", _of_values(10, 6),
+                  frames=[1, 2, 3, 6, 7, 8, 9, 10, 11, 12])
+    assert extract.main(_openface_argv(d, tmp_path / "fr")) == 0
+    m = schema.load_manifest(tmp_path / "fr")
+    # both clips span 0.367 s (ms timestamps) in 11 steps: 1/30 s within the rounding, not
+    # the raw median difference 0.033
+    assert m.frame_step_s == pytest.approx(0.367 / 11, rel=1e-9)
+    assert m.frame_step_s == pytest.approx(1 / 30, rel=2e-3)
+    assert {r.recording: r.features.shape for r in _records(tmp_path / "fr", "video")} == {
+        ANGRY: (12, 40), HAPPY: (10, 40)}
+
+
+# -- label maps ------------------------------------------------------------------------------
+
+
+def test_a_label_map_entry_with_two_equals_signs_is_refused(tmp_path, wavs, capsys):
+    csv_path = _manifest(tmp_path / "m.csv", _two_rows(wavs))
+    out = tmp_path / "out"
+    assert extract.main(_audio_argv(csv_path, out, "--label-map", "happy=joy=glee")) == 2
+    _one_error_line(capsys, "--label-map: label map entry 'happy=joy=glee' is not FROM=TO",
+                    "one '=' per entry")
+    lmap = tmp_path / "map.txt"
+    lmap.write_text("sad=sadness\nhappy=joy=glee\n")
+    with pytest.raises(corpora.CorpusError, match=r"map.txt:2: label map entry 'happy=joy=glee'"):
+        corpora.parse_label_map(str(lmap))
+    assert corpora.parse_label_map("happy=joy, sad=") == {"happy": "joy", "sad": ""}
