@@ -9,7 +9,11 @@
   collections, possibly different corpora for the two modalities.
 * RAVDESS (:func:`ravdess_jobs`): files named ``MM-VV-EE-II-SS-RR-AA.ext``
   anywhere under a folder; audio-visual (01) files give an audio and a video
-  job, video-only (02) a video job, audio-only (03) an audio job. Labels are
+  job, video-only (02) a video job, audio-only (03) an audio job; one take
+  (``VV-EE-II-SS-RR-AA``) gives at most one item per modality: its audio
+  from the audio-only 03 file (the original PCM WAV), else the 01 file; its
+  video from the video-only 02 file, else the 01 file (the same picture);
+  another file of the take is a ``duplicate`` row naming the kept one. Labels are
   RAVDESS's words (neutral, calm, happy, sad, angry, fearful, disgust,
   surprised), the speaker is the two-digit actor, the recording the file
   stem; intensity, statement, repetition, vocal channel and the take id
@@ -400,13 +404,15 @@ def _split_of(row, col, path, line):
 MANIFEST_COLUMNS = ("path", "modality", "label", "split", "speaker")
 
 
-def read_manifest(csv_path: str) -> Reading:
+def read_manifest(csv_path: str, modalities=("audio", "video")) -> Reading:
     """Jobs (labels not yet mapped) of a generic manifest CSV.
 
     Relative paths are taken relative to the CSV's folder. A row repeating
     an earlier one (same path, modality, label and segment) gives no second
     item: it is a ``skipped`` row of kind ``duplicate`` naming both lines
-    (``stats["duplicates"]`` counts them).
+    (``stats["duplicates"]`` counts them). A row of a modality not in
+    ``modalities`` (``--modalities``) is a ``skipped`` row of kind
+    ``modality_not_selected``.
     """
     rows = _read_csv(csv_path, MANIFEST_COLUMNS)
     if not rows:
@@ -426,6 +432,11 @@ def read_manifest(csv_path: str) -> Reading:
         start = _float(r, "start", csv_path, line) if r.get("start") not in (None, "") else None
         end = _float(r, "end", csv_path, line) if r.get("end") not in (None, "") else None
         same = (os.path.normpath(path), r["modality"], r["label"], start, end)
+        if r["modality"] not in modalities:
+            skipped.append(skip(path, r["modality"], f"{csv_path}:{line}: modality "
+                                f"{r['modality']} not selected (--modalities "
+                                f"{','.join(modalities)})", "modality_not_selected"))
+            continue
         if same in seen:
             skipped.append(skip(path, r["modality"], f"{csv_path}:{line}: repeats line "
                                 f"{seen[same]} (same path, modality and label); written once",
@@ -435,7 +446,11 @@ def read_manifest(csv_path: str) -> Reading:
         jobs.append(Job(f"{r['modality']}/{r['split']}/{line}-{rec}", r["modality"], path,
                         r["split"], -1, dims, r.get("corpus") or "manifest", r["speaker"], rec,
                         start, end, label=r["label"], where=f"{csv_path}:{line}"))
-    return Reading(jobs, skipped, stats={"duplicates": len(skipped)} if skipped else {})
+    if not jobs:
+        raise CorpusError(f"{csv_path}: no row of modality {' or '.join(modalities)} "
+                          "(--modalities)")
+    dups = sum(f["kind"] == "duplicate" for f in skipped)
+    return Reading(jobs, skipped, stats={"duplicates": dups} if dups else {})
 
 
 def manifest_jobs(csv_path: str, labels=None, label_map=None) -> Reading:
@@ -498,18 +513,22 @@ def _check_channels(channels):
     return channels
 
 
-def ravdess_jobs(root: str, channels=("speech", "song"), corpus: str = "ravdess") -> Reading:
+def ravdess_jobs(root: str, channels=("speech", "song"), corpus: str = "ravdess",
+                 modalities=("audio", "video")) -> Reading:
     """Jobs for the RAVDESS files under ``root`` (searched recursively).
 
     Every file is either a job or a ``skipped`` row: names off the pattern,
-    extensions that are not media, a vocal channel not in ``channels`` and a
-    second file of the same name elsewhere are all listed with the reason.
-    All items are ``train``; see :func:`assign_speaker_splits`.
+    extensions that are not media, a vocal channel not in ``channels``, a
+    file giving no modality of ``modalities``, a second file of the same
+    name elsewhere and a take's modality already read from another file
+    (:data:`RAVDESS_PREFERENCE`; kind ``duplicate``, naming the kept file)
+    are all listed with the reason. All items are ``train``; see
+    :func:`assign_speaker_splits`.
     """
     channels = _check_channels(channels)
     if not os.path.isdir(root):
         raise CorpusError(f"{root}: RAVDESS folder not found")
-    jobs, skipped, first = [], [], {}
+    entries, skipped, first = [], [], {}
     for folder, dirs, files in os.walk(root):
         dirs.sort()
         for name in sorted(files):
@@ -536,16 +555,54 @@ def ravdess_jobs(root: str, channels=("speech", "song"), corpus: str = "ravdess"
                                         f"selected (--ravdess-channels {','.join(channels)})",
                                         "channel_not_selected"))
                 continue
-            meta = ravdess_meta(info)
-            for mod in mods:
-                jobs.append(Job(f"{mod}/{stem}", mod, path, "train", corpus=corpus,
-                                speaker=info["actor"], recording=stem, label=info["emotion"],
-                                meta=meta, where=path))
+            wanted = [m for m in mods if m in modalities]
+            if not wanted:
+                skipped.append(skip(path, "+".join(mods), f"{'+'.join(mods)} file: modality not "
+                                    f"selected (--modalities {','.join(modalities)})",
+                                    "modality_not_selected"))
+            entries += [(path, stem, info, mod) for mod in wanted]
+    jobs = []
+    for path, stem, info, mod, kept in _one_file_per_take(entries):
+        if kept != path:
+            skipped.append(skip(path, mod, f"take {info['take']}: its {mod} is read from {kept} "
+                                f"({RAVDESS_PREFERENCE_TEXT[mod]})", "duplicate"))
+            continue
+        jobs.append(Job(f"{mod}/{stem}", mod, path, "train", corpus=corpus,
+                        speaker=info["actor"], recording=stem, label=info["emotion"],
+                        meta=ravdess_meta(info), where=path))
     if not jobs:
         raise CorpusError(f"{root}: no usable RAVDESS file ({len(skipped)} skipped"
                           + (f", e.g. {skipped[0]['path']}: {skipped[0]['reason']}" if skipped
                              else "") + ")")
     return Reading(jobs, skipped)
+
+
+# which file of a take gives each modality, best first: the audio-only WAV holds the original
+# 48 kHz PCM audio (the audio-visual MP4 the same audio AAC-compressed); the video-only MP4
+# holds the same picture as the audio-visual one, without an audio track to demux
+RAVDESS_PREFERENCE = {"audio": ("03", "01"), "video": ("02", "01")}
+RAVDESS_PREFERENCE_TEXT = {"audio": "a take's audio comes from its audio-only 03 file, else its "
+                                    "audio-visual 01 file",
+                           "video": "a take's video comes from its video-only 02 file, else its "
+                                    "audio-visual 01 file"}
+
+
+def _one_file_per_take(entries) -> list:
+    """``[(path, stem, info, modality, kept path)]``: which file gives each take's modality.
+
+    ``entries`` are ``(path, stem, info, modality)`` in folder order; per
+    (take, modality) the file first in :data:`RAVDESS_PREFERENCE` is kept
+    (two files of one take and modality code have one name: the second is
+    already a ``same RAVDESS name`` duplicate).
+    """
+    best = {}
+    for path, stem, info, mod in entries:
+        rank = RAVDESS_PREFERENCE[mod].index(stem[:2])
+        key = (info["take"], mod)
+        if key not in best or rank < best[key][0]:
+            best[key] = (rank, path)
+    return [(path, stem, info, mod, best[(info["take"], mod)][1])
+            for path, stem, info, mod in entries]
 
 
 # -- face images ---------------------------------------------------------------------
@@ -638,7 +695,8 @@ OPENFACE_AUS = {"au_r": (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26
                 "au_c": (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 28, 45)}
 OPENFACE_FIXED = {"gaze": ("gaze_angle_x", "gaze_angle_y"),
                   "pose": ("pose_Rx", "pose_Ry", "pose_Rz"),
-                  **{g: tuple(f"AU{n:02d}_{g[-1]}" for n in aus) for g, aus in OPENFACE_AUS.items()}}
+                  **{g: tuple(f"AU{n:02d}_{g[-1]}" for n in aus)
+                     for g, aus in OPENFACE_AUS.items()}}
 OPENFACE_POOLS = ("frames", "mean", "functionals")
 OPENFACE_FACE_RULES = ("most", "largest")
 OPENFACE_LANDMARKS = tuple(f"x_{i}" for i in range(68)) + tuple(f"y_{i}" for i in range(68))

@@ -29,7 +29,11 @@ Corpora (``--corpus``):
   happy, sad, angry, fearful, disgust, surprised), speaker = the two-digit
   actor, recording = the file stem; the record's ``meta`` holds intensity,
   statement, repetition, vocal channel and the take id ``VV-EE-II-SS-RR-AA``.
-  ``--ravdess-channels speech,song`` picks the vocal channels.
+  ``--ravdess-channels speech,song`` picks the vocal channels. A take gives
+  one item per modality: audio from its audio-only 03 file (RAVDESS's PCM
+  WAV), else from its 01 file; video from its video-only 02 file, else from
+  its 01 file; the other files of the take are listed as ``duplicate``
+  (naming the kept file) and counted in the summary's ``duplicates``.
 * ``images``: face photographs, one video item per image, labelled by
   ``--labels-csv`` (``image``/``path``, ``emotion``/``label``, optional
   ``speaker``/``subject``, ``split``) or by class sub-folders.
@@ -65,6 +69,16 @@ is dropped, counted and listed. ``--labels a,b,c`` fixes the label set and
 its order (default: the sorted mapped labels); any other label is an error.
 Two corpora trained together (target and auxiliary modality) must end with
 the same ``--labels``.
+
+Modalities: ``--modalities audio`` (or ``video``) extracts one modality of
+the corpora that give both (omg, manifest, ravdess, avec2016); the files
+and rows of the other are listed (kind ``modality_not_selected``) and its
+encoder is not needed. images and openface give video items, table the
+``--modality`` one: asking them for another modality is an error.
+
+Outputs are never inputs: an ``--out`` inside a folder the reader searches
+recursively (``--openface-dir``, ``--ravdess-dir``, ``--avec-dir``, an
+``--images-dir`` of class folders) is refused, naming both paths.
 
 Splits: as the corpus says (OMG, manifest, a split column), else all
 ``train``; ``--test-speakers 01,02 --dev-speakers 03`` assigns them by
@@ -177,8 +191,10 @@ def write_dataset(out, cache, name, task, label_names, jobs, dims, feature_sets,
 
 
 def import_avec2016(root: str, out: str, video_set: str = "appearance",
-                    compression: str = "") -> tuple:
+                    compression: str = "", modalities=("audio", "video")) -> tuple:
     """AVEC 2016 feature files and gold standards into a regression data set in ``out``.
+
+    ``modalities`` (``--modalities``) picks the feature folders read.
 
     Returns ``(items written per modality, failure rows)``; the failures are
     also written to ``out/failures.csv``.
@@ -189,7 +205,8 @@ def import_avec2016(root: str, out: str, video_set: str = "appearance",
     if not os.path.isdir(root):
         raise CorpusError(f"{root}: AVEC 2016 folder not found")
     video_dir = f"features_video_{video_set}"
-    sets = {"audio": os.path.join(root, "features_audio"), "video": os.path.join(root, video_dir)}
+    sets = {m: p for m, p in (("audio", os.path.join(root, "features_audio")),
+                              ("video", os.path.join(root, video_dir))) if m in modalities}
     gold = {d: corpora.avec_files(os.path.join(root, "ratings_gold_standard", d))
             for d in ("arousal", "valence")}
     if not gold["arousal"]:
@@ -201,7 +218,8 @@ def import_avec2016(root: str, out: str, video_set: str = "appearance",
         sub = os.path.join(folder, "arousal")
         feats_by_mod[mod] = corpora.avec_files(sub if os.path.isdir(sub) else folder)
     if not feats_by_mod:
-        raise CorpusError(f"{root}: neither features_audio/ nor {video_dir}/ found")
+        raise CorpusError(f"{root}: none of the feature folders "
+                          f"{', '.join(os.path.basename(p) + '/' for p in sets.values())} found")
     fails = []
     items = []
 
@@ -258,16 +276,17 @@ def read_corpus(source: CorpusOptions) -> tuple:
     label_map = corpora.parse_label_map(s.label_map)
     labels = s.labels or None
     order, dim_names = None, ()
-    c = s.corpus
+    c, mods = s.corpus, s.selected_modalities()
     if c == "omg":
-        reading = corpora.Reading(corpora.omg_jobs(s.csv_dir, s.clips_dir, s.modalities))
+        reading = corpora.Reading(corpora.omg_jobs(s.csv_dir, s.clips_dir, mods))
         order, name, dim_names = corpora.OMG_CLASSES, s.name or "omg", ("arousal", "valence")
     elif c == "manifest":
-        reading = corpora.read_manifest(s.csv)
+        reading = corpora.read_manifest(s.csv, mods)
         name = s.name or "manifest"
         dim_names = ("arousal", "valence") if any(j.label_dims for j in reading.jobs) else ()
     elif c == "ravdess":
-        reading = corpora.ravdess_jobs(s.ravdess_dir, s.ravdess_channels, s.name or "ravdess")
+        reading = corpora.ravdess_jobs(s.ravdess_dir, s.ravdess_channels, s.name or "ravdess",
+                                       mods)
         name = s.name or "ravdess"
     elif c == "images":
         reading = corpora.image_jobs(s.images_dir, s.labels_csv, s.name)
@@ -354,6 +373,7 @@ def extract(source: CorpusOptions, out: str, audio: AudioOptions | None = None,
     aside and replaces the old one only once complete.
     """
     source.check()
+    check_out_outside_inputs(source, out)
     audio = audio or AudioOptions()
     video = video or VideoOptions()
     if engine not in ("local", "beam"):
@@ -377,6 +397,23 @@ def extract(source: CorpusOptions, out: str, audio: AudioOptions | None = None,
         lock.release()
 
 
+def check_out_outside_inputs(source: CorpusOptions, out: str) -> None:
+    """Refuses an ``out`` inside an input folder the corpus reader searches recursively.
+
+    The extraction's own outputs (``failures.csv``, ``OUT/.work/``, shards)
+    would be read as inputs by the next run (an OpenFace reader takes
+    ``failures.csv`` for a clip). Links are resolved first.
+    """
+    where = os.path.realpath(out)
+    for flag, folder in source.scanned_folders():
+        top = os.path.realpath(folder)
+        if os.path.commonpath([where, top]) == top:
+            raise CorpusError(f"--out {out} lies inside {flag} {folder}, which is searched "
+                              "recursively for inputs: the extraction's own outputs "
+                              "(failures.csv, .work/, shards) would be read as inputs; choose an "
+                              "--out outside it")
+
+
 def _extract_locked(source, out, audio, video, workers, engine, beam_args, compression,
                     overwrite, retry_failed) -> dict:
     cache = WorkCache(out)
@@ -390,7 +427,7 @@ def _extract_locked(source, out, audio, video, workers, engine, beam_args, compr
         notes, skipped = [], []
         if source.corpus == "avec2016":
             written, fails = import_avec2016(source.avec_dir, staging, source.video_set,
-                                             compression)
+                                             compression, source.selected_modalities())
             inputs = sum(written.values()) + len(fails)
         else:
             reading, task, name, dim_names = read_corpus(source)
@@ -398,6 +435,8 @@ def _extract_locked(source, out, audio, video, workers, engine, beam_args, compr
             jobs, names = reading.jobs, reading.label_names
             stats.update(reading.stats)
             stats["skipped_by_kind"] = _count_kinds(skipped)
+            if stats["skipped_by_kind"].get("duplicate"):
+                stats["duplicates"] = stats["skipped_by_kind"]["duplicate"]
             audio_jobs = [j for j in jobs if j.modality == "audio"]
             video_jobs = [j for j in jobs if j.modality == "video"]
             options = None
@@ -536,7 +575,9 @@ def parse_args(argv=None):
     p.add_argument("--dev-speakers", help="speaker ids of the dev split")
     p.add_argument("--avec-dir", help="avec2016: folder with features_* and ratings_gold_standard")
     p.add_argument("--video-set", default="appearance", choices=("appearance", "geometric"))
-    p.add_argument("--modalities", default="audio,video", help="omg: which modalities")
+    p.add_argument("--modalities", help="omg, manifest, ravdess, avec2016: the modalities to "
+                                        "extract, audio,video (default: both); the other "
+                                        "corpora give one modality and refuse another")
     p.add_argument("--workers", type=int, default=1, help="openSMILE worker processes")
     p.add_argument("--audio-mode", default="utterance", choices=AUDIO_MODES,
                    help=f"utterance: {EGEMAPS_DIM} eGeMAPS functionals per item; windowed: "
@@ -632,13 +673,22 @@ def main(argv=None) -> int:
         if summary.get(key):
             print(f"warning: {what}: {summary[key]}", file=sys.stderr)
     if summary.get("duplicates"):
-        print(f"warning: {summary['duplicates']} manifest rows repeat an earlier row (same path, "
-              f"modality and label) and were written once (kind duplicate in {fails})",
+        what = DUPLICATES.get(args.corpus, "inputs repeat an item already read from another "
+                                           "input and were not read again")
+        print(f"warning: {summary['duplicates']} {what} (kind duplicate in {fails})",
               file=sys.stderr)
     if summary.get("truncated"):
         print(f"warning: {summary['truncated']} inputs are shorter than their header says and "
               f"were written with what decoded (kind truncated in {fails})", file=sys.stderr)
     return 0
+
+
+# what the duplicate warning says per corpus
+DUPLICATES = {"manifest": "manifest rows repeat an earlier row (same path, modality and label) "
+                          "and were written once",
+              "ravdess": "RAVDESS audio/video parts repeat a take already read from another "
+                         "file (audio: 03 before 01, video: 02 before 01; or the same name) and "
+                         "were not read again"}
 
 
 def _error(err) -> int:

@@ -276,7 +276,11 @@ class CorpusOptions:
     ``corpus`` is one of ``omg``, ``avec2016``, ``manifest``, ``ravdess``,
     ``images``, ``openface``, ``table``; the other fields are the options of
     that reader (see ``python -m tfrecords_tools.extract --help``). List
-    fields take a tuple or a comma-separated string.
+    fields take a tuple or a comma-separated string. ``modalities`` (empty:
+    all the corpus gives) selects audio and/or video items of the corpora
+    that give both (omg, manifest, ravdess, avec2016); asking a one-modality
+    corpus (images, openface: video; table: ``--modality``) for another is
+    an error.
 
     >>> spec = CorpusOptions("manifest", csv="my.csv", labels="neg, pos")
     >>> spec.labels
@@ -290,7 +294,7 @@ class CorpusOptions:
     corpus: str
     csv_dir: str | None = None
     clips_dir: str | None = None
-    modalities: tuple = ("audio", "video")
+    modalities: tuple = ()
     csv: str | None = None
     ravdess_dir: str | None = None
     ravdess_channels: tuple = ("speech", "song")
@@ -337,9 +341,51 @@ class CorpusOptions:
             missing = ["--images-dir (and/or --labels-csv)"]
         if missing:
             raise CorpusError(f"--corpus {self.corpus} needs {' '.join(missing)}")
+        given = ",".join(self.modalities)
+        if any(m not in ("audio", "video") for m in self.modalities):
+            raise CorpusError(f"--modalities {given}: choose among audio,video")
+        if any(m not in self.corpus_modalities() for m in self.modalities):
+            gives = "/".join(self.corpus_modalities())
+            raise CorpusError(f"--modalities {given}: --corpus {self.corpus} gives {gives} "
+                              "items only" + (" (--modality says which)"
+                                              if self.corpus == "table" else ""))
         if self.corpus == "avec2016" and (self.label_map or self.labels):
             raise CorpusError("--label-map/--labels apply to classification corpora, and "
                               "avec2016 is a regression corpus")
+
+
+    def corpus_modalities(self) -> tuple:
+        """The modalities the corpus can give."""
+        if self.corpus in ("images", "openface"):
+            return ("video",)
+        if self.corpus == "table":
+            return (self.modality,) if self.modality else ()
+        return ("audio", "video")
+
+    def selected_modalities(self) -> tuple:
+        """``--modalities`` within what the corpus gives, in the order audio, video.
+
+        >>> spec = CorpusOptions("ravdess", ravdess_dir="r", modalities="video,audio,audio")
+        >>> spec.selected_modalities()
+        ('audio', 'video')
+        >>> CorpusOptions("openface", openface_dir="o").selected_modalities()
+        ('video',)
+        """
+        return tuple(m for m in self.corpus_modalities()
+                     if not self.modalities or m in self.modalities)
+
+    def scanned_folders(self) -> list:
+        """``[(flag, folder)]``: the input folders this corpus' reader searches recursively.
+
+        An ``--out`` inside one of them is refused (``extract.extract``):
+        the extraction's own outputs would be read as inputs on the next run.
+        Folders only looked up in (OMG clips, images with ``--labels-csv``)
+        are not listed.
+        """
+        flag = {"ravdess": "ravdess_dir", "openface": "openface_dir", "avec2016": "avec_dir",
+                "images": None if self.labels_csv else "images_dir"}.get(self.corpus)
+        folder = getattr(self, flag) if flag else None
+        return [(f"--{flag.replace('_', '-')}", folder)] if folder else []
 
 
 def describe_differences(old: dict, new: dict) -> str:

@@ -22,7 +22,7 @@ from PIL import Image
 from emobed_tf import data as D
 from emobed_tf import schema
 from emobed_tf.io import FolderLock
-from tests.tools.media_fixtures import tone, write_wav
+from tests.tools.media_fixtures import tone, write_video, write_wav
 from tfrecords_tools import corpora, extract
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -580,3 +580,125 @@ def test_a_label_map_entry_with_two_equals_signs_is_refused(tmp_path, wavs, caps
     with pytest.raises(corpora.CorpusError, match=r"map.txt:2: label map entry 'happy=joy=glee'"):
         corpora.parse_label_map(str(lmap))
     assert corpora.parse_label_map("happy=joy, sad=") == {"happy": "joy", "sad": ""}
+
+
+# -- RAVDESS: one item per take and modality; --modalities ------------------------------------
+
+
+def _ravdess_takes(root):
+    """Take 01-05-01-01-01-01 as 01, 02 and 03 files; take 01-03-01-01-01-01 as its 01 file only."""
+    a = root / "Actor_01"
+    a.mkdir(parents=True)
+    files = {"av": write_video(str(a / "01-01-05-01-01-01-01.mp4"), 0.5, fps=4, size=(64, 64)),
+             "vo": write_video(str(a / "02-01-05-01-01-01-01.mp4"), 0.5, fps=4, audio=False,
+                               size=(64, 64)),
+             "only": write_video(str(a / "01-01-03-01-01-01-01.mp4"), 0.5, fps=4, size=(64, 64),
+                                 seed=1)}
+    files["ao"] = str(a / "03-01-05-01-01-01-01.wav")
+    write_wav(files["ao"], tone(0.5, freq=260))
+    return files
+
+
+def test_a_ravdess_take_gives_one_item_per_modality(tmp_path, capsys):
+    """01 + 02 + 03 files of one take used to give two audio and two video items, 0 duplicates."""
+    root = tmp_path / "RAVDESS"
+    f = _ravdess_takes(root)
+    model = _face_model(tmp_path / "enc.keras", 0)
+    out = tmp_path / "out"
+    assert extract.main(["--corpus", "ravdess", "--ravdess-dir", str(root), "--out", str(out),
+                         "--encoder", "keras", "--encoder-model", model, "--layer", "feat",
+                         "--no-detect"]) == 0
+    said = capsys.readouterr()
+    assert said.out.startswith("6 inputs -> 2 audio items, 2 video items; 0 failed, 2 skipped "
+                               "(2 duplicate)")
+    assert "warning: 2 RAVDESS audio/video parts repeat a take already read" in said.err
+    take = "take 01-05-01-01-01-01"
+    assert [(f_["path"], f_["modality"], f_["kind"], f_["reason"]) for f_ in _failures(out)] == [
+        (f["av"], "audio", "duplicate", f"{take}: its audio is read from {f['ao']} (a take's "
+                                        "audio comes from its audio-only 03 file, else its "
+                                        "audio-visual 01 file)"),
+        (f["av"], "video", "duplicate", f"{take}: its video is read from {f['vo']} (a take's "
+                                        "video comes from its video-only 02 file, else its "
+                                        "audio-visual 01 file)")]
+    s = _summary(out)
+    assert (s["duplicates"], s["skipped_by_kind"]) == (2, {"duplicate": 2})
+    audio = {r.recording: r for r in _records(out, "audio")}
+    video = {r.recording: r for r in _records(out, "video")}
+    assert sorted(audio) == ["01-01-03-01-01-01-01", "03-01-05-01-01-01-01"]
+    assert sorted(video) == ["01-01-03-01-01-01-01", "02-01-05-01-01-01-01"]
+    assert json.loads(audio["03-01-05-01-01-01-01"].meta)["take"] == json.loads(
+        video["02-01-05-01-01-01-01"].meta)["take"] == "01-05-01-01-01-01"
+    assert schema.load_manifest(out).extra["duplicates"] == 2
+
+
+def test_modalities_is_honoured_or_refused_for_every_corpus(tmp_path, wavs, capsys):
+    """--modalities was ignored for ravdess, which then asked for face weights."""
+    root = tmp_path / "RAVDESS"
+    f = _ravdess_takes(root)
+    out = tmp_path / "out"
+    # no --vggface-weights: with audio only, no video job and no face encoder
+    assert extract.main(["--corpus", "ravdess", "--ravdess-dir", str(root), "--out", str(out),
+                         "--modalities", "audio"]) == 0
+    assert capsys.readouterr().out.startswith(
+        "4 inputs -> 2 audio items; 0 failed, 2 skipped (1 modality not selected, 1 duplicate)")
+    m = schema.load_manifest(out)
+    assert list(m.modalities) == ["audio"] and m.modalities["audio"].counts == {"train": 2}
+    assert sorted(r.recording for r in _records(out)) == ["01-01-03-01-01-01-01",
+                                                          "03-01-05-01-01-01-01"]
+    assert [(r["path"], r["kind"], r["reason"]) for r in _failures(out)][0] == (
+        f["vo"], "modality_not_selected", "video file: modality not selected (--modalities audio)")
+    # a manifest's video rows are listed, not extracted (no weights needed either)
+    csv_path = _manifest(tmp_path / "m.csv", _two_rows(wavs) + [
+        (f["vo"], "video", "happy", "train", "s3")])
+    assert extract.main(_audio_argv(csv_path, tmp_path / "man", "--modalities", "audio")) == 0
+    assert "3 inputs -> 2 audio items; 0 failed, 1 skipped (1 modality not selected)" in (
+        capsys.readouterr().out)
+    assert _failures(tmp_path / "man")[0]["reason"] == (
+        f"{csv_path}:4: modality video not selected (--modalities audio)")
+    # one-modality corpora refuse another; a value that is no modality is named
+    d = tmp_path / "of"
+    _openface_csv(d / f"{ANGRY}.csv", _of_values(2, 0))
+    assert extract.main(_openface_argv(d, tmp_path / "o", "--modalities", "audio")) == 2
+    _one_error_line(capsys, "--modalities audio: --corpus openface gives video items only")
+    assert extract.main(_openface_argv(d, tmp_path / "o", "--modalities", "audio,video")) == 2
+    _one_error_line(capsys, "--modalities audio,video: --corpus openface gives video items only")
+    assert extract.main(_openface_argv(d, tmp_path / "o", "--modalities", "video")) == 0
+    capsys.readouterr()
+    assert extract.main(_audio_argv(csv_path, tmp_path / "x", "--modalities", "speech")) == 2
+    _one_error_line(capsys, "--modalities speech: choose among audio,video")
+
+
+# -- outputs are never inputs ----------------------------------------------------------------
+
+
+def test_an_out_inside_a_recursively_searched_input_folder_is_refused(tmp_path, capsys):
+    """An --out inside --openface-dir used to read its own failures.csv as a clip."""
+    d = tmp_path / "of"
+    _openface_csv(d / f"{ANGRY}.csv", _of_values(2, 0))
+    for out in (d / "out", d):
+        assert extract.main(_openface_argv(d, out)) == 2
+        _one_error_line(capsys, f"--out {out} lies inside --openface-dir {d}, which is searched "
+                                "recursively for inputs", "choose an --out outside it")
+    assert sorted(os.listdir(d)) == [f"{ANGRY}.csv"]  # nothing written, not even a lock
+    link = tmp_path / "link"
+    link.symlink_to(d)  # the same folder under another name
+    assert extract.main(_openface_argv(link, tmp_path / "of" / "x")) == 2
+    _one_error_line(capsys, f"lies inside --openface-dir {link}")
+    # the other readers that search folders
+    rav = tmp_path / "RAVDESS"
+    _ravdess_takes(rav)
+    assert extract.main(["--corpus", "ravdess", "--ravdess-dir", str(rav), "--out",
+                         str(rav / "Actor_01" / "tf")]) == 2
+    _one_error_line(capsys, f"lies inside --ravdess-dir {rav}")
+    faces = tmp_path / "faces"
+    _png((faces / "happy").mkdir(parents=True) or faces / "happy" / "1.png", 1)
+    assert extract.main(["--corpus", "images", "--images-dir", str(faces), "--out",
+                         str(faces / "out")]) == 2
+    _one_error_line(capsys, f"lies inside --images-dir {faces}")
+    # with a labels CSV the image folder is only looked up in: no refusal (the next error is
+    # the missing face encoder)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,emotion\nhappy/1.png,happy\n")
+    assert extract.main(["--corpus", "images", "--images-dir", str(faces), "--labels-csv",
+                         str(labels), "--out", str(faces / "out")]) == 2
+    _one_error_line(capsys, "--encoder vggface needs --vggface-weights")
