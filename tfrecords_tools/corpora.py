@@ -813,26 +813,29 @@ def _pick_face(path, header, rows, face, num) -> tuple:
         best = max(faces, key=lambda f: (len(conf[f]), float(np.mean(conf[f])), -f))
         keep = [i == best for i in ids]
     else:
-        missing = [c for c in OPENFACE_LANDMARKS if c not in header]
-        if missing:
-            raise CorpusError(f"{path}: --openface-face largest needs the 2D landmark columns "
-                              f"x_0..x_67, y_0..y_67 and this CSV has no landmark columns (it "
-                              f"holds faces {list(faces)}); choose --openface-face most or a "
-                              "face_id")
-        if "frame" not in header:
-            raise CorpusError(f"{path}: --openface-face largest needs the 'frame' column")
-        best = {}
-        for k, ((line, r), i) in enumerate(zip(rows, ids)):
-            xs = [num(r, f"x_{j}", line) for j in range(68)]
-            ys = [num(r, f"y_{j}", line) for j in range(68)]
-            size = ((max(xs) - min(xs)) * (max(ys) - min(ys)), -i)
-            frame = num(r, "frame", line)
-            if frame not in best or size > best[frame][0]:
-                best[frame] = (size, k)
-        chosen = {k for _, k in best.values()}
-        keep = [k in chosen for k in range(len(rows))]
+        keep = _largest_per_frame(path, header, rows, ids, faces, num)
     return ([row for row, k in zip(rows, keep) if k], [row for row, k in zip(rows, keep) if not k],
             faces)
+
+
+def _largest_per_frame(path, header, rows, ids, faces, num) -> list:
+    """Per row: is it the frame's face with the largest 2D landmark box (ties: lower id)?"""
+    if any(c not in header for c in OPENFACE_LANDMARKS):
+        raise CorpusError(f"{path}: --openface-face largest needs the 2D landmark columns "
+                          f"x_0..x_67, y_0..y_67 and this CSV has no landmark columns (it holds "
+                          f"faces {list(faces)}); choose --openface-face most or a face_id")
+    if "frame" not in header:
+        raise CorpusError(f"{path}: --openface-face largest needs the 'frame' column")
+    best = {}
+    for k, ((line, r), i) in enumerate(zip(rows, ids)):
+        xs = [num(r, f"x_{j}", line) for j in range(68)]
+        ys = [num(r, f"y_{j}", line) for j in range(68)]
+        size = ((max(xs) - min(xs)) * (max(ys) - min(ys)), -i)
+        frame = num(r, "frame", line)
+        if frame not in best or size > best[frame][0]:
+            best[frame] = (size, k)
+    chosen = {k for _, k in best.values()}
+    return [k in chosen for k in range(len(rows))]
 
 
 def read_openface_csv(path: str, groups=OPENFACE_GROUPS, min_confidence: float = 0.8,

@@ -540,6 +540,12 @@ def test_openface_face_ties_go_to_the_higher_confidence_then_the_lower_id(tmp_pa
     np.testing.assert_array_equal(corpora.read_openface_csv(path).frames, v[[1, 3]])  # lower id
     gone = corpora.read_openface_csv(path, face=7)
     assert (gone.read, gone.other_faces) == (0, 4)
+    d = tmp_path / "of"
+    _openface_csv(d / f"{ANGRY}.csv", v, faces=faces, frames=frames)
+    with pytest.raises(corpora.CorpusError, match=r"no usable OpenFace clip \(1 skipped, e.g. "
+                                                  r"no frame of face_id 7 \(face ids in the "
+                                                  r"file: 2, 3; --openface-face\)\)"):
+        corpora.openface_items(str(d), face=7)
 
 
 def test_openface_frames_need_one_frame_rate(tmp_path, capsys):
