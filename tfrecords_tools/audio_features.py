@@ -1,9 +1,14 @@
 """openSMILE eGeMAPSv02: functionals (88 values) per utterance or per sliding window,
-or the 25 low-level descriptors (LLDs) as a sequence.
+or the 25 low-level descriptors (LLDs) as a sequence; and the jobs of the
+pretrained speech encoders (``speech_encoders``: ct2, hf, keras-hub).
 
 openSMILE aborts (``malloc(): invalid size``) in a process where TensorFlow
 was imported first, so extraction runs in worker processes started with
 the ``spawn`` method; this module and ``media`` never import TensorFlow.
+The ct2 and hf encoders also run in spawned workers (one model load per
+worker, batches of utterances per model call); the keras-hub encoder,
+which needs TensorFlow/Keras, runs in the calling process like the face
+encoders (:func:`run_encoder_jobs` ``in_process``).
 """
 
 from __future__ import annotations
@@ -170,3 +175,123 @@ def run_reference(paths, level: str = "functionals"):
     """``functionals_of_file`` (or ``lld_of_file``) for each path, in a spawned worker."""
     with mp.get_context("spawn").Pool(1) as pool:
         return pool.map(_reference_job, [(p, level) for p in paths])
+
+
+# -- pretrained speech encoders (``speech_encoders``) ------------------------------------
+
+_ENCODER = {}  # the encoder of this process: {"spec": ..., "encoder": SpeechEncoder}
+ENCODER_SPEC_KEYS = ("encoder", "model", "layer", "batch_size", "pad_window")
+
+
+def encoder_spec(kw: dict, threads: int = 0) -> dict:
+    """The arguments of ``speech_encoders.load_encoder`` in an encoder job's kwargs."""
+    spec = {k: kw[k] for k in ENCODER_SPEC_KEYS if k in kw}
+    return {"kind": spec.pop("encoder"), "path": spec.pop("model"),
+            "layers": spec.pop("layer", None), "threads": threads, **spec}
+
+
+def init_encoder(spec: dict):
+    """Loads (once per process) the encoder ``spec`` describes; returns it."""
+    from tfrecords_tools.speech_encoders import load_encoder
+
+    if _ENCODER.get("spec") != spec:
+        _ENCODER.clear()
+        _ENCODER.update(spec=spec, encoder=load_encoder(**spec))
+    return _ENCODER["encoder"]
+
+
+def _segment(path, signal, start_s, end_s):
+    if start_s is not None or end_s is not None:
+        a = int((start_s or 0) * AUDIO_RATE)
+        b = int(end_s * AUDIO_RATE) if end_s is not None else len(signal)
+        signal = signal[a:b]
+        if len(signal) == 0:
+            raise MediaError(f"{path}: the segment {start_s}-{end_s} s holds no audio")
+    if len(signal) < AUDIO_RATE // 20:
+        raise MediaError(f"{path}: audio too short ({len(signal) / AUDIO_RATE:.3f} s)")
+    return signal
+
+
+def encoder_batch(batch, encoder=None):
+    """Encoder jobs ``(key, path, kwargs)`` of one batch, encoded together.
+
+    Returns ``[(key, features or None, error or None, seconds, notes)]`` in
+    the batch's order; ``seconds`` is the batch's time shared evenly. A
+    batch whose model call fails is retried item by item, so one bad input
+    fails alone.
+    """
+    from tfrecords_tools.speech_encoders import pool
+
+    t0 = time.perf_counter()
+    results, ready = {}, []
+    for key, path, kw in batch:
+        notes = []
+        try:
+            signal = _segment(path, decode_audio(path, notes=notes), kw.get("start_s"),
+                              kw.get("end_s"))
+            ready.append((key, path, kw, signal, notes))
+        except MediaError as err:
+            results[key] = (key, None, str(err), 0.0, notes)
+        except Exception as err:  # noqa: BLE001 - reported per file, the run goes on
+            results[key] = (key, None, f"{path}: {type(err).__name__}: {err}", 0.0, notes)
+    if ready:
+        enc = encoder or _ENCODER.get("encoder") or init_encoder(encoder_spec(ready[0][2]))
+        try:
+            frames = enc.frames([r[3] for r in ready])
+        except Exception:  # noqa: BLE001 - find the input that fails
+            if len(ready) == 1:
+                key, path, _, _, notes = ready[0]
+                import traceback
+
+                err = traceback.format_exc(limit=1).strip().splitlines()[-1]
+                results[key] = (key, None, f"{path}: encoder failed: {err}", 0.0, notes)
+                frames = None
+            else:
+                for one in batch:
+                    if one[0] in results:
+                        continue
+                    results.update({r[0]: r for r in encoder_batch([one], enc)})
+                return [results[b[0]] for b in batch]
+        secs = (time.perf_counter() - t0) / max(1, len(ready))
+        for i, (key, path, kw, _, notes) in enumerate(ready if frames is not None else []):
+            feats = pool(frames[i], kw["pool"], kw.get("hop_s"), enc.frame_rate)
+            if len(feats) == 0 or not np.all(np.isfinite(feats)):
+                results[key] = (key, None, f"{path}: the encoder returned no or non-finite "
+                                           "features", secs, notes)
+            else:
+                results[key] = (key, feats, None, secs, notes)
+    return [results[b[0]] for b in batch]
+
+
+def _encoder_worker_init(spec):
+    init_encoder(spec)
+
+
+def run_encoder_jobs(jobs, workers: int = 1, in_process: bool = False):
+    """Runs encoder jobs ``(key, path, kwargs)`` in batches of ``kwargs["batch_size"]``.
+
+    ``in_process`` (keras-hub: TensorFlow/Keras, like the face encoders)
+    encodes here; otherwise ``workers`` spawned processes each load the
+    encoder once (Torch and CTranslate2 stay out of the TensorFlow process)
+    and split the machine's cores between them. Yields ``(key, features or
+    None, error or None, seconds, notes)`` per job as batches finish.
+    """
+    import os
+
+    jobs = list(jobs)
+    if not jobs:
+        return
+    bs = int(jobs[0][2].get("batch_size", 8))
+    batches = [jobs[i:i + bs] for i in range(0, len(jobs), bs)]
+    workers = max(1, min(int(workers), len(batches)))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    spec = encoder_spec(jobs[0][2], threads)
+    if in_process:
+        enc = init_encoder(spec)
+        for b in batches:
+            yield from encoder_batch(b, enc)
+        return
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=_encoder_worker_init, initargs=(spec,)) as p:
+        for res in p.imap_unordered(encoder_batch, batches):
+            yield from res

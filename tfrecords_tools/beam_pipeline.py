@@ -9,7 +9,9 @@ and on Dataflow, Flink or Spark (``-- --runner=...``); with a remote runner,
 ``--out`` must be a folder every worker can write (a shared file system).
 
 openSMILE must not share a process with TensorFlow, so the audio DoFn keeps
-one spawned helper process per worker. The per-item work and the cache are
+one spawned helper process per worker; pretrained speech encoders (ct2, hf)
+do the same, on batches of jobs (``BatchElements``), and keras-hub runs in
+the worker like the face encoders. The per-item work and the cache are
 the library's (``jobs``, ``workcache``), shared with the local engine.
 """
 
@@ -53,6 +55,50 @@ class AudioFn(beam.DoFn):
         self.pool.join()
 
 
+class EncoderFn(beam.DoFn):
+    """Pretrained speech-encoder features of a batch of audio jobs into the cache.
+
+    ct2/hf encoders run in one spawned helper per worker (Torch and
+    CTranslate2 kept out of a TensorFlow process); keras-hub in the worker
+    itself, like the face encoders.
+    """
+
+    def __init__(self, cache: WorkCache, audio: AudioOptions):
+        self.cache = cache
+        self.audio = audio
+        self.done = Metrics.counter("emobed", "audio_items")
+        self.failed = Metrics.counter("emobed", "audio_failures")
+
+    def setup(self):
+        from tfrecords_tools import audio_features as af
+
+        spec = af.encoder_spec(self.audio.job_kwargs())
+        self.pool = self.encoder = None
+        if self.audio.encoder == "keras-hub":
+            self.encoder = af.init_encoder(spec)
+        else:
+            self.pool = mp.get_context("spawn").Pool(1, initializer=af._encoder_worker_init,
+                                                     initargs=(spec,))
+
+    def process(self, jobs):
+        from tfrecords_tools.audio_features import encoder_batch
+
+        args = audio_job_args(list(jobs), self.audio)
+        results = (self.pool.apply(encoder_batch, (args,)) if self.pool is not None
+                   else encoder_batch(args, self.encoder))
+        by_key = {j.key: j for j in jobs}
+        for key, feats, err, _, notes in results:
+            if store_audio_result(self.cache, by_key[key], feats, err, notes):
+                self.done.inc()
+            else:
+                self.failed.inc()
+
+    def teardown(self):
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+
+
 class VideoFn(beam.DoFn):
     """Face descriptors of one video job into the cache."""
 
@@ -81,7 +127,13 @@ def run_beam(audio_jobs, video_jobs, cache: WorkCache, audio: AudioOptions,
         return
     options = PipelineOptions(list(beam_args) or ["--runner=DirectRunner"])
     pipeline = beam.Pipeline(options=options)
-    if todo_a:
+    if todo_a and audio.pretrained:
+        audio.check()
+        (pipeline | "audio jobs" >> beam.Create(todo_a) | "spread audio" >> beam.Reshuffle()
+         | "batch audio" >> beam.BatchElements(min_batch_size=1,
+                                               max_batch_size=int(audio.batch_size))
+         | f"{audio.encoder} encoder" >> beam.ParDo(EncoderFn(cache, audio)))
+    elif todo_a:
         (pipeline | "audio jobs" >> beam.Create(todo_a) | "spread audio" >> beam.Reshuffle()
          | "openSMILE" >> beam.ParDo(AudioFn(cache, audio)))
     if todo_v:

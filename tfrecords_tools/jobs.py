@@ -97,17 +97,32 @@ def video_job(pipe, job, cache: WorkCache, video: VideoOptions) -> int:
     return missing
 
 
+def run_audio_jobs_for(args, audio: AudioOptions, workers: int = 1):
+    """The runner of ``audio``'s jobs: openSMILE, or a pretrained encoder (batched).
+
+    ct2 and hf encoders run in spawned workers; keras-hub (TensorFlow/Keras)
+    in this process, as the face encoders do.
+    """
+    from tfrecords_tools import audio_features as af
+
+    if not audio.pretrained:
+        return af.run_audio_jobs(args, workers)
+    return af.run_encoder_jobs(args, workers, in_process=audio.encoder == "keras-hub")
+
+
 def run_audio_local(jobs, cache: WorkCache, audio: AudioOptions, workers: int, stats: dict):
     """Runs the pending audio jobs in spawned worker processes, caching each result."""
-    from tfrecords_tools.audio_features import run_audio_jobs
-
     todo = cache.pending(jobs)
     stats["audio_already_done"] = len(jobs) - len(todo)
     if not todo:
         return
+    audio.check()
     by_key = {j.key: j for j in todo}
-    with _progress(len(todo), "audio (openSMILE eGeMAPS)") as bar:
-        for key, feats, err, secs, notes in run_audio_jobs(audio_job_args(todo, audio), workers):
+    what = (f"audio ({audio.encoder} encoder)" if audio.pretrained
+            else "audio (openSMILE eGeMAPS)")
+    with _progress(len(todo), what) as bar:
+        for key, feats, err, secs, notes in run_audio_jobs_for(audio_job_args(todo, audio),
+                                                               audio, workers):
             if store_audio_result(cache, by_key[key], feats, err, notes):
                 stats["audio_seconds"] += secs
             bar.update(1)

@@ -6,7 +6,8 @@ command line into them.
 
 * :class:`CorpusOptions`: which corpus, where it lives, and the label and
   split settings (``--corpus``, ``--csv``, ``--label-map`` ...).
-* :class:`AudioOptions`: openSMILE eGeMAPS mode, window and hop.
+* :class:`AudioOptions`: openSMILE eGeMAPS mode, window and hop, or a pretrained
+  speech encoder (``--audio-encoder ct2|hf|keras-hub``), its layer and pooling.
 * :class:`VideoOptions`: face sampling, detection, encoder and pooling.
 
 ``AudioOptions.fingerprint()`` and ``VideoOptions.fingerprint()`` list every
@@ -83,16 +84,41 @@ def _positive(value, flag, allow_none=False):
         raise OptionsError(f"{flag} {value}: must be a positive number")
 
 
+AUDIO_ENCODERS = ("egemaps", "keras-hub", "hf", "ct2")
+AUDIO_POOLS = ("mean", "mean+std", "frames")
+DEFAULT_HOP = 0.04  # eGeMAPS windowed/lld step (s) when --hop is not given
+FLAGS.update({"audio_encoder": "--audio-encoder", "audio_model_sha256": "--audio-model (weight files)",
+              "audio_model_config_sha256": "--audio-model (config files)",
+              "audio_layer": "--audio-layer", "audio_pool": "--audio-pool",
+              "audio_pad_window": "--audio-no-pad", "model_type": "--audio-model (model type)"})
+
+
 @dataclasses.dataclass(frozen=True)
 class AudioOptions:
-    """openSMILE eGeMAPSv02 features of audio items.
+    """Speech features of audio items: openSMILE eGeMAPSv02 or a pretrained encoder.
 
     Args:
-        mode: ``utterance`` (88 functionals per item), ``windowed``
+        mode: eGeMAPS: ``utterance`` (88 functionals per item), ``windowed``
             (functionals over ``window`` s every ``hop`` s) or ``lld`` (the 25
             low-level descriptors averaged over ``hop`` s steps).
         window: window length (s) of the windowed mode.
-        hop: frame step (s) of the windowed and lld modes.
+        hop: frame step (s) of the windowed and lld modes (None: 0.04), and
+            of ``pool="frames"`` with an encoder (None: the encoder's own
+            frame rate, e.g. 50 frames/s for Whisper and wav2vec2).
+        encoder: ``egemaps`` (openSMILE, the default), or a pretrained speech
+            encoder read from the local folder ``model``: ``ct2`` (Whisper in
+            CTranslate2 format), ``hf`` (Transformers wav2vec2, HuBERT, WavLM,
+            data2vec-audio, Whisper) or ``keras-hub`` (Whisper preset); see
+            ``speech_encoders``.
+        model: the encoder's local model folder.
+        layer: hidden-state indices (``"4"``, ``"-1"``, ``"2,3"`` averaged;
+            0 = input embeddings, default the last layer).
+        pool: encoders: ``mean`` [1, D], ``mean+std`` [1, 2D] (over the valid
+            frames, never padding) or ``frames`` [T, D].
+        batch_size: encoder chunks per model call (speed only).
+        pad_window: ct2: pad every utterance to Whisper's 30 s window (the
+            reference features); False encodes the utterance alone (much
+            faster, other features).
 
     >>> AudioOptions().job_kwargs()
     {'mode': 'utterance', 'window_s': 4.0, 'hop_s': 0.04}
@@ -100,26 +126,78 @@ class AudioOptions:
     Traceback (most recent call last):
     ...
     tfrecords_tools.options.OptionsError: --audio-mode loud: choose among utterance, windowed, lld
+    >>> AudioOptions(encoder="whisper")
+    Traceback (most recent call last):
+    ...
+    tfrecords_tools.options.OptionsError: --audio-encoder whisper: choose among egemaps, keras-hub, hf, ct2
     """
 
     mode: str = "utterance"
     window: float = 4.0
-    hop: float = 0.04
+    hop: float | None = None
+    encoder: str = "egemaps"
+    model: str | None = None
+    layer: str | None = None
+    pool: str = "mean"
+    batch_size: int = 8
+    pad_window: bool = True
 
     def __post_init__(self):
         if self.mode not in AUDIO_MODES:
             raise OptionsError(f"--audio-mode {self.mode}: choose among {', '.join(AUDIO_MODES)}")
+        if self.encoder not in AUDIO_ENCODERS:
+            raise OptionsError(f"--audio-encoder {self.encoder}: choose among "
+                               f"{', '.join(AUDIO_ENCODERS)}")
+        if self.pool not in AUDIO_POOLS:
+            raise OptionsError(f"--audio-pool {self.pool}: choose among {', '.join(AUDIO_POOLS)}")
+        if isinstance(self.layer, (int, tuple, list)):
+            object.__setattr__(self, "layer", ",".join(str(i) for i in (
+                self.layer if isinstance(self.layer, (tuple, list)) else [self.layer])))
         _positive(self.window, "--window")
-        _positive(self.hop, "--hop")
+        _positive(self.hop, "--hop", allow_none=True)
+        _positive(self.batch_size, "--audio-batch", allow_none=False)
+        if self.encoder == "egemaps" and (self.model or self.layer or self.pool != "mean"):
+            raise OptionsError("--audio-model/--audio-layer/--audio-pool apply to a pretrained "
+                               "--audio-encoder (keras-hub, hf, ct2), not to egemaps")
+
+    @property
+    def pretrained(self) -> bool:
+        """True for a pretrained speech encoder (anything but openSMILE eGeMAPS)."""
+        return self.encoder != "egemaps"
+
+    @property
+    def step(self) -> float:
+        """eGeMAPS windowed/lld frame step (s)."""
+        return DEFAULT_HOP if self.hop is None else float(self.hop)
+
+    def check(self) -> None:
+        """Raises ``face.WeightsError``/``OptionsError`` when the encoder settings cannot work."""
+        if self.pretrained:
+            self.encoder_info()
+
+    def encoder_info(self) -> dict:
+        """``{dim, layers (resolved indices), model_type, ...}`` of the encoder, from its config."""
+        from tfrecords_tools import speech_encoders as se
+
+        info = dict(se.model_info(self.encoder, self.model))
+        info["layer_ids"] = se.parse_layers(self.layer, info["layers"], self.encoder)
+        return info
 
     @property
     def dim(self) -> int:
-        """Features per frame: 25 LLDs or 88 functionals."""
+        """Features per frame: 25 LLDs, 88 functionals, or the encoder's size (x2 for mean+std)."""
+        if self.pretrained:
+            d = self.encoder_info()["dim"]
+            return 2 * d if self.pool == "mean+std" else d
         return EGEMAPS_LLD_DIM if self.mode == "lld" else EGEMAPS_DIM
 
     def job_kwargs(self) -> dict:
-        """Keyword arguments of ``audio_features.extract_audio``."""
-        return {"mode": self.mode, "window_s": self.window, "hop_s": self.hop}
+        """Keyword arguments of ``audio_features.extract_audio`` (eGeMAPS) or of the encoder jobs."""
+        if self.pretrained:
+            return {"encoder": self.encoder, "model": self.model, "layer": self.layer,
+                    "pool": self.pool, "hop_s": self.hop, "batch_size": int(self.batch_size),
+                    "pad_window": bool(self.pad_window)}
+        return {"mode": self.mode, "window_s": self.window, "hop_s": self.step}
 
     def fingerprint(self) -> dict:
         """Every setting that changes the features (only those the mode uses).
@@ -127,11 +205,28 @@ class AudioOptions:
         >>> AudioOptions(mode="lld", hop=0.1).fingerprint()["hop"]
         0.1
         """
+        if self.pretrained:
+            from tfrecords_tools import speech_encoders as se
+
+            info = self.encoder_info()
+            fp = {"audio_encoder": self.encoder, "model_type": info["model_type"],
+                  "audio_model_sha256": se.files_sha256(se.weight_files(self.encoder,
+                                                                        self.model)),
+                  "audio_model_config_sha256": se.files_sha256(se.config_files(self.encoder,
+                                                                               self.model)),
+                  "audio_layer": list(info["layer_ids"]), "audio_pool": self.pool}
+            if self.pool == "frames" and self.hop is not None:
+                fp["hop"] = float(self.hop)
+            if self.encoder == "ct2":
+                fp["audio_pad_window"] = bool(self.pad_window)
+            fp[self.encoder] = _version({"ct2": "ctranslate2", "hf": "transformers",
+                                         "keras-hub": "keras-hub"}[self.encoder])
+            return fp
         fp = {"audio_mode": self.mode}
         if self.mode == "windowed":
             fp["window"] = float(self.window)
         if self.mode in ("windowed", "lld"):
-            fp["hop"] = float(self.hop)
+            fp["hop"] = self.step
         fp["opensmile"] = _version("opensmile")
         return fp
 
@@ -141,8 +236,15 @@ class AudioOptions:
         >>> AudioOptions().feature_set()
         'eGeMAPSv02 functionals (utterance)'
         """
+        if self.pretrained:
+            layers = ",".join(str(i) for i in self.encoder_info()["layer_ids"])
+            pool = self.pool + (f" over {self.hop:g} s" if self.pool == "frames" and self.hop
+                                else "")
+            pad = ", unpadded" if self.encoder == "ct2" and not self.pad_window else ""
+            return (f"{self.encoder} {os.path.basename(os.path.normpath(self.model))} "
+                    f"layer {layers} ({pool}{pad})")
         if self.mode == "lld":
-            return f"eGeMAPSv02 LLDs averaged over {self.hop:g} s"
+            return f"eGeMAPSv02 LLDs averaged over {self.step:g} s"
         return f"eGeMAPSv02 functionals ({self.mode})"
 
 
