@@ -197,13 +197,12 @@ def test_hf_wav2vec2_extraction_matches_the_model(wavs, tmp_path):
     _check_all_pools(csv_path, tmp_path, lambda p: AudioOptions(encoder="hf", model=model,
                                                                 pool=p, batch_size=3),
                      direct, 16)
-    # a comma list of layers is averaged
-    feats, m = _extract(csv_path, tmp_path / "layers", AudioOptions(
-        encoder="hf", model=model, layer="0,1", pool="frames"))
-    want = _hf_direct(model, _signals(paths), [0, 1])
-    for i, w in enumerate(want):
-        np.testing.assert_allclose(feats[f"s{i}"], w, atol=1e-5)
-    assert m.extra["extraction_options"]["audio"]["audio_layer"] == [0, 1]
+    # a comma list of layers is averaged (batched, padding masked)
+    enc = se.load_encoder("hf", model, layers="0,1", batch_size=3)
+    for got, want in zip(enc.frames(_signals(paths)),
+                         _hf_direct(model, _signals(paths), [0, 1])):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert AudioOptions(encoder="hf", model=model, layer="1,0").fingerprint()["audio_layer"] == [0, 1]
 
 
 @pytest.mark.parametrize("kind,mask", [("hubert", False), ("wavlm", True),
