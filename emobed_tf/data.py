@@ -945,6 +945,27 @@ def _read_records(source: Source, split: str, paths: Sequence[str], options: Pip
     return ds
 
 
+def _with_tensor_seed(build):
+    """``build(seed)`` for a seed tensor inside a tf.data function.
+
+    TensorFlow's ``get_seed`` compares the op seed with 0 in Python when the
+    global seed is 0 (``keras.utils.set_random_seed(0)``), which fails for a
+    tensor; the function's own graph seed is cleared while ``build`` runs
+    (the shuffles are then seeded by the tensor alone).
+    """
+    import tensorflow as tf
+
+    def call(seed):
+        graph = tf.compat.v1.get_default_graph()
+        saved, graph.seed = graph.seed, None
+        try:
+            return build(seed)
+        finally:
+            graph.seed = saved
+
+    return call
+
+
 def make_modality_dataset(source: Source, modality: str, split: str, batch_size: int, *,
                           training: bool = False, seed: int = 0, repeat: bool = False,
                           with_ids: bool = False, options: PipelineOptions = PipelineOptions()):
@@ -988,24 +1009,38 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
     parse = _plain(_model_inputs(source, modality, options, with_ids, paths))
     ordered = dict(num_parallel_calls=AUTOTUNE, deterministic=True)
 
-    ds = _read_records(source, split, paths, options, shuffle_files=training and not cached,
-                       seed=seed)
-    if streamed and training:  # shuffle raw records; parsed once batched
-        ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-    if not streamed:  # parse in large batches, back to examples
-        ds = ds.batch(PARSE_BATCH).map(parse, **ordered).unbatch()
-        ds = ds.map(_plain(_trim_padding), **ordered)
+    def examples(shuffle_files, seed):
+        ds = _read_records(source, split, paths, options, shuffle_files=shuffle_files, seed=seed)
+        if streamed and training:  # shuffle raw records; parsed once batched
+            ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+        if not streamed:  # parse in large batches, back to examples
+            ds = ds.batch(PARSE_BATCH).map(parse, **ordered).unbatch()
+            ds = ds.map(_plain(_trim_padding), **ordered)
+        return ds
+
     if cached:  # read once now; every epoch is served from memory
-        ds = _in_memory(ds, paths, n_records, m.compression)
-    if cached and training:  # shuffled over the whole split
-        ds = ds.shuffle(max(n_records, 1), seed=seed if windowed else seed + 1,
-                        reshuffle_each_iteration=True)
-    if windowed:  # long recordings, cut into fixed-length windows, shuffled
-        ds = ds.interleave(_plain(lambda ex: _windows(ex, options.window, shift)), cycle_length=4,
-                           **ordered)
-        ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+        memory = _in_memory(examples(False, seed), paths, n_records, m.compression)
+
+    def one_iteration(seed):  # every shuffle of one pass over the split seeded by ``seed``
+        ds = memory if cached else examples(training, seed)
+        if cached and training:  # shuffled over the whole split
+            ds = ds.shuffle(max(n_records, 1), seed=seed if windowed else seed + 1,
+                            reshuffle_each_iteration=True)
+        if windowed:  # long recordings, cut into fixed-length windows, shuffled
+            ds = ds.interleave(_plain(lambda ex: _windows(ex, options.window, shift)),
+                               cycle_length=4, **ordered)
+            ds = ds.shuffle(options.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+        return ds.repeat() if repeat else ds
+
     if repeat:
-        ds = ds.repeat()
+        # A repeated stream (the auxiliary one) is read ahead by prefetching, so
+        # how many times its shuffles had reshuffled when Keras dropped an
+        # epoch's iterator depends on thread timing; a stream made anew per
+        # iterator, seeded by a per-iterator draw, keeps a seeded run identical.
+        ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        ds = ds.flat_map(_plain(_with_tensor_seed(one_iteration)))
+    else:
+        ds = one_iteration(seed)
     if streamed:
         ds = ds.batch(batch_size, drop_remainder=False).map(parse, **ordered)
     else:
