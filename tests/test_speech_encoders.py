@@ -202,7 +202,8 @@ def test_hf_wav2vec2_extraction_matches_the_model(wavs, tmp_path):
     for got, want in zip(enc.frames(_signals(paths)),
                          _hf_direct(model, _signals(paths), [0, 1])):
         np.testing.assert_allclose(got, want, atol=1e-5)
-    assert AudioOptions(encoder="hf", model=model, layer="1,0").fingerprint()["audio_layer"] == [0, 1]
+    fp = AudioOptions(encoder="hf", model=model, layer="1,0").fingerprint()
+    assert fp["audio_layer"] == [0, 1]
 
 
 @pytest.mark.parametrize("kind,mask", [("hubert", False), ("wavlm", True),

@@ -87,7 +87,8 @@ def _positive(value, flag, allow_none=False):
 AUDIO_ENCODERS = ("egemaps", "keras-hub", "hf", "ct2")
 AUDIO_POOLS = ("mean", "mean+std", "frames")
 DEFAULT_HOP = 0.04  # eGeMAPS windowed/lld step (s) when --hop is not given
-FLAGS.update({"audio_encoder": "--audio-encoder", "audio_model_sha256": "--audio-model (weight files)",
+FLAGS.update({"audio_encoder": "--audio-encoder",
+              "audio_model_sha256": "--audio-model (weight files)",
               "audio_model_config_sha256": "--audio-model (config files)",
               "audio_layer": "--audio-layer", "audio_pool": "--audio-pool",
               "audio_pad_window": "--audio-no-pad", "model_type": "--audio-model (model type)"})
@@ -129,7 +130,8 @@ class AudioOptions:
     >>> AudioOptions(encoder="whisper")
     Traceback (most recent call last):
     ...
-    tfrecords_tools.options.OptionsError: --audio-encoder whisper: choose among egemaps, keras-hub, hf, ct2
+    tfrecords_tools.options.OptionsError: --audio-encoder whisper: choose among egemaps,
+    keras-hub, hf, ct2
     """
 
     mode: str = "utterance"
@@ -192,7 +194,7 @@ class AudioOptions:
         return EGEMAPS_LLD_DIM if self.mode == "lld" else EGEMAPS_DIM
 
     def job_kwargs(self) -> dict:
-        """Keyword arguments of ``audio_features.extract_audio`` (eGeMAPS) or of the encoder jobs."""
+        """Keyword arguments of ``audio_features.extract_audio`` (eGeMAPS) or the encoder jobs."""
         if self.pretrained:
             return {"encoder": self.encoder, "model": self.model, "layer": self.layer,
                     "pool": self.pool, "hop_s": self.hop, "batch_size": int(self.batch_size),

