@@ -452,3 +452,35 @@ def test_real_whisper_tiny_en_matches_the_reference_table(tmp_path):
         worst = max(worst, float(np.abs(feats[f"s{i}"][0] - ref).max()))
     assert worst < 1e-4, worst
     assert m.modalities["audio"].feature_set.startswith("ct2 model layer 4 (mean+std)")
+
+
+# -- the command line -------------------------------------------------------------
+
+
+def test_cli_flags_extract_with_an_encoder_and_refuse_another_pool(wavs, tmp_path, tiny_ct2,
+                                                                   capsys):
+    from emobed_tf import schema
+
+    _, csv_path = wavs
+    out = str(tmp_path / "out")
+    base = ["--corpus", "manifest", "--csv", csv_path, "--labels", "a,b", "--out", out,
+            "--audio-encoder", "ct2", "--audio-model", tiny_ct2[1], "--audio-batch", "2"]
+    assert extract.main(base + ["--audio-pool", "mean+std"]) == 0
+    m = schema.load_manifest(out)
+    assert m.modalities["audio"].dim == 32
+    fp = m.extra["extraction_options"]["audio"]
+    assert fp["audio_encoder"] == "ct2" and fp["audio_pool"] == "mean+std"
+    assert fp["audio_pad_window"] is True and "hop" not in fp
+    capsys.readouterr()
+    # another pooling into the finished --out: refused, one error line
+    assert extract.main(base + ["--audio-pool", "mean"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "finished data set" in err
+    # and into its work cache (an interrupted run): the fingerprint names the flag
+    os.remove(os.path.join(out, "manifest.json"))
+    assert extract.main(base + ["--audio-pool", "frames", "--hop", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--audio-pool 'mean+std' -> 'frames'" in err, err
+    args = extract.parse_args(base + ["--audio-no-pad", "--audio-layer", "-1"])
+    audio, video = extract.options_from_args(args)[1:]
+    assert (audio.pad_window, audio.layer, audio.hop, video.hop) == (False, "-1", None, 0.04)

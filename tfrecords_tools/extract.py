@@ -127,6 +127,7 @@ from tfrecords_tools.corpora import CorpusError
 from tfrecords_tools.jobs import run_audio_local, run_video_local
 from tfrecords_tools.options import (AUDIO_MODES, CORPORA, INPUT_RANGES, VIDEO_POOLS, AudioOptions,
                                      CorpusOptions, OptionsError, VideoOptions)
+from tfrecords_tools.options import AUDIO_ENCODERS, AUDIO_POOLS
 from tfrecords_tools.workcache import CacheError, WorkCache, write_failures_csv
 
 
@@ -585,7 +586,25 @@ def parse_args(argv=None):
                         "descriptors averaged over --hop steps (the paper's sequence input; use "
                         "--hop 0.1)")
     p.add_argument("--window", type=float, default=4.0, help="audio window (s), windowed mode")
-    p.add_argument("--hop", type=float, default=0.04, help="frame hop (s)")
+    p.add_argument("--hop", type=float, default=None,
+                   help="frame hop (s): eGeMAPS windowed/lld and video functionals (default "
+                        "0.04); --audio-pool frames: pool encoder frames to this step (default: "
+                        "the encoder's own frame rate)")
+    p.add_argument("--audio-encoder", default="egemaps", choices=AUDIO_ENCODERS,
+                   help="egemaps (openSMILE) or a pretrained speech encoder from --audio-model: "
+                        "ct2 (Whisper, CTranslate2), hf (Transformers), keras-hub (Whisper "
+                        "preset)")
+    p.add_argument("--audio-model", help="the encoder's LOCAL model folder (nothing is "
+                                         "downloaded)")
+    p.add_argument("--audio-layer", help="hidden-state index, or a comma list averaged (0 = "
+                                         "input embeddings; default the last layer; ct2: last "
+                                         "only)")
+    p.add_argument("--audio-pool", default="mean", choices=AUDIO_POOLS,
+                   help="mean [1,D], mean+std [1,2D] over the valid frames, or frames [T,D]")
+    p.add_argument("--audio-batch", type=int, default=8, help="utterances per encoder call")
+    p.add_argument("--audio-no-pad", action="store_true",
+                   help="ct2: encode each utterance alone instead of padded to Whisper's 30 s "
+                        "(much faster, different features)")
     p.add_argument("--encoder", default="vggface", choices=("vggface", "keras"))
     p.add_argument("--vggface-weights", help="keras-vggface VGG16 .h5 weight file")
     p.add_argument("--encoder-model", help="a .keras/.h5 face model (--encoder keras)")
@@ -628,10 +647,13 @@ def options_from_args(args) -> tuple:
 
     source = CorpusOptions(**{f.name: getattr(args, f.name)
                               for f in dataclasses.fields(CorpusOptions)})
-    audio = AudioOptions(args.audio_mode, args.window, args.hop)
+    audio = AudioOptions(args.audio_mode, args.window, args.hop, encoder=args.audio_encoder,
+                         model=args.audio_model, layer=args.audio_layer, pool=args.audio_pool,
+                         batch_size=args.audio_batch, pad_window=not args.audio_no_pad)
     video = VideoOptions(args.encoder, args.vggface_weights, args.encoder_model, args.layer,
                          args.layer_pool, args.input_range, not args.no_detect, args.fps,
-                         args.max_frames, args.video_pool, args.hop, args.video_window)
+                         args.max_frames, args.video_pool,
+                         0.04 if args.hop is None else args.hop, args.video_window)
     return source, audio, video
 
 
