@@ -34,6 +34,15 @@ OMG_CLASSES = ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"
 EGEMAPS_DIM = 88  # openSMILE eGeMAPSv02 functionals, the paper's audio features
 VGGFACE_FC7_DIM = 4096  # VGG-Face fc7, the paper's video features
 MODALITIES = ("audio", "video")
+
+
+def auxiliary_of(target: str) -> str:
+    """The other modality: the auxiliary one of a ``target``.
+
+    >>> auxiliary_of("audio")
+    'video'
+    """
+    return [m for m in MODALITIES if m != target][0]
 REGRESSION_LOSSES = ("ccc", "mse")
 TRIPLET_FORMS = ("paper", "hinge", "soft")
 TRIPLET_REDUCTIONS = ("mean", "sum")
@@ -43,6 +52,9 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3 backends EmoBed trains with
 CACHE_MODES = ("auto", "memory", "none")  # see emobed_tf.data.PipelineOptions
 NORMALIZATIONS = ("corpus", "speaker")  # see emobed_tf.data.PipelineOptions
+ENCODER_TYPES = ("auto", "dense", "gru")  # auto: see emobed_tf.model.resolve_encoder_type
+DENSE_ACTIVATIONS = ("relu", "tanh", "gelu", "elu", "linear")  # = emobed_tf.model's
+SHARED_SPEAKERS = ("auto", "yes", "no")  # see emobed_tf.experiment.speaker_fold_sources
 
 
 class ConfigError(ValueError):
@@ -144,7 +156,9 @@ class ModelConfig(_Validated):
     """Sizes of f_A / f_V (encoder) and of the shared network f.
 
     Paper (Sec. 4.2): RECOLA 2 + 2 GRU layers of 120 units; OMG-Emotion one
-    layer each.
+    layer each. ``encoder_type`` ``auto`` is resolved where the model is
+    built: ``dense`` when every item of the data read has one frame (pooled
+    features), else ``gru``.
     """
 
     encoder_layers: int = setting(2, "GRU layers of each modality's encoder f_A / f_V",
@@ -152,7 +166,14 @@ class ModelConfig(_Validated):
     encoder_units: int = setting(120, "units of each encoder GRU layer", check=positive_int)
     shared_layers: int = setting(2, "GRU layers of the shared network f", check=positive_int)
     shared_units: int = setting(120, "units of each shared GRU layer", check=positive_int)
-    dropout: float = setting(0.0, "input dropout of every GRU layer", check=fraction)
+    dropout: float = setting(0.0, "input dropout of every GRU (or Dense) layer", check=fraction)
+    encoder_type: str = setting("auto", "form of the encoders and the shared network: gru (the "
+                                "paper's), dense (frame-wise Dense layers; the shared network of "
+                                "a classification model takes the mean of the valid frames), or "
+                                "auto (dense when every item has one frame, e.g. pooled "
+                                "features, else gru)", choices=ENCODER_TYPES)
+    dense_activation: str = setting("relu", "activation of the Dense layers of --encoder-type "
+                                    "dense", choices=DENSE_ACTIVATIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +208,11 @@ class LossConfig(_Validated):
                                    "batch)", choices=CROSSMODAL_LOSSES)
     temperature: float = setting(0.1, "softmax temperature of the prototype loss",
                                  check=positive_float)
+    aux_warmup_epochs: int = setting(0, "train the shared network on the auxiliary modality "
+                                     "alone for the first K epochs (its loss + L2; the target "
+                                     "encoder is not updated), then Eq. (8); warm-up epochs are "
+                                     "never the best epoch. Needs alpha > 0 or beta > 0",
+                                     check=nonneg_int)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +257,11 @@ class DataConfig(_Validated):
                                   check=strings, hparam=False)
     test_speakers: tuple = setting((), "speakers whose target items are the test partition",
                                    check=strings, hparam=False)
+    shared_speakers: str = setting("auto", "whether the auxiliary corpus records the target's "
+                                   "speakers, so a held-out target speaker must be found and "
+                                   "left out there too: yes, no, or auto (yes when both "
+                                   "manifests carry the same corpus name)",
+                                   choices=SHARED_SPEAKERS, hparam=False)
 
     @property
     def speaker_folds(self) -> bool:
@@ -281,6 +312,15 @@ class TrainConfig(_Validated):
         if self.backend != "tensorflow" and self.strategy != "none":
             raise ConfigError(f"strategy {self.strategy!r} is a tf.distribute strategy: it "
                               "needs backend 'tensorflow'")
+        if self.loss.aux_warmup_epochs and not (self.alpha > 0 or self.beta > 0):
+            raise ConfigError(f"aux_warmup_epochs {self.loss.aux_warmup_epochs} needs the "
+                              f"auxiliary modality, which mode {self.mode} with alpha="
+                              f"{self.alpha:g}, beta={self.beta:g} never trains on (use "
+                              "--aux-warmup-epochs 0, or a joint, triplet or emobed mode)")
+        if self.loss.aux_warmup_epochs >= self.epochs:
+            raise ConfigError(f"aux_warmup_epochs ({self.loss.aux_warmup_epochs}) must be "
+                              f"smaller than epochs ({self.epochs}): only epochs after the "
+                              "warm-up can be the best epoch")
 
     @property
     def alpha(self) -> float:
@@ -299,6 +339,9 @@ class TrainConfig(_Validated):
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "TrainConfig":
         d = {k: v for k, v in d.items() if not k.startswith("effective_")}
+        if isinstance(d.get("model"), Mapping) and "encoder_type" not in d["model"]:
+            # written before encoder_type existed: every model was a GRU stack
+            d = {**d, "model": {**d["model"], "encoder_type": "gru"}}
         parts = {name: _from_dict(klass, d.get(name, {})) for name, klass in SECTIONS.items()
                  if name != "top"}
         return cls(**{**d, **parts})

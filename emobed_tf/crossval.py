@@ -21,7 +21,9 @@ Every system x fold x seed is trained into ``OUT/runs/<mode>/fold<i>-seed<s>``
 ``OUT/crossval.json`` and ``OUT/crossval.png`` report per fold and mean +- sd
 macro-F1, UAR and accuracy (classification; CCC for regression) and paired
 tests of each system against ``classic`` over the fold x seed pairs
-(Wilcoxon signed-rank and sign test, two-sided, scipy).
+(Wilcoxon signed-rank and sign test, two-sided, scipy). Ctrl-C stops with
+one line saying how many runs finished (exit code 130); rerunning the same
+command resumes. ``--backend jax|torch`` trains every run on that backend.
 """
 
 from __future__ import annotations
@@ -91,10 +93,18 @@ def make_folds(speakers, scheme: str = "speaker:8", dev_speakers: int = 0,
             k = 0
     else:
         raise ValueError(f"--folds must be loso or speaker:K, got {scheme!r}")
-    if k < 2 or k > n:
-        raise ValueError(f"--folds {scheme}: needs 2 <= K <= {n} speakers, got K = {k}")
-    groups = [tuple(spk[i::k]) for i in range(k)]
     n_dev = dev_speakers or (max(1, round(n / 10)) if scheme == "loso" else 0)
+    # a fold needs test speakers, dev speakers and at least one training speaker: with the
+    # next fold as dev that is 3 groups; with n_dev dev speakers, a test group small enough
+    # to leave room for them and one more
+    fits = [j for j in range(2, n + 1)
+            if (j >= 3 if not n_dev else -(-n // j) + n_dev < n)]
+    if k not in fits:
+        dev_what = f"{n_dev} dev speakers" if n_dev else "the next fold as dev"
+        need = f"K must be {fits[0]}..{n}" if fits else "there are too few speakers"
+        raise C.ConfigError(f"--folds {scheme}: with {n} speakers, {dev_what} and at least "
+                            f"one training speaker per fold, {need}")
+    groups = [tuple(spk[i::k]) for i in range(k)]
     folds = []
     for i in range(k):
         test = groups[i]
@@ -188,14 +198,19 @@ def format_markdown(summary: dict, title: str, folds: list) -> str:
         vals = [summary["systems"][m][f"{keys[0]}_per_fold"][i]
                 if i < len(summary["systems"][m][f"{keys[0]}_per_fold"]) else math.nan
                 for m in summary["systems"]]
-        per_fold.append([f.index, ",".join(f.test)] + [f"{v:.4f}" for v in vals])
+        left_out = summary.get("auxiliary_excluded", {}).get(f"fold{f.index}")
+        per_fold.append([f.index, ",".join(f.test)] + [f"{v:.4f}" for v in vals]
+                        + ([", ".join(f"{m} {n}" for m, n in left_out.items())]
+                           if left_out is not None else []))
     lines = [f"# {title}", "",
              f"{len(folds)} speaker-independent folds; test scores of the target modality "
              "alone, mean +- sd over the fold x seed runs.", "",
              markdown_table(["system", "runs", *keys, "diff vs classic", "wins/losses",
                              "p (Wilcoxon)", "p (sign)"], rows),
              "", f"Per fold ({keys[0]}, mean over seeds):", "",
-             markdown_table(["fold", "test speakers", *summary["systems"]], per_fold)]
+             markdown_table(["fold", "test speakers", *summary["systems"]]
+                            + (["auxiliary items left out"] if summary.get("auxiliary_excluded")
+                               else []), per_fold)]
     return "\n".join(lines) + "\n"
 
 
@@ -255,6 +270,40 @@ def system_config(base: C.TrainConfig, system: str) -> C.TrainConfig:
     return cfg
 
 
+def fold_config(base: C.TrainConfig, system: str, fold: Fold, seed: int,
+                out: str) -> C.TrainConfig:
+    """The configuration of one run: ``system`` on ``fold`` with ``seed``, in ``OUT/runs``."""
+    data = dataclasses.replace(base.data, train_speakers=fold.train, dev_speakers=fold.dev,
+                               test_speakers=fold.test)
+    return dataclasses.replace(system_config(base, system), seed=seed, data=data,
+                               out=os.path.join(out, "runs", system,
+                                                f"fold{fold.index}-seed{seed}"))
+
+
+def check_before_training(base: C.TrainConfig, folds: list, modes, out: str) -> dict:
+    """Checks every fold's data before any run trains; returns the auxiliary items each
+    fold leaves out: ``{"fold<i>": {modality: items}}`` (empty without an auxiliary).
+
+    Opens both corpora as the systems that read the auxiliary do (task,
+    labels, speakers: a held-out target speaker missing from an auxiliary
+    corpus that shares speakers is an error here, not after hours of
+    training), and checks no run folder is or holds a data folder.
+    """
+    crossmodal = [m for m in modes if m != "classic"]
+    probe = system_config(base, crossmodal[0] if crossmodal else modes[0])
+    plain = dataclasses.replace(probe, data=dataclasses.replace(
+        probe.data, train_speakers=(), dev_speakers=(), test_speakers=()))
+    sources = E.resolve_sources(plain)
+    E.check_out_is_not_data(out, sources)
+    excluded = {}
+    for fold in folds:
+        cfg = fold_config(base, probe.mode if crossmodal else modes[0], fold, 0, out)
+        E.speaker_fold_sources(cfg, sources)  # validates the fold (raises DataError)
+        if len(sources) > 1:
+            excluded[f"fold{fold.index}"] = E.auxiliary_exclusions(cfg, sources)
+    return excluded
+
+
 def run_crossval(base: C.TrainConfig, folds: list, modes, seeds, out: str,
                  overwrite: bool = False, log=print) -> dict:
     """Trains every mode x fold x seed (reusing finished runs); returns the summary dict."""
@@ -263,11 +312,7 @@ def run_crossval(base: C.TrainConfig, folds: list, modes, seeds, out: str,
     todo = [(m, f, s) for s in seeds for f in folds for m in modes]
     t0, trained = time.time(), 0
     for i, (mode, fold, seed) in enumerate(todo, 1):
-        data = dataclasses.replace(base.data, train_speakers=fold.train,
-                                   dev_speakers=fold.dev, test_speakers=fold.test)
-        cfg = dataclasses.replace(system_config(base, mode), seed=seed, data=data,
-                                  out=os.path.join(out, "runs", mode,
-                                                   f"fold{fold.index}-seed{seed}"))
+        cfg = fold_config(base, mode, fold, seed, out)
         t1 = time.time()
         res, reused = E.run_or_reuse(cfg, overwrite)
         if not reused:
@@ -319,30 +364,52 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cli.quiet_frameworks()
     modes = [m for m in args.modes.split(",") if m]
-    try:
-        for m in modes:
-            parse_system(m)
-        seeds = [int(s) for s in args.seeds.split(",") if s]
-        base = cli.config_from_args(args, args.out, parse_system(modes[0])[0])
-        base = dataclasses.replace(base, verbose=args.verbose or 0)  # one line per run
-        src = E.resolve_sources(dataclasses.replace(base, mode="classic"))[base.target]
-        speakers = sorted(D.speaker_statistics(src, base.target))
-        folds = make_folds(speakers, args.folds, args.n_dev_speakers, args.n_train_speakers)
-        print(f"{len(speakers)} {base.target} speakers, {len(folds)} folds x {len(seeds)} seeds"
-              f" x {len(modes)} systems = {len(folds) * len(seeds) * len(modes)} runs -> "
-              f"{args.out}", flush=True)
-        summary = run_crossval(base, folds, modes, seeds, args.out, args.overwrite,
-                               log=lambda s: print(s, flush=True))
-    except (*cli.ERRORS, ValueError) as err:
-        return cli.fail(err)
-    title = f"{base.dataset}: target {base.target}, {args.folds}"
-    md = format_markdown(summary, title, folds)
-    write_json_and_markdown(args.out, "crossval", summary, md)
-    plot(summary, folds, os.path.join(args.out, "crossval.png"))
-    print(md)
-    return 0
+    runs = []  # the run folders, once the folds are known (for the line after Ctrl-C)
+
+    def work():
+        try:
+            for m in modes:
+                parse_system(m)
+            seeds = [int(s) for s in args.seeds.split(",") if s]
+            repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+            if repeated or not seeds:
+                raise C.ConfigError(f"--seeds {args.seeds}: " + (
+                    f"seed {repeated[0]} is given twice (the paired tests need one run per "
+                    "fold and seed)" if repeated else "give at least one seed"))
+            base = cli.config_from_args(args, args.out, parse_system(modes[0])[0])
+            base = dataclasses.replace(base, verbose=args.verbose or 0)  # one line per run
+            src = E.resolve_sources(dataclasses.replace(base, mode="classic"))[base.target]
+            stats = D.cached_speaker_statistics(src, base.target)
+            E.require_speaker_ids(src, base.target, stats)
+            speakers = sorted(stats)
+            folds = make_folds(speakers, args.folds, args.n_dev_speakers,
+                               args.n_train_speakers)
+            excluded = check_before_training(base, folds, modes, args.out)
+            runs[:] = [fold_config(base, m, f, s, args.out).out
+                       for s in seeds for f in folds for m in modes]
+            print(f"{len(speakers)} {base.target} speakers, {len(folds)} folds x {len(seeds)} "
+                  f"seeds x {len(modes)} systems = {len(runs)} runs -> {args.out}", flush=True)
+            summary = run_crossval(base, folds, modes, seeds, args.out, args.overwrite,
+                                   log=lambda s: print(s, flush=True))
+        except (*cli.ERRORS, ValueError) as err:
+            return cli.fail(err)
+        summary["auxiliary_excluded"] = excluded
+        title = f"{base.dataset}: target {base.target}, {args.folds}"
+        md = format_markdown(summary, title, folds)
+        write_json_and_markdown(args.out, "crossval", summary, md)
+        plot(summary, folds, os.path.join(args.out, "crossval.png"))
+        print(md)
+        return 0
+
+    def progress():
+        where = os.path.join(args.out, "runs")
+        if not runs:
+            return f"no run had started ({where}); rerun the same command to start"
+        return (f"{cli.finished_runs(runs)} of {len(runs)} runs finished ({where}); rerun the "
+                "same command to resume")
+
+    return cli.run_main(args, work, progress)
 
 
 if __name__ == "__main__":

@@ -368,6 +368,17 @@ def _model_inputs(source: Source, modality: str, opts: "PipelineOptions", with_i
 # files, checks and errors
 
 
+def speaker_key(speaker: str) -> str:
+    """The id under which speakers of two corpora are compared: a numeric id as a number
+    (``"01"``, ``"1"`` and ``" 1"`` are one speaker), any other id as written, less spaces.
+
+    >>> [speaker_key(s) for s in ("01", "1", " 007 ", "A01", "")]
+    ['1', '1', '7', 'A01', '']
+    """
+    s = speaker.strip()
+    return str(int(s)) if s.isdigit() else s
+
+
 def speaker_statistics(source: Source, modality: str) -> dict:
     """``{speaker: SpeakerStats}`` over all shards of ``modality`` (one pass over the records).
 
@@ -776,7 +787,8 @@ def uses_cache(source: Source, modality: str, split: str, options: PipelineOptio
     return options.cache == "memory"
 
 
-def _check_compatible(sources: Mapping[str, Source]) -> Manifest:
+def check_compatible(sources: Mapping[str, Source]) -> Manifest:
+    """The first source's manifest, after checking every source has its task and labels."""
     items = list(sources.items())
     first_mod, first = items[0]
     for mod, src in items[1:]:
@@ -1092,7 +1104,7 @@ def make_mixed_dataset(sources: Mapping[str, Source], target: str, batch_sizes: 
 
     if target not in sources:
         raise DataError(f"no data source for the target modality {target!r}")
-    _check_compatible(sources)
+    check_compatible(sources)
     streams = {}
     for mod, src in sources.items():
         streams[mod] = make_modality_dataset(

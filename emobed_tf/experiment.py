@@ -51,7 +51,7 @@ def resolve_sources(cfg: C.TrainConfig) -> dict:
     else:
         base = cfg.data_dir or preset.default_dir
     needed = [cfg.target]
-    aux = "video" if cfg.target == "audio" else "audio"
+    aux = C.auxiliary_of(cfg.target)
     if cfg.alpha > 0 or cfg.beta > 0:
         needed.append(aux)
     sources = {}
@@ -73,9 +73,38 @@ def resolve_sources(cfg: C.TrainConfig) -> dict:
                             f"(it has {sorted(src.manifest.modalities)}); "
                             f"pass --{mod}-dir or use --mode classic")
         sources[mod] = src
+    if len(sources) > 1:
+        D.check_compatible(sources)
     if cfg.data.speaker_folds:
         sources = speaker_fold_sources(cfg, sources)
     return sources
+
+
+def shares_speakers(cfg: C.TrainConfig, sources: dict) -> bool:
+    """Whether the auxiliary corpus records the target's speakers (``--shared-speakers``;
+    ``auto``: both manifests carry the same corpus name, e.g. ``ravdess``)."""
+    if cfg.data.shared_speakers != "auto":
+        return cfg.data.shared_speakers == "yes"
+    names = {src.manifest.name for src in sources.values()}
+    return len(sources) > 1 and len(names) == 1
+
+
+def require_speaker_ids(source: D.Source, modality: str, stats: dict) -> None:
+    """Speaker partitions need a speaker id on every item: DataError naming the folder."""
+    missing = stats.get("")
+    if missing is not None:
+        raise DataError(f"{source.data_dir}: {missing.items} {modality} items have no speaker "
+                        "id, so speaker partitions (--test-speakers/--dev-speakers, crossval) "
+                        "cannot place them; give every item a speaker at extraction")
+
+
+def _match(wanted, stats: dict) -> tuple:
+    """(the ids of ``stats`` that are the speakers ``wanted``, the wanted ones not found),
+    compared by :func:`emobed_tf.data.speaker_key`."""
+    keys = {D.speaker_key(w) for w in wanted}
+    found = sorted(s for s in stats if D.speaker_key(s) in keys)
+    have = {D.speaker_key(s) for s in found}
+    return found, sorted(w for w in wanted if D.speaker_key(w) not in have)
 
 
 def speaker_fold_sources(cfg: C.TrainConfig, sources: dict) -> dict:
@@ -84,29 +113,81 @@ def speaker_fold_sources(cfg: C.TrainConfig, sources: dict) -> dict:
     The target modality's train/dev/test are its items of those speakers
     (train: every speaker not held out, unless listed). The auxiliary
     modality trains on all its items except those of a dev or test speaker
-    of the target: a corpus that shares speakers with the target (the
-    audio-visual situation) never brings a held-out speaker's face into
-    training, and a corpus of other people is used whole.
+    of the target. Speaker ids are compared by
+    :func:`emobed_tf.data.speaker_key` (numeric ids as numbers: ``1`` is
+    ``01``). When the corpora share speakers (:func:`shares_speakers`: an
+    audio-visual corpus used unpaired), every held-out target speaker must
+    be found among the auxiliary items and every auxiliary item must carry
+    a speaker id, or a DataError names them: a held-out speaker's face
+    never reaches training under another spelling. A corpus of other people
+    is used whole, less any item whose id matches a held-out speaker.
     """
     d = cfg.data
-    held_out = set(d.dev_speakers) | set(d.test_speakers)
-    target_stats = D.speaker_statistics(sources[cfg.target], cfg.target)
-    unknown = sorted(held_out - set(target_stats))
-    if unknown:
-        raise DataError(f"{sources[cfg.target].data_dir}: no {cfg.target} items of the held-out "
-                        f"speakers {unknown} (speakers: {sorted(target_stats)})")
-    train = set(d.train_speakers) or set(target_stats) - held_out
+    target = sources[cfg.target]
+    target_stats = D.cached_speaker_statistics(target, cfg.target)
+    require_speaker_ids(target, cfg.target, target_stats)
+    parts = {}
+    for split in ("train", "dev", "test"):
+        parts[split], unknown = _match(getattr(d, f"{split}_speakers"), target_stats)
+        if unknown:
+            raise DataError(f"{target.data_dir}: no {cfg.target} items of the {split} speakers "
+                            f"{unknown} (speakers: {sorted(target_stats)})")
+    held_out = set(parts["dev"]) | set(parts["test"])
+    train = set(parts["train"]) or set(target_stats) - held_out
     overlap = sorted(train & held_out)
     if overlap:
-        raise ValueError(f"speakers {overlap} are both training and held-out speakers")
-    out = {cfg.target: D.fold_view(sources[cfg.target], cfg.target, {
-        "train": sorted(train), "dev": sorted(d.dev_speakers), "test": sorted(d.test_speakers)},
-        target_stats)}
+        raise C.ConfigError(f"speakers {overlap} are both training and held-out speakers")
+    out = {cfg.target: D.fold_view(target, cfg.target, {
+        "train": sorted(train), "dev": parts["dev"], "test": parts["test"]}, target_stats)}
     for mod, src in sources.items():
         if mod != cfg.target:
-            stats = D.speaker_statistics(src, mod)
-            out[mod] = D.fold_view(src, mod, {"train": sorted(set(stats) - held_out)}, stats)
+            stats = D.cached_speaker_statistics(src, mod)
+            excluded, unmatched = _match(held_out, stats)
+            if shares_speakers(cfg, sources):
+                if "" in stats:
+                    raise DataError(
+                        f"{src.data_dir}: {stats[''].items} {mod} items have no speaker id, "
+                        "so they cannot be kept out of the held-out speakers' folds "
+                        "(the corpora share speakers: --shared-speakers "
+                        f"{d.shared_speakers})")
+                if unmatched:
+                    raise DataError(
+                        f"{src.data_dir}: the held-out {cfg.target} speakers {unmatched} have "
+                        f"no {mod} items here, though the corpora share speakers "
+                        f"(--shared-speakers {d.shared_speakers}): their ids are spelled "
+                        f"differently (here: {sorted(stats)[:6]}...) or their items are "
+                        "missing; pass --shared-speakers no if these are other people")
+            out[mod] = D.fold_view(src, mod, {"train": sorted(set(stats) - set(excluded))},
+                                   stats)
     return out
+
+
+def auxiliary_exclusions(cfg: C.TrainConfig, sources: dict) -> dict:
+    """``{modality: items left out}`` of each auxiliary source of a speaker-fold run:
+    its items of the target's held-out speakers (for the cross-validation report)."""
+    views = speaker_fold_sources(cfg, sources)
+    out = {}
+    for mod, src in sources.items():
+        if mod != cfg.target:
+            total = sum(st.items for st in D.cached_speaker_statistics(src, mod).values())
+            out[mod] = total - views[mod].manifest.modalities[mod].counts["train"]
+    return out
+
+
+def check_out_is_not_data(out: str, sources: dict) -> None:
+    """A run folder is never, nor holds, nor lies inside a data folder it reads.
+
+    (``--overwrite`` replaces the whole run folder, and a data folder must
+    never go with it.)
+    """
+    o = os.path.realpath(out)
+    for mod, src in sources.items():
+        d = os.path.realpath(src.data_dir)
+        if o == d or o.startswith(d + os.sep) or d.startswith(o + os.sep):
+            where = ("is" if o == d else "lies inside" if o.startswith(d + os.sep)
+                     else "holds")
+            raise RunError(f"--out {out} {where} the {mod} data folder {src.data_dir}: "
+                           "a run folder and a data folder must be apart; choose another --out")
 
 
 def pipeline_options(cfg: C.TrainConfig, manifest: schema.Manifest) -> D.PipelineOptions:
@@ -161,18 +242,25 @@ def make_datasets(cfg: C.TrainConfig, sources: dict):
 
 
 def build_model(cfg: C.TrainConfig, sources: dict):
-    """A compiled :class:`emobed_tf.model.EmoBed` for ``cfg``."""
+    """A compiled :class:`emobed_tf.model.EmoBed` for ``cfg``.
+
+    ``encoder_type`` ``auto`` is resolved here, once, from the manifests of
+    the data read (``dense`` when every item of every modality read has one
+    frame); the model records the resolved type (``model.encoder_type``).
+    """
     import keras
 
-    from emobed_tf.model import EmoBed
+    from emobed_tf.model import EmoBed, resolve_encoder_type
 
     manifest = sources[cfg.target].manifest
     names = output_names(cfg, manifest)
     dims = {m: s.manifest.modalities[m].dim for m, s in sources.items()}
     lc = cfg.loss
+    model_cfg = dataclasses.asdict(cfg.model)
+    model_cfg["encoder_type"] = resolve_encoder_type(
+        cfg.model.encoder_type, [(s.manifest, m) for m, s in sources.items()])
     model = EmoBed(task=manifest.task, num_outputs=len(names), input_dims=dims,
-                   target=cfg.target, alpha=cfg.alpha, beta=cfg.beta,
-                   **dataclasses.asdict(cfg.model),
+                   target=cfg.target, alpha=cfg.alpha, beta=cfg.beta, **model_cfg,
                    **{k: v for k, v in dataclasses.asdict(lc).items()
                       if k not in ("alpha", "beta")},
                    output_names=names)
@@ -246,8 +334,13 @@ def run(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
     after the checkpointing one.
     """
     sources = resolve_sources(cfg)  # validates the inputs before any file changes
+    check_out_is_not_data(cfg.out, sources)
     target = RunDir(cfg.out)
     if overwrite and os.path.isdir(target.path) and os.listdir(target.path):
+        if not target.is_run:
+            raise RunError(f"{target.path}: --overwrite replaces only a run folder of "
+                           f"emobed_tf (one with {RunDir.CONFIG}), and this folder is not "
+                           "one; choose another --out")
         with target.lock():
             stage = target.staging()
             staged_cfg = dataclasses.replace(cfg, out=stage.path)
@@ -321,6 +414,7 @@ def _run_in(rd: RunDir, cfg: C.TrainConfig, sources: dict, callbacks=()) -> dict
     result = {"target": cfg.target, "mode": cfg.mode, "alpha": cfg.alpha, "beta": cfg.beta,
               "dataset": cfg.dataset, "task": manifest.task, "out": cfg.out,
               "score_name": model.score_name, "headline": headline_keys(manifest.task, names),
+              "encoder_type": best.encoder_type,  # what ran (auto resolved)
               "best_epoch": ckpt.state["best_epoch"], "epochs_trained": ckpt.state["epoch"],
               "stopped_early": ckpt.state["stopped_early"],
               "train_seconds_this_session": round(time.time() - t0, 1),
@@ -333,9 +427,11 @@ def run_or_reuse(cfg: C.TrainConfig, overwrite: bool = False) -> tuple:
     """``(metrics, reused)``: a finished run's metrics, or those of training it now."""
     rd = RunDir(cfg.out)
     if rd.finished and not overwrite:
-        # a run that never reads the auxiliary (classic) is the same whatever corpus is named
-        aux_dir = "video_dir" if cfg.target == "audio" else "audio_dir"
-        diff = rd.config_difference(cfg, () if cfg.alpha > 0 or cfg.beta > 0 else (aux_dir,))
+        # a run that never reads the auxiliary (classic) is the same whatever corpus is named;
+        # every other setting changes the result, the number of epochs included
+        aux = C.auxiliary_of(cfg.target)
+        ignore = () if cfg.alpha > 0 or cfg.beta > 0 else (f"{aux}_dir",)
+        diff = rd.config_difference(cfg, ignore, reuse=True)
         if diff:
             raise RunError(f"{rd.path}: holds a finished run with a different configuration "
                            f"({', '.join(diff)}); pass --overwrite to train it again, or choose "

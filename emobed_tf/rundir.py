@@ -39,7 +39,8 @@ class RunError(RuntimeError):
     """A problem with the run folder (finished run, different configuration, diverged)."""
 
 
-IGNORED_FOR_RESUME = ("epochs", "verbose", "out")
+IGNORED_FOR_RESUME = ("epochs", "verbose", "out")  # a resume may train for longer
+IGNORED_FOR_REUSE = ("verbose", "out")  # a finished run is reused only as it was trained
 
 
 class RunDir:
@@ -105,6 +106,11 @@ class RunDir:
     def finished(self) -> bool:
         return os.path.isfile(self.metrics_path)
 
+    @property
+    def is_run(self) -> bool:
+        """Whether the folder holds a run of this package (finished or not)."""
+        return os.path.isfile(self.config_path)
+
     def _read(self, path: str, what: str):
         try:
             return io.read_json(path)
@@ -143,15 +149,17 @@ class RunDir:
             return self._read(self.state_path, "its resume state")
         return None
 
-    def config_difference(self, cfg: C.TrainConfig, ignore=()) -> list:
+    def config_difference(self, cfg: C.TrainConfig, ignore=(), reuse: bool = False) -> list:
         """The top-level settings of ``cfg`` that differ from this run's saved configuration.
 
-        ``IGNORED_FOR_RESUME`` and ``ignore`` are left out; settings added to
-        the package since the run was written count as their defaults.
+        Left out: ``ignore`` and ``IGNORED_FOR_RESUME`` (to resume an
+        unfinished run) or, with ``reuse``, ``IGNORED_FOR_REUSE`` (to reuse
+        a finished one: the number of epochs counts). Settings added to the
+        package since the run was written count as their defaults.
         """
         old = json.loads(json.dumps(self.config().to_json()))  # settings added since: defaults
         new = json.loads(json.dumps(cfg.to_json()))
-        skip = set(IGNORED_FOR_RESUME) | set(ignore)
+        skip = set(IGNORED_FOR_REUSE if reuse else IGNORED_FOR_RESUME) | set(ignore)
         return sorted(k for k in new if k not in skip and old.get(k) != new[k])
 
     def check_resumable(self, cfg: C.TrainConfig) -> dict | None:
@@ -281,7 +289,11 @@ def make_run_checkpoint(run: RunDir, monitor: str, patience: int, state: dict | 
             st = self.state
             st["history"].append({"epoch": epoch + 1, **logs})
             score = logs[monitor]
-            if st["best"] is None or score > st["best"]:
+            # an auxiliary warm-up epoch (EmoBed.aux_warmup_epochs) never becomes "best" nor
+            # counts for patience: the target is not trained yet
+            if epoch < getattr(self.model, "aux_warmup_epochs", 0):
+                pass
+            elif st["best"] is None or score > st["best"]:
                 st.update(best=score, best_epoch=epoch + 1, wait=0)
                 run.save_checkpoint(self.model, "best")
             else:

@@ -38,8 +38,15 @@ def test_folds_test_every_speaker_once_and_keep_held_out_speakers_out():
     assert set(small[0].train) < set(eight[0].train)
     with pytest.raises(ValueError, match="loso or speaker:K"):
         CV.make_folds(spk, "kfold")
-    with pytest.raises(ValueError, match="2 <= K"):
+    with pytest.raises(ValueError, match="K must be 3..24"):
         CV.make_folds(spk, "speaker:30")
+    # speaker:2 leaves no training group when the next fold is dev (issue 21, case 11)
+    with pytest.raises(ValueError, match="the next fold as dev and at least one training "
+                                         "speaker per fold, K must be 3..24"):
+        CV.make_folds(spk, "speaker:2")
+    assert len(CV.make_folds(spk, "speaker:2", dev_speakers=2)) == 2  # 12 test, 2 dev, 10 train
+    with pytest.raises(ValueError, match="12 dev speakers .* K must be 3..24"):
+        CV.make_folds(spk, "speaker:2", dev_speakers=12)  # 12 test + 12 dev leave none
 
 
 def test_paired_tests_match_hand_derived_values():
@@ -102,7 +109,7 @@ def test_no_held_out_speaker_of_either_modality_reaches_training(cls_data):
     np.testing.assert_allclose(sources["video"].manifest.modalities["video"].mean,
                                frames.mean(0), rtol=1e-5, atol=1e-6)
     bad = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_speakers=("s9",)))
-    with pytest.raises(DataError, match=r"held-out speakers \['s9'\]"):
+    with pytest.raises(DataError, match=r"test speakers \['s9'\]"):
         E.resolve_sources(bad)
 
 
@@ -130,10 +137,19 @@ def crossval_out(crossval_process):
     return crossval_process["out"], crossval_process["argv"], out
 
 
-def test_crossval_command_trains_every_run_reuses_them_and_reports(crossval_out, capsys):
+def test_crossval_command_trains_every_run_reuses_them_and_reports(crossval_out, capsys,
+                                                                   crossval_process):
     out, argv, first = crossval_out
     assert "[4/4]" in first and "reused" not in first
     report = json.loads((out / "crossval.json").read_text())
+    # one corpus (shared speakers): each fold leaves out the held-out speakers' video items
+    items = crossval_process["items"]
+    assert report["auxiliary_excluded"] == {
+        f"fold{f['index']}": {"video": sum(1 for it in items if it.modality == "video"
+                                           and it.speaker in f["test"] + f["dev"])}
+        for f in report["folds"]}
+    assert all(v["video"] > 0 for v in report["auxiliary_excluded"].values())
+    assert "auxiliary items left out" in (out / "crossval.md").read_text()
     assert report["systems"]["emobed"]["n_pairs"] == 2
     # fold i tests sorted(speakers)[i::2]; its one dev speaker is the next one after them
     assert [(f["test"], f["dev"]) for f in report["folds"]] == [
