@@ -112,6 +112,127 @@ class GRUStack(keras.layers.Layer):
                 "return_sequences": self.return_sequences, "dropout": self.dropout}
 
 
+ENCODER_TYPES = ("dense", "gru")
+DENSE_ACTIVATIONS = ("relu", "tanh", "gelu", "elu", "linear")
+
+
+@keras.saving.register_keras_serializable(package="emobed_tf")
+class DenseStack(keras.layers.Layer):
+    """A stack of Dense layers (input dropout, then Dense), the form for pooled features.
+
+    Frame-wise on [B, T, D] inputs, so it keeps a [B, T] mask like
+    :class:`GRUStack`. Without ``return_sequences`` the stack first takes
+    the mean over each row's valid frames (the masked mean; with one frame,
+    that frame) and returns [B, units]: the shared network of a
+    classification model sees exactly the pooled embedding the triplet loss
+    uses.
+
+    Args:
+        units: units per layer.
+        num_layers: number of Dense layers.
+        return_sequences: frame-wise output [B, T, units], else the pooled [B, units].
+        dropout: dropout on each layer's input.
+        activation: activation of every layer.
+
+    Example:
+
+    >>> import numpy as np
+    >>> stack = DenseStack(8, 2, return_sequences=False)
+    >>> tuple(stack(np.zeros((2, 5, 3), "float32")).shape)
+    (2, 8)
+    """
+
+    def __init__(self, units=120, num_layers=1, return_sequences=True, dropout=0.0,
+                 activation="relu", **kwargs):
+        super().__init__(**kwargs)
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if activation not in DENSE_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {DENSE_ACTIVATIONS}, got {activation!r}")
+        self.units = units
+        self.num_layers = num_layers
+        self.return_sequences = return_sequences
+        self.dropout = dropout
+        self.activation = activation
+        self.supports_masking = True
+        self.denses = [keras.layers.Dense(units, activation=activation, name=f"dense_{i}",
+                                          dtype=self.dtype_policy)
+                       for i in range(num_layers)]
+        self.drop = keras.layers.Dropout(dropout, dtype=self.dtype_policy) if dropout else None
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        for dense in self.denses:
+            dense.build((None, dim))
+            dim = self.units
+        self.built = True
+
+    def call(self, x, mask=None, training=None):
+        if not self.return_sequences:
+            x = _masked_mean(x, mask) if mask is not None else ops.mean(x, axis=1)
+        for dense in self.denses:
+            if self.drop is not None:
+                x = self.drop(x, training=training)
+            x = dense(x)
+        return x
+
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.return_sequences else None
+
+    def compute_output_shape(self, input_shape):
+        if self.return_sequences:
+            return tuple(input_shape[:-1]) + (self.units,)
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "num_layers": self.num_layers,
+                "return_sequences": self.return_sequences, "dropout": self.dropout,
+                "activation": self.activation}
+
+
+def make_stack(encoder_type, units, num_layers, return_sequences, dropout, activation="relu",
+               name=None):
+    """A :class:`GRUStack` or a :class:`DenseStack` (``encoder_type`` ``gru``/``dense``)."""
+    if encoder_type == "gru":
+        return GRUStack(units, num_layers, return_sequences, dropout, name=name)
+    if encoder_type == "dense":
+        return DenseStack(units, num_layers, return_sequences, dropout, activation, name=name)
+    raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {encoder_type!r}")
+
+
+def resolve_encoder_type(encoder_type: str, manifests) -> str:
+    """``dense``/``gru`` for a requested type; ``auto``: ``dense`` when every item has one frame.
+
+    ``manifests`` are ``(Manifest, modality)`` pairs of the data the model
+    reads; an item has at least one frame, so one frame per item means a
+    modality's frame count equals its item count (summed over the splits).
+    A manifest without frame counts resolves to ``gru``.
+    """
+    if encoder_type != "auto":
+        if encoder_type not in ENCODER_TYPES:
+            raise ValueError(f"encoder_type must be auto or one of {ENCODER_TYPES}, "
+                             f"got {encoder_type!r}")
+        return encoder_type
+    for manifest, modality in manifests:
+        info = manifest.modalities[modality]
+        items, frames = sum(info.counts.values()), sum(info.frames.values())
+        if not items or frames != items:
+            return "gru"
+    return "dense"
+
+
+class AuxWarmup(keras.callbacks.Callback):
+    """Sets an :class:`EmoBed` model's auxiliary warm-up phase from the epoch number.
+
+    Epochs ``0 .. aux_warmup_epochs - 1`` (counted from the run's start, so
+    a resumed ``fit(initial_epoch=...)`` is in the right phase) train on the
+    auxiliary modality alone; :meth:`EmoBed.fit` adds this callback itself.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.set_aux_warmup(epoch < self.model.aux_warmup_epochs)
+
+
 def _masked_mean(x, mask):
     w = ops.expand_dims(ops.cast(mask, x.dtype), -1)
     return ops.sum(x * w, axis=1) / ops.maximum(ops.sum(w, axis=1), 1.0)
@@ -124,7 +245,11 @@ class EmoBed(keras.Model):
     f_A and f_V (:class:`GRUStack`) map audio and video feature sequences
     into a shared E-dimensional space (E = ``encoder_units``); the shared
     network f (a GRU stack plus a dense head) predicts the emotion from
-    either embedding. ``train_step`` minimises Eq. (8)::
+    either embedding. With ``encoder_type="dense"`` (the form for pooled,
+    one-frame features) the encoders and the shared network are
+    :class:`DenseStack` s instead: frame-wise Dense layers, and for
+    classification the shared network takes the mean of the valid frames'
+    embeddings (with one frame: that frame). ``train_step`` minimises Eq. (8)::
 
         J = L_target + alpha * L_auxiliary + beta * L_triplet + l2 * R
 
@@ -132,6 +257,12 @@ class EmoBed(keras.Model):
     ``{e_A; e_V}`` and ``R`` is the sum of squared kernels of the trained
     sub-networks. With ``alpha = beta = 0`` (the classic system) the
     auxiliary modality is not needed and not run.
+
+    With ``aux_warmup_epochs`` K > 0, the first K epochs of ``fit`` (see
+    :class:`AuxWarmup`) train the auxiliary encoder, the shared network
+    and the head on the auxiliary modality alone (``L_auxiliary + l2 *
+    R`` over those sub-networks; the target encoder is not updated), then
+    Eq. (8) starts.
 
     Batches are dicts ``{"audio": {"features", "mask", "label"}, "video":
     {...}}`` (see ``emobed_tf.data``); evaluation batches need only the
@@ -148,8 +279,12 @@ class EmoBed(keras.Model):
         beta: weight of the crossmodal triplet loss (Eq. 7).
         l2: weight λ of the L2 term.
         encoder_layers, encoder_units: size of f_A and f_V.
-        shared_layers, shared_units: size of the shared GRU stack of f.
-        dropout: input dropout of every GRU layer.
+        shared_layers, shared_units: size of the shared stack of f.
+        dropout: input dropout of every GRU (or Dense) layer.
+        encoder_type: ``gru`` (the paper's) or ``dense`` (for pooled features).
+        dense_activation: activation of the Dense layers of the dense form.
+        aux_warmup_epochs: epochs trained on the auxiliary modality alone
+            first (needs alpha > 0 or beta > 0).
         regression_loss: ``"ccc"`` (1 - CCC) or ``"mse"``.
         triplet_form, triplet_margin, triplet_reduction: see
             :func:`emobed_tf.losses.batch_hard_triplet_loss`.
@@ -171,7 +306,8 @@ class EmoBed(keras.Model):
                  shared_layers=2, shared_units=120, dropout=0.0, regression_loss="ccc",
                  triplet_form="paper", triplet_margin=0.0, triplet_reduction="mean",
                  triplet_frame_stride=10, triplet_thresholds=(0.0,), output_names=None,
-                 crossmodal_loss="triplet", temperature=0.1, **kwargs):
+                 crossmodal_loss="triplet", temperature=0.1, encoder_type="gru",
+                 dense_activation="relu", aux_warmup_epochs=0, **kwargs):
         super().__init__(**kwargs)
         input_dims = dict(input_dims or {"audio": 88, "video": 4096})
         if task not in ("classification", "regression"):
@@ -189,6 +325,14 @@ class EmoBed(keras.Model):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if alpha < 0 or beta < 0 or l2 < 0:
             raise ValueError("alpha, beta and l2 must be >= 0")
+        if encoder_type not in ENCODER_TYPES:
+            raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {encoder_type!r}"
+                             " (resolve auto with resolve_encoder_type)")
+        if int(aux_warmup_epochs) < 0:
+            raise ValueError(f"aux_warmup_epochs must be >= 0, got {aux_warmup_epochs}")
+        if aux_warmup_epochs and not (alpha > 0 or beta > 0):
+            raise ValueError("aux_warmup_epochs > 0 needs the auxiliary modality (alpha > 0 "
+                             "or beta > 0); the classic system never trains on it")
         self.task = task
         self.num_outputs = int(num_outputs)
         self.input_dims = input_dims
@@ -214,14 +358,20 @@ class EmoBed(keras.Model):
         self.output_names_ = list(output_names or [])
         self.crossmodal_loss = crossmodal_loss
         self.temperature = float(temperature)
+        self.encoder_type = encoder_type
+        self.dense_activation = dense_activation
+        self.aux_warmup_epochs = int(aux_warmup_epochs)
+        self._aux_warmup = False  # the phase; set per epoch by AuxWarmup
 
         for m in MODALITIES:
             if m in input_dims:
-                enc = GRUStack(encoder_units, encoder_layers, True, dropout, name=f"{m}_encoder")
+                enc = make_stack(encoder_type, encoder_units, encoder_layers, True, dropout,
+                                 dense_activation, name=f"{m}_encoder")
                 enc.build((None, None, input_dims[m]))
                 setattr(self, f"{m}_encoder", enc)
         seq = task == "regression"
-        self.shared = GRUStack(shared_units, shared_layers, seq, dropout, name="shared")
+        self.shared = make_stack(encoder_type, shared_units, shared_layers, seq, dropout,
+                                 dense_activation, name="shared")
         self.shared.build((None, None, encoder_units))
         self.head = keras.layers.Dense(num_outputs, activation=None if seq else "softmax",
                                        name="head", dtype="float32")
@@ -230,7 +380,7 @@ class EmoBed(keras.Model):
 
         self.trackers = {"loss": keras.metrics.Mean(name="loss"),
                          "target_loss": keras.metrics.Mean(name="target_loss")}
-        if self.alpha > 0:
+        if self.alpha > 0 or self.aux_warmup_epochs:
             self.trackers["auxiliary_loss"] = keras.metrics.Mean(name="auxiliary_loss")
         if self.beta > 0:
             self.trackers[self.crossmodal_term] = keras.metrics.Mean(name=self.crossmodal_term)
@@ -271,8 +421,40 @@ class EmoBed(keras.Model):
         return [self.target, self.auxiliary] if self.uses_auxiliary else [self.target]
 
     def active_trainable_variables(self):
-        layers = [self.encoders[m] for m in self.active_modalities()] + [self.shared, self.head]
+        """The variables the current step trains (in the auxiliary warm-up: not the target's
+        encoder)."""
+        mods = [self.auxiliary] if self._aux_warmup else self.active_modalities()
+        layers = [self.encoders[m] for m in mods] + [self.shared, self.head]
         return [v for layer in layers for v in layer.trainable_variables]
+
+    @property
+    def in_aux_warmup(self) -> bool:
+        """Whether the steps now train on the auxiliary modality alone (see :class:`AuxWarmup`)."""
+        return self._aux_warmup
+
+    def set_aux_warmup(self, active: bool) -> None:
+        """Enters or leaves the auxiliary warm-up phase.
+
+        The phase is a Python setting that the traced step reads, so a
+        change rebuilds Keras' train function (traced again on its next call).
+        """
+        active = bool(active)
+        if active and not self.aux_warmup_epochs:
+            raise ValueError("this model has no auxiliary warm-up (aux_warmup_epochs = 0)")
+        if active == self._aux_warmup:
+            return
+        self._aux_warmup = active
+        if getattr(self, "train_function", None) is not None:
+            self.make_train_function(force=True)
+
+    def fit(self, *args, **kwargs):
+        """Keras' ``fit``, with :class:`AuxWarmup` first among the callbacks when the
+        model has an auxiliary warm-up."""
+        if self.aux_warmup_epochs:
+            callbacks = list(kwargs.get("callbacks") or [])
+            if not any(isinstance(c, AuxWarmup) for c in callbacks):
+                kwargs["callbacks"] = [AuxWarmup(), *callbacks]
+        return super().fit(*args, **kwargs)
 
     # -- forward ------------------------------------------------------------
 
@@ -314,7 +496,8 @@ class EmoBed(keras.Model):
             if masks[m] is None:
                 masks[m] = ops.ones(ops.shape(x)[:2], "bool")
             embs[m] = self.encode(m, x, masks[m], training)
-        heads = [self.target] + ([self.auxiliary] if self.alpha > 0 else [])
+        aux_head = self.alpha > 0 or self._aux_warmup
+        heads = [self.target] + ([self.auxiliary] if aux_head else [])
         if len(heads) == 1:
             preds = {self.target: self.predict_from_embedding(embs[self.target],
                                                               masks[self.target], training)}
@@ -395,9 +578,23 @@ class EmoBed(keras.Model):
                                             for k in kernels]))
 
     def compute_terms(self, data, training=False):
-        """All terms of Eq. (8) for one mixed batch, and their weighted sum."""
+        """All terms of Eq. (8) for one mixed batch, and their weighted sum.
+
+        In the auxiliary warm-up: the auxiliary's own loss and the L2 term of
+        the sub-networks it trains (the target is still run, for the logged
+        training score, but no term depends on it).
+        """
         self._check_batch(data)
         outputs = self.forward_batch(data, training)
+        if self._aux_warmup:
+            terms = {"auxiliary_loss": self.task_loss(data[self.auxiliary],
+                                                      outputs[self.auxiliary]["prediction"])}
+            total = terms["auxiliary_loss"]
+            if self.l2 > 0:
+                terms["l2_loss"] = self.l2_penalty()
+                total = total + terms["l2_loss"]
+            terms["loss"] = total
+            return terms, outputs
         terms = {"target_loss": self.task_loss(data[self.target], outputs[self.target]["prediction"])}
         total = terms["target_loss"]
         if self.alpha > 0:
@@ -566,6 +763,8 @@ class EmoBed(keras.Model):
             "triplet_thresholds": list(self.triplet_thresholds),
             "output_names": self.output_names_,
             "crossmodal_loss": self.crossmodal_loss, "temperature": self.temperature,
+            "encoder_type": self.encoder_type, "dense_activation": self.dense_activation,
+            "aux_warmup_epochs": self.aux_warmup_epochs,
         }
 
 

@@ -34,10 +34,17 @@ def test_hyperparameters_default_to_the_paper(cls_data):
     hm, base = _hypermodel(d)
     hp = kt.HyperParameters()
     model = hm.build(hp)
-    assert hp.values == {"encoder_layers": 1, "encoder_units": 120, "shared_layers": 1,
-                         "shared_units": 120, "learning_rate": 1e-3, "l2": 1e-4,
-                         "alpha": 0.5, "beta": 0.3}
+    assert hp.values == {"encoder_type": "auto", "encoder_layers": 1, "encoder_units": 120,
+                         "shared_layers": 1, "shared_units": 120, "learning_rate": 1e-3,
+                         "l2": 1e-4, "alpha": 0.5, "beta": 0.3, "aux_warmup_epochs": 0}
     assert (model.alpha, model.beta, model.encoder_units) == (0.5, 0.3, 120)
+    # auto resolved on the data: cls_data has items of 1 to 5 frames
+    assert (model.encoder_type, model.aux_warmup_epochs) == ("gru", 0)
+    space = hm.search_space()
+    assert space["encoder_type"]["values"] == ["auto", "dense", "gru"]
+    assert (space["aux_warmup_epochs"]["min_value"], space["aux_warmup_epochs"]["max_value"]) \
+        == (0, 5)
+    assert (space["encoder_units"]["min_value"], space["encoder_units"]["max_value"]) == (32, 256)
     assert hm.objective.name == "val_f1_macro" and hm.objective.direction == "max"
 
 
@@ -46,9 +53,14 @@ def test_fixed_overrides_and_mode_specific_weights(cls_data):
     hm, _ = _hypermodel(d)
     hp = kt.HyperParameters()
     hp.Fixed("alpha", 0.9)
-    hp.Fixed("encoder_units", 16)
+    hp.Fixed("encoder_units", 16)  # the latent size
+    hp.Fixed("encoder_type", "dense")
+    hp.Fixed("aux_warmup_epochs", 2)
     model = hm.build(hp)
     assert model.alpha == 0.9 and model.encoder_units == 16
+    assert (model.encoder_type, model.aux_warmup_epochs) == ("dense", 2)
+    assert type(model.audio_encoder).__name__ == "DenseStack"
+    assert model.audio_encoder.compute_output_shape((None, 1, 6)) == (None, 1, 16)
     joint, _ = _hypermodel(d, "joint")
     hp = kt.HyperParameters()
     assert joint.build(hp).beta == 0.0 and "beta" not in hp.values
@@ -56,6 +68,7 @@ def test_fixed_overrides_and_mode_specific_weights(cls_data):
     hp = kt.HyperParameters()
     classic.build(hp)
     assert "alpha" not in hp.values and "beta" not in hp.values
+    assert "aux_warmup_epochs" not in hp.values  # classic never trains on the auxiliary
 
 
 def _search_args(d, directory, trials, *extra):

@@ -16,11 +16,17 @@ def model_hyperparameters(hp, base: C.TrainConfig) -> dict:
 
     Each is named after its ``TrainConfig`` field and defaults to ``base``;
     alpha is searched only where the mode uses it (joint, emobed), beta
-    likewise (triplet, emobed).
+    likewise (triplet, emobed), and the auxiliary warm-up where the mode
+    trains on the auxiliary modality (up to 5 epochs, fewer than ``epochs``).
+    ``encoder_units`` is the latent size: the encoders' output, the shared
+    space of the crossmodal term.
     """
     b = base
     hps = {
+        "encoder_type": hp.Choice("encoder_type", list(C.ENCODER_TYPES),
+                                  default=b.model.encoder_type),
         "encoder_layers": hp.Int("encoder_layers", 1, 3, default=b.model.encoder_layers),
+        # the latent size (the shared space)
         "encoder_units": hp.Int("encoder_units", 32, 256, step=8, default=b.model.encoder_units),
         "shared_layers": hp.Int("shared_layers", 1, 3, default=b.model.shared_layers),
         "shared_units": hp.Int("shared_units", 32, 256, step=8, default=b.model.shared_units),
@@ -32,6 +38,10 @@ def model_hyperparameters(hp, base: C.TrainConfig) -> dict:
         hps["alpha"] = hp.Float("alpha", 0.0, 2.0, step=0.1, default=b.loss.alpha)
     if b.mode in ("triplet", "emobed"):
         hps["beta"] = hp.Float("beta", 0.0, 2.0, step=0.1, default=b.loss.beta)
+    if b.mode != "classic":
+        top = max(b.loss.aux_warmup_epochs, min(5, b.epochs - 1))
+        hps["aux_warmup_epochs"] = hp.Int("aux_warmup_epochs", 0, top,
+                                          default=b.loss.aux_warmup_epochs)
     return hps
 
 
@@ -47,8 +57,8 @@ def search_space(base: C.TrainConfig) -> dict:
 
     >>> space = search_space(C.TrainConfig(dataset="demo", out="unused", mode="joint"))
     >>> sorted(space)  # no beta in joint mode
-    ['alpha', 'batch_size', 'encoder_layers', 'encoder_units', 'l2', 'learning_rate',
-     'shared_layers', 'shared_units']
+    ['alpha', 'aux_warmup_epochs', 'batch_size', 'encoder_layers', 'encoder_type',
+     'encoder_units', 'l2', 'learning_rate', 'shared_layers', 'shared_units']
     >>> space["alpha"]["type"], space["alpha"]["min_value"], space["alpha"]["max_value"]
     ('Float', 0.0, 2.0)
     """
@@ -63,7 +73,8 @@ def search_space(base: C.TrainConfig) -> dict:
 
 
 class EmoBedHyperModel(kt.HyperModel):
-    """Searches alpha, beta, layer sizes, learning rate, L2 weight and batch size.
+    """Searches alpha, beta, the encoder type, layer sizes (the latent size among them), the
+    auxiliary warm-up, learning rate, L2 weight and batch size.
 
     Every hyperparameter is named after its ``TrainConfig`` field and
     defaults to the base configuration (the paper's values for registered

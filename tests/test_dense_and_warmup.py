@@ -1,0 +1,302 @@
+"""The dense form of the encoders and the shared network (``--encoder-type``), and the
+auxiliary warm-up (``--aux-warmup-epochs``)."""
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from emobed_tf import configs as C
+from emobed_tf import experiment as E
+from emobed_tf import train as T
+from emobed_tf.model import DenseStack, EmoBed, GRUStack, load_model
+from emobed_tf.rundir import RunDir, make_run_checkpoint
+from tests.conftest import train_cli, write_classification
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _dense(task="classification", **kw):
+    args = dict(task=task, num_outputs=3 if task == "classification" else 2,
+                input_dims={"audio": 6, "video": 10}, encoder_type="dense", encoder_layers=2,
+                encoder_units=8, shared_layers=2, shared_units=5, alpha=0.5, beta=0.5)
+    args.update(kw)
+    model = EmoBed(**args)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    return model
+
+
+def _numpy_stack(stack, x):
+    for dense in stack.denses:
+        w, b = (v.numpy() for v in dense.weights)
+        x = x @ w + b
+        x = np.maximum(x, 0.0) if stack.activation == "relu" else x
+    return x
+
+
+def _numpy_forward(model, x, mask):
+    """EmoBed's dense forward from its weights: frame-wise encoder, masked mean, shared, head."""
+    e = _numpy_stack(model.audio_encoder, x)
+    w = mask[..., None].astype(np.float64)
+    pooled = (e * w).sum(1) / np.maximum(w.sum(1), 1.0)
+    hw, hb = (v.numpy() for v in model.head.weights)
+    if model.task == "classification":
+        logits = _numpy_stack(model.shared, pooled) @ hw + hb
+        z = np.exp(logits - logits.max(-1, keepdims=True))
+        return z / z.sum(-1, keepdims=True), pooled
+    return _numpy_stack(model.shared, e) @ hw + hb, e
+
+
+@pytest.mark.parametrize("task,frames", [("classification", 1), ("classification", 4),
+                                         ("regression", 4)])
+def test_dense_forward_matches_numpy(task, frames):
+    keras.utils.set_random_seed(3)
+    model = _dense(task)
+    assert isinstance(model.audio_encoder, DenseStack) and isinstance(model.shared, DenseStack)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, frames, 6)).astype("float32")
+    mask = np.ones((5, frames), bool)
+    mask[1, 2:] = False  # padded frames (T > 1): the mean is over the valid frames
+    x[1, 2:] = 1e3  # whatever they hold
+    out = model({"audio": {"features": x, "mask": mask}})["audio"]
+    y, e = _numpy_forward(model, x, mask)
+    np.testing.assert_allclose(out["prediction"], y, rtol=1e-5, atol=1e-5)
+    if task == "classification":
+        np.testing.assert_allclose(out["embedding"], e, rtol=1e-5, atol=1e-5)
+        if frames == 1:  # one frame: the single step, the mask changes nothing
+            no_mask = model({"audio": {"features": x}})["audio"]["prediction"]
+            np.testing.assert_allclose(no_mask, y, rtol=1e-5, atol=1e-6)
+    else:
+        valid = mask[..., None]
+        np.testing.assert_allclose(np.where(valid, out["embedding"], 0), np.where(valid, e, 0),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_dense_keras_file_round_trip_gives_identical_outputs(tmp_path):
+    keras.utils.set_random_seed(4)
+    model = _dense(aux_warmup_epochs=2, dense_activation="tanh")
+    x = np.random.default_rng(1).normal(size=(4, 1, 6)).astype("float32")
+    before = model({"audio": {"features": x}})["audio"]
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(str(tmp_path / "m.keras"))
+    assert (loaded.encoder_type, loaded.dense_activation, loaded.aux_warmup_epochs) == \
+        ("dense", "tanh", 2)
+    assert isinstance(loaded.video_encoder, DenseStack)
+    after = loaded({"audio": {"features": x}})["audio"]
+    for k in ("prediction", "embedding"):
+        np.testing.assert_array_equal(np.asarray(after[k]), np.asarray(before[k]))
+
+
+def test_encoder_type_auto_resolves_on_the_frame_counts(tmp_path):
+    pooled, seqs = tmp_path / "pooled", tmp_path / "seqs"
+    write_classification(pooled, dims={"audio": 6}, lengths=(1, 1))
+    write_classification(seqs, dims={"audio": 6}, lengths=(1, 5))
+    for data, expected, stack in ((pooled, "dense", DenseStack), (seqs, "gru", GRUStack)):
+        out = tmp_path / f"run-{expected}"
+        train_cli(["--dataset", "custom", "--data-dir", str(data), "--out", str(out),
+                   "--mode", "classic", "--epochs", "1", "--batch-size", "8",
+                   "--encoder-units", "8", "--shared-units", "8", "--verbose", "0"])
+        rd = RunDir(str(out))
+        assert rd.config().model.encoder_type == "auto"  # as asked
+        assert rd.metrics()["encoder_type"] == expected  # as it ran
+        model = rd.load_model()
+        assert model.encoder_type == expected and isinstance(model.audio_encoder, stack)
+    # asked for: kept whatever the data
+    cfg = C.default_config("custom", str(tmp_path / "x"), mode="classic", data_dir=str(pooled))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, encoder_type="gru"))
+    assert E.build_model(cfg, E.resolve_sources(cfg)).encoder_type == "gru"
+
+
+def test_a_config_from_before_encoder_type_reads_as_gru():
+    d = C.default_config("custom", "x").to_json()
+    del d["model"]["encoder_type"]
+    assert C.TrainConfig.from_json(d).model.encoder_type == "gru"
+
+
+def test_classic_with_warmup_is_refused(tmp_path, capsys):
+    with pytest.raises(C.ConfigError, match="aux_warmup_epochs 2 needs the auxiliary"):
+        C.default_config("custom", "x", mode="classic",
+                         loss=C.LossConfig(alpha=0.5, beta=0.5, aux_warmup_epochs=2))
+    with pytest.raises(C.ConfigError, match="smaller than epochs"):
+        C.default_config("custom", "x", epochs=2, loss=C.LossConfig(aux_warmup_epochs=2))
+    with pytest.raises(ValueError, match="needs the auxiliary"):
+        EmoBed(input_dims={"audio": 4}, alpha=0, beta=0, aux_warmup_epochs=1)
+    data = tmp_path / "d"
+    write_classification(data, dims={"audio": 6}, n=(6, 3, 3))
+    code = T.main(["--dataset", "custom", "--data-dir", str(data), "--out", str(tmp_path / "r"),
+                   "--mode", "classic", "--aux-warmup-epochs", "1", "--verbose", "0"])
+    err = capsys.readouterr().err
+    assert code != 0 and "aux_warmup_epochs 1 needs the auxiliary modality" in err
+    assert not os.path.exists(tmp_path / "r" / "config.json")
+
+
+class _Weights(keras.callbacks.Callback):
+    """Each sub-network's weights at the start and after every epoch; stops after ``stop``."""
+
+    def __init__(self, stop=None):
+        super().__init__()
+        self.seen, self.stop = {}, stop
+
+    def _take(self, key):
+        m = self.model
+        self.seen[key] = {name: [v.numpy().copy() for v in layer.weights] for name, layer in
+                          (("audio", m.audio_encoder), ("video", m.video_encoder),
+                           ("shared", m.shared), ("head", m.head))}
+
+    def on_train_begin(self, logs=None):
+        self._take("begin")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._take(epoch + 1)
+        if self.stop == epoch + 1:
+            raise KeyboardInterrupt  # the run's checkpoint callback has saved this epoch
+
+
+def _same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("encoder_type", ["dense", "gru"])
+def test_warmup_trains_the_auxiliary_side_only_and_survives_resume(tmp_path, encoder_type):
+    data = tmp_path / "d"
+    write_classification(data, n=(12, 6, 6), lengths=(1, 1) if encoder_type == "dense" else (1, 3))
+    cfg = C.default_config("custom", str(tmp_path / "run"), data_dir=str(data), epochs=4,
+                           patience=4, seed=1, verbose=0)
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, encoder_type="auto", encoder_units=8,
+                                       shared_units=8),
+        loss=dataclasses.replace(cfg.loss, aux_warmup_epochs=2),
+        data=dataclasses.replace(cfg.data, batch_size=4))
+    first = _Weights(stop=1)
+    with pytest.raises(KeyboardInterrupt):  # interrupted after epoch 1, inside the warm-up
+        E.run(cfg, callbacks=[first])
+    assert RunDir(cfg.out).resume_state()["epoch"] == 1
+    rest = _Weights()
+    metrics = E.run(cfg, callbacks=[rest])  # resumes at epoch 2: still warm-up
+    assert metrics["encoder_type"] == encoder_type
+    w0 = first.seen["begin"]
+    # epoch 1 (and epoch 2, after the resume): the target encoder is untouched, the auxiliary
+    # encoder, the shared network and the head learn
+    for after in (first.seen[1], rest.seen[2]):
+        assert _same(after["audio"], w0["audio"])
+        for part in ("video", "shared", "head"):
+            assert not _same(after[part], w0[part]), part
+    assert not _same(rest.seen[2]["shared"], first.seen[1]["shared"])
+    # after the warm-up, Eq. (8): the target encoder changes
+    assert not _same(rest.seen[3]["audio"], w0["audio"])
+    history = json.load(open(RunDir(cfg.out).history_path))
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert "target_loss" not in history[0] and "auxiliary_loss" in history[0]
+    assert "target_loss" in history[2] and "triplet_loss" in history[2]
+    assert metrics["best_epoch"] in (3, 4) and metrics["epochs_trained"] == 4
+
+
+def test_a_warmup_epoch_is_never_the_best_epoch(tmp_path):
+    model = _dense(aux_warmup_epochs=2)
+    run = RunDir(str(tmp_path))
+    ckpt = make_run_checkpoint(run, "val_f1_macro", patience=2)
+    ckpt.set_model(model)
+    for epoch, score in enumerate([0.9, 0.8, 0.1, 0.05, 0.2]):
+        ckpt.on_epoch_end(epoch, {"loss": 1.0, "val_f1_macro": score})
+    st = ckpt.state
+    # the warm-up's 0.9 and 0.8 are neither best nor counted for patience
+    assert (st["best_epoch"], st["best"], st["wait"]) == (5, 0.2, 0)
+    assert not st["stopped_early"] and st["epoch"] == 5
+
+
+BACKENDS = ["jax", pytest.param("torch", marks=pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="torch is not installed"))]
+
+_STEP = """
+import sys
+sys.path.insert(0, {tests!r})
+import backend_step
+import emobed_tf.model as Mo
+load = Mo.load_model
+def load_in_phase(path, compile=True):
+    model = load(path, compile)
+    model.set_aux_warmup(path.endswith("-warm.keras"))
+    return model
+Mo.load_model = load_in_phase
+args = sys.argv[1:]
+for i in range(0, len(args), 3):
+    backend_step.main(*args[i:i + 3])
+"""
+
+
+def _tf_step(model, batch):
+    import tensorflow as tf
+
+    terms, _ = model.compute_terms(batch, training=True)
+    with tf.GradientTape() as tape:
+        loss = model.compute_terms(batch, training=True)[0]["loss"]
+    grads = tape.gradient(loss, model.trainable_variables)
+    logs = model.train_step(batch)
+    return ({k: float(v) for k, v in terms.items()},
+            {v.path: (np.zeros(v.shape) if g is None else g.numpy())
+             for v, g in zip(model.trainable_variables, grads)},
+            {v.path: v.numpy() for v in model.trainable_variables},
+            {k: float(v) for k, v in logs.items()})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dense_and_warmup_steps_agree_across_backends(backend, tmp_path):
+    """TensorFlow's terms, gradients, Adam step and logs, under JAX and torch (as in
+    test_backends.py), for the dense form and for a warm-up step."""
+    from tests.test_backends import _batch
+
+    cases = {}
+    for task in ("classification", "regression"):
+        for warm in (False, True):
+            name = f"{task}-{'warm' if warm else 'joint'}"
+            batch = _batch(task, np.random.default_rng(0))
+            keras.utils.set_random_seed(1)
+            model = EmoBed(task, 3 if task == "classification" else 2, {"audio": 5, "video": 8},
+                           alpha=0.5, beta=0.7, l2=1e-3, encoder_type="dense",
+                           encoder_layers=2, encoder_units=8, shared_layers=1, shared_units=6,
+                           triplet_frame_stride=2, aux_warmup_epochs=1)
+            model.compile(optimizer=keras.optimizers.Adam(0.01))
+            model.compute_terms(batch)
+            path = str(tmp_path / f"{name}.keras")
+            model.save(path)
+            model.set_aux_warmup(warm)
+            cases[name] = (batch, path, _tf_step(model, batch))
+            np.savez(tmp_path / f"{name}.npz", **{f"{m}/{k}": v for m, d in batch.items()
+                                                  for k, v in d.items()})
+    argv = []
+    for name in cases:
+        src = str(tmp_path / f"{name}.keras")
+        if name.endswith("warm"):  # the loader enters the warm-up for these files
+            os.replace(src, str(tmp_path / f"{name}-warm.keras"))
+            src = str(tmp_path / f"{name}-warm.keras")
+        argv += [str(tmp_path / f"{name}.npz"), src, str(tmp_path / f"{name}-out.npz")]
+    env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu",
+           "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    code = _STEP.format(tests=os.path.join(ROOT, "tests"))
+    proc = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name, (_, _, (terms, grads, new, logs)) in cases.items():
+        other = np.load(tmp_path / f"{name}-out.npz")
+        assert set(terms) == {k[5:] for k in other.files if k.startswith("term/")}, name
+        for k, v in terms.items():
+            assert float(other[f"term/{k}"]) == pytest.approx(v, rel=2e-5, abs=1e-6), (name, k)
+        for path, g in grads.items():
+            np.testing.assert_allclose(other[f"grad/{path}"], g, rtol=2e-3, atol=2e-6,
+                                       err_msg=f"{name} {path}")
+        for path, w in new.items():
+            np.testing.assert_allclose(other[f"new/{path}"], w, rtol=1e-4, atol=1e-6,
+                                       err_msg=f"{name} {path}")
+        for k in logs:
+            assert float(other[f"log/{k}"]) == pytest.approx(logs[k], rel=2e-5, abs=1e-6)
+        if name.endswith("warm"):  # the target encoder does not move in a warm-up step
+            assert set(terms) == {"auxiliary_loss", "l2_loss", "loss"}
+            for path, w in new.items():
+                if path.startswith("audio_encoder"):
+                    np.testing.assert_array_equal(other[f"new/{path}"], w)
