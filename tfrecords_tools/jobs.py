@@ -22,7 +22,8 @@ def _progress(total, desc):
 
 
 def make_encoder(video: VideoOptions):
-    """The face encoder ``video`` asks for (``face.VGGFaceEncoder`` or ``KerasModelEncoder``).
+    """The face encoder ``video`` asks for (``face.VGGFaceEncoder``, ``KerasModelEncoder``, or
+    ``image_encoders.KerasHubImageEncoder``/``OnnxImageEncoder``).
 
     >>> make_encoder(VideoOptions(encoder="keras", layer="feat"))
     Traceback (most recent call last):
@@ -34,7 +35,13 @@ def make_encoder(video: VideoOptions):
     video.check()
     if video.encoder == "vggface":
         return face.VGGFaceEncoder(video.vggface_weights, video.layer_name)
-    return face.KerasModelEncoder(video.encoder_model, video.layer, video.layer_pool,
+    if video.pretrained:
+        from tfrecords_tools import image_encoders
+
+        return image_encoders.load_encoder(video.encoder, video.encoder_model, video.layer,
+                                           video.pool_name, video.image_size, video.image_mean,
+                                           video.image_std, video.channel_order)
+    return face.KerasModelEncoder(video.encoder_model, video.layer, video.pool_name,
                                   INPUT_RANGES[video.input_range])
 
 

@@ -34,8 +34,9 @@ from emobed_tf.configs import EGEMAPS_DIM
 from tfrecords_tools.audio_features import AUDIO_MODES, EGEMAPS_LLD_DIM
 
 VIDEO_POOLS = ("mean", "frames", "functionals")
-ENCODERS = ("vggface", "keras")
-LAYER_POOLS = ("flatten", "avg")
+ENCODERS = ("vggface", "keras", "keras-hub", "onnx")
+LAYER_POOLS = ("flatten", "avg", "cls")
+CHANNEL_ORDERS = ("rgb", "bgr")
 INPUT_RANGES = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
 CORPORA = ("omg", "avec2016", "manifest", "ravdess", "images", "openface", "table")
 # the flag behind each fingerprint entry, for messages
@@ -45,7 +46,12 @@ FLAGS = {"audio_mode": "--audio-mode", "window": "--window", "hop": "--hop",
          "encoder_model_sha256": "--encoder-model (file content)", "layer": "--layer",
          "layer_pool": "--layer-pool", "input_range": "--input-range", "detect": "--no-detect",
          "fps": "--fps", "max_frames": "--max-frames", "video_pool": "--video-pool",
-         "video_window": "--video-window"}
+         "video_window": "--video-window",
+         "encoder_config_sha256": "--encoder-model (config files)",
+         "image_size": "--image-size", "image_scale": "--image-mean/--image-std (scale)",
+         "image_offset": "--image-mean/--image-std (offset)",
+         "channel_order": "--channel-order", "onnxruntime": "the onnxruntime version",
+         "keras-hub": "the keras-hub version"}
 
 
 class OptionsError(ValueError):
@@ -265,10 +271,23 @@ class VideoOptions:
 
     Args:
         encoder: ``vggface`` (``vggface_weights``, the keras-vggface VGG16
-            ``.h5``) or ``keras`` (``encoder_model`` cut at ``layer``).
-        layer: descriptor layer (default ``fc7_relu`` for VGG-Face).
-        layer_pool: keras encoder: ``flatten`` or ``avg`` (spatial average).
+            ``.h5``), ``keras`` (``encoder_model`` cut at ``layer``),
+            ``keras-hub`` (``encoder_model``: a local keras-hub image preset
+            folder) or ``onnx`` (``encoder_model``: a local ``.onnx`` file);
+            see ``image_encoders``.
+        layer: descriptor layer (default ``fc7_relu`` for VGG-Face; keras-hub:
+            optional layer name, default the backbone's output; onnx: output
+            or tensor name, default the model's first output).
+        layer_pool: ``flatten``, ``avg`` (spatial average, or mean over patch
+            tokens) or ``cls`` (class token / pooled embedding: keras-hub,
+            onnx). None: ``flatten`` for vggface/keras, the model's natural
+            pooling for keras-hub/onnx (``image_encoders.default_pool``).
         input_range: keras encoder: ``unit`` [0, 1] or ``symmetric`` [-1, 1].
+        image_size, image_mean, image_std, channel_order: keras-hub/onnx
+            preprocessing overrides (input (H, W); mean and std on [0, 1]
+            pixels, 1 or 3 values; ``rgb``/``bgr``); unset: the preset's
+            image converter (keras-hub), the model's input size and [0, 1]
+            RGB pixels.
         detect: run MTCNN detection and alignment (False: pre-cropped faces).
         fps: frames sampled per second; ``max_frames``: at most that many.
         pool: ``mean`` per clip, per ``frames``, or ``functionals`` (mean and
@@ -285,7 +304,7 @@ class VideoOptions:
     vggface_weights: str | None = None
     encoder_model: str | None = None
     layer: str | None = None
-    layer_pool: str = "flatten"
+    layer_pool: str | None = None
     input_range: str = "unit"
     detect: bool = True
     fps: float = 5.0
@@ -293,29 +312,100 @@ class VideoOptions:
     pool: str = "mean"
     hop: float = 0.04
     window: float = 8.0
+    image_size: tuple | None = None
+    image_mean: tuple = ()
+    image_std: tuple = ()
+    channel_order: str | None = None
 
     def __post_init__(self):
+        from tfrecords_tools.image_encoders import parse_floats, parse_size
+
         for value, allowed, flag in ((self.encoder, ENCODERS, "--encoder"),
-                                     (self.layer_pool, LAYER_POOLS, "--layer-pool"),
+                                     (self.layer_pool or "flatten", LAYER_POOLS, "--layer-pool"),
                                      (self.input_range, tuple(INPUT_RANGES), "--input-range"),
-                                     (self.pool, VIDEO_POOLS, "--video-pool")):
+                                     (self.pool, VIDEO_POOLS, "--video-pool"),
+                                     (self.channel_order or "rgb", CHANNEL_ORDERS,
+                                      "--channel-order")):
             if value not in allowed:
                 raise OptionsError(f"{flag} {value}: choose among {', '.join(allowed)}")
+        object.__setattr__(self, "image_size", parse_size(self.image_size))
+        object.__setattr__(self, "image_mean", parse_floats(self.image_mean, "--image-mean"))
+        object.__setattr__(self, "image_std", parse_floats(self.image_std, "--image-std"))
+        if self.encoder in ("vggface", "keras") and (
+                self.image_size or self.image_mean or self.image_std or self.channel_order):
+            raise OptionsError("--image-size/--image-mean/--image-std/--channel-order apply to "
+                               "--encoder keras-hub or onnx (vggface and keras read their "
+                               "input from the model)")
         _positive(self.fps, "--fps")
         _positive(self.hop, "--hop")
         _positive(self.window, "--video-window")
         _positive(self.max_frames, "--max-frames", allow_none=True)
 
     @property
+    def pretrained(self) -> bool:
+        """True for the keras-hub and onnx image encoders."""
+        return self.encoder in ("keras-hub", "onnx")
+
+    @property
     def layer_name(self) -> str:
+        if self.encoder == "onnx" and not self.layer and self.encoder_model:
+            from tfrecords_tools.image_encoders import onnx_info
+
+            return onnx_info(self.encoder_model)["output"]
         return self.layer or ("fc7_relu" if self.encoder == "vggface" else "")
+
+    @property
+    def pool_name(self) -> str:
+        """``layer_pool``, or the encoder's default when unset."""
+        if self.layer_pool:
+            return self.layer_pool
+        if self.pretrained:
+            from tfrecords_tools.image_encoders import default_pool
+
+            return default_pool(self.encoder, self.encoder_model, self.layer)
+        return "flatten"
+
+    def prep(self):
+        """keras-hub/onnx: the resolved ``image_encoders.Prep`` (size, scale, offset ...)."""
+        from tfrecords_tools.image_encoders import resolve_prep
+
+        return resolve_prep(self.encoder, self.encoder_model, self.image_size,
+                            self.image_mean, self.image_std, self.channel_order, self.layer)
+
+    @property
+    def dim(self):
+        """Features per face, without running the model where the files tell (None: unknown
+        until the first face is encoded)."""
+        if self.pretrained:
+            from tfrecords_tools.image_encoders import model_dim
+
+            self.check()
+            return model_dim(self.encoder, self.encoder_model, self.layer, self.pool_name)
+        if self.encoder == "vggface" and self.layer_name in ("fc6", "fc6_relu", "fc7",
+                                                             "fc7_relu"):
+            return 4096
+        return None
 
     def check(self) -> None:
         """Raises ``face.WeightsError`` when the encoder settings cannot work."""
         from tfrecords_tools.face import WeightsError
 
+        if self.pretrained:
+            from tfrecords_tools.image_encoders import check_model_path
+
+            check_model_path(self.encoder, self.encoder_model)
+            if self.input_range != "unit":
+                raise WeightsError(f"--input-range applies to --encoder keras; --encoder "
+                                   f"{self.encoder} takes --image-mean/--image-std")
+            if self.encoder == "keras-hub" and self.layer_pool == "flatten":
+                raise WeightsError("--layer-pool flatten: keras-hub image backbones pool by cls "
+                                   "(class token or pooled embedding) or avg (patch tokens)")
+            return
+        if self.layer_pool == "cls":
+            raise WeightsError(f"--layer-pool cls applies to --encoder keras-hub or onnx, not "
+                               f"{self.encoder}")
         if self.encoder == "vggface":
-            if self.layer_pool != "flatten":
+            if self.pool_name != "flatten":
                 raise WeightsError("--layer-pool avg needs --encoder keras (VGG-Face's "
                                    "descriptor layers are vectors)")
             if not self.vggface_weights:
@@ -339,6 +429,8 @@ class VideoOptions:
         from tfrecords_tools.face import WeightsError
 
         self.check()
+        if self.pretrained:
+            return self._pretrained_fingerprint()
         path = self.weights_file()
         try:
             digest = file_sha256(path)
@@ -351,12 +443,31 @@ class VideoOptions:
                     else "encoder_model_sha256")
         fp = {"encoder": self.encoder, file_key: digest, "layer": self.layer_name}
         if self.encoder == "keras":
-            fp.update(layer_pool=self.layer_pool, input_range=self.input_range)
+            fp.update(layer_pool=self.pool_name, input_range=self.input_range)
+        return self._sampling(fp)
+
+    def _sampling(self, fp: dict) -> dict:
         fp.update(detect=bool(self.detect), fps=float(self.fps), max_frames=self.max_frames,
                   video_pool=self.pool)
         if self.pool == "functionals":
             fp.update(hop=float(self.hop), video_window=float(self.window))
         return fp
+
+    def _pretrained_fingerprint(self) -> dict:
+        """keras-hub/onnx: the weights' and config files' SHA-256, the layer, pooling and the
+        resolved preprocessing."""
+        from tfrecords_tools import image_encoders as ie
+        from tfrecords_tools import speech_encoders as se
+
+        kind, path = self.encoder, self.encoder_model
+        fp = {"encoder": kind, "encoder_model_sha256": se.files_sha256(ie.weight_files(kind,
+                                                                                   path))}
+        if kind == "keras-hub":
+            fp["encoder_config_sha256"] = se.files_sha256(ie.config_files(kind, path))
+        fp.update(layer=self.layer_name, layer_pool=self.pool_name, **self.prep().fingerprint())
+        package = {"keras-hub": "keras-hub", "onnx": "onnxruntime"}[kind]
+        fp[package] = _version(package)
+        return self._sampling(fp)
 
     def feature_set(self) -> str:
         """The manifest's description of the descriptors.
@@ -367,7 +478,13 @@ class VideoOptions:
         """
         if self.encoder == "keras":
             enc = (f"keras {os.path.basename(self.encoder_model or '')}:{self.layer} "
-                   f"({self.layer_pool}, {self.input_range} input)")
+                   f"({self.pool_name}, {self.input_range} input)")
+        elif self.pretrained:
+            name = os.path.basename(os.path.normpath(self.encoder_model or ""))
+            layer = f":{self.layer_name}" if self.layer_name else ""
+            prep = self.prep()
+            enc = (f"{self.encoder} {name}{layer} ({self.pool_name}, "
+                   f"{prep.size[0]}x{prep.size[1]} {prep.channel_order})")
         else:
             enc = f"vggface {self.layer_name}"
         return f"{enc} {self.pool}"
