@@ -39,6 +39,8 @@ def fit_multiworker(model, strategy, train_ds, epochs: int, start: int, ckpt, de
     same number of steps (collectives need it). ``dev_score()`` returns the
     dev score of the target modality alone (the one scorer of
     :mod:`emobed_tf.experiment`); ``ckpt`` is the run's checkpoint callback.
+    A model with an auxiliary warm-up (``aux_warmup_epochs``) runs its first
+    epochs in that phase, with a step traced for each phase.
     """
     import tensorflow as tf
 
@@ -53,13 +55,22 @@ def fit_multiworker(model, strategy, train_ds, epochs: int, start: int, ckpt, de
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dist = strategy.experimental_distribute_dataset(train_ds.take(per_epoch).with_options(opts))
 
-    @tf.function
-    def step(batch):
-        strategy.run(model.train_step, args=(batch,))
+    def make_step():
+        @tf.function
+        def step(batch):
+            strategy.run(model.train_step, args=(batch,))
+        return step
 
+    steps = {}  # per phase: the warm-up is a Python setting the traced step reads
     target = model.target
     ckpt.set_model(model)
     for epoch in range(start, epochs):
+        if getattr(model, "aux_warmup_epochs", 0):
+            model.set_aux_warmup(epoch < model.aux_warmup_epochs)
+        phase = getattr(model, "in_aux_warmup", False)
+        if phase not in steps:
+            steps[phase] = make_step()
+        step = steps[phase]
         ckpt.on_epoch_begin(epoch)
         for m in model.metrics:
             m.reset_state()

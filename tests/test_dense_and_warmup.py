@@ -300,3 +300,63 @@ def test_dense_and_warmup_steps_agree_across_backends(backend, tmp_path):
             for path, w in new.items():
                 if path.startswith("audio_encoder"):
                     np.testing.assert_array_equal(other[f"new/{path}"], w)
+
+
+def test_the_multiworker_loop_has_the_warmup_too(tmp_path):
+    """``fit_multiworker`` (here under a one-device MirroredStrategy): the warm-up epochs
+    leave the target encoder as it was, and are never the best epoch."""
+    import tensorflow as tf
+
+    from emobed_tf.distribute import fit_multiworker
+
+    data = tmp_path / "d"
+    write_classification(data, n=(12, 6, 6), lengths=(1, 1))
+    cfg = C.default_config("custom", str(tmp_path / "run"), data_dir=str(data), epochs=3,
+                           patience=3, seed=1, verbose=0)
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, encoder_units=8, shared_units=8),
+        loss=dataclasses.replace(cfg.loss, aux_warmup_epochs=1),
+        data=dataclasses.replace(cfg.data, batch_size=4))
+    sources = E.resolve_sources(cfg)
+    train_ds, _ = E.make_datasets(cfg, sources)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = E.build_model(cfg, sources)
+    w0 = [v.numpy().copy() for v in model.audio_encoder.weights]
+    seen = {}
+
+    def dev_score(m):
+        seen[len(seen) + 1] = [v.numpy().copy() for v in m.audio_encoder.weights]
+        return 1.0 - 0.1 * len(seen)  # the warm-up epoch would be the best by score
+
+    run = RunDir(cfg.out)
+    ckpt = make_run_checkpoint(run, "val_f1_macro", cfg.patience)
+    fit_multiworker(model, strategy, train_ds, cfg.epochs, 0, ckpt, dev_score, verbose=0)
+    assert model.encoder_type == "dense"
+    assert _same(seen[1], w0) and not _same(seen[2], w0)
+    assert ckpt.state["best_epoch"] == 2
+
+
+def test_a_dense_run_exports_and_serves_the_same_numbers(tmp_path):
+    import tensorflow as tf
+
+    from emobed_tf import export as X
+    from tests.test_export import _reference
+
+    data, run = tmp_path / "pooled", tmp_path / "run"
+    write_classification(data, dims={"audio": 6}, n=(12, 6, 6), lengths=(1, 1))
+    train_cli(["--dataset", "custom", "--data-dir", str(data), "--out", str(run), "--mode",
+               "classic", "--epochs", "1", "--batch-size", "8", "--encoder-units", "8",
+               "--shared-units", "8", "--verbose", "0"])
+    path = X.export_monomodal(str(run), "audio", str(tmp_path / "sm"))
+    served = tf.saved_model.load(path)
+    # one frame per item (the data's form), and padded sequences (the mean of valid frames)
+    x = np.random.default_rng(0).normal(size=(3, 4, 6)).astype(np.float32)
+    for frames, lengths in ((1, [1, 1, 1]), (4, [4, 2, 1])):
+        xs, ls = x[:, :frames], np.asarray(lengths, np.int32)
+        ref, _ = _reference(str(run), "audio", xs, ls)
+        got = served.signatures["serving_default"](features=tf.constant(xs),
+                                                   lengths=tf.constant(ls))
+        np.testing.assert_allclose(got["probabilities"].numpy(), ref["prediction"], atol=1e-5)
+        emb = served.signatures["embedding"](features=tf.constant(xs), lengths=tf.constant(ls))
+        np.testing.assert_allclose(emb["embedding"].numpy(), ref["embedding"], atol=1e-5)
