@@ -288,3 +288,95 @@ def fail(message) -> int:
     """Prints one ``error: ...`` line to stderr; returns the exit code 2."""
     print(f"error: {message}", file=sys.stderr)
     return 2
+
+
+INTERRUPTED = 130  # the exit code after Ctrl-C (128 + SIGINT), as shells report it
+
+
+def run_interruptible(work, progress) -> int:
+    """Runs a CLI's ``work()`` (returns its exit code); Ctrl-C ends it with one line.
+
+    A ``KeyboardInterrupt`` (Ctrl-C, SIGINT) prints ``interrupted: <progress()>``
+    to stderr instead of a traceback and returns :data:`INTERRUPTED` (130).
+    ``progress()`` says what finished and how to resume; it is called after
+    the interruption, so it reads what was kept on disk. A second Ctrl-C
+    while it runs is ignored.
+
+    >>> def work():
+    ...     raise KeyboardInterrupt
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+    ...     code = run_interruptible(work, lambda: "2 of 3 runs finished (out/runs)")
+    >>> code, err.getvalue()
+    (130, 'interrupted: 2 of 3 runs finished (out/runs)\\n')
+    """
+    try:
+        return work()
+    except KeyboardInterrupt:
+        pass
+    import signal
+
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        try:
+            text = progress()
+        except Exception as err:  # noqa: BLE001 - the line is printed whatever happens
+            text = f"rerun the same command to resume (progress unknown: {err})"
+        print(f"interrupted: {text}", file=sys.stderr, flush=True)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+    return INTERRUPTED
+
+
+def run_main(args, work, progress) -> int:
+    """The body of a training CLI's ``main`` after parsing ``args``.
+
+    Applies ``--backend`` (before anything imports Keras: the CLI modules
+    import it lazily), quiets the frameworks, then runs ``work()`` under
+    :func:`run_interruptible`: an error of :data:`ERRORS` is one ``error:``
+    line and exit code 2, Ctrl-C one ``interrupted:`` line and exit code 130.
+    """
+    try:
+        select_backend(args)
+    except C.ConfigError as err:
+        return fail(err)
+    quiet_frameworks()
+
+    def guarded():
+        try:
+            return work()
+        except ERRORS as err:
+            return fail(err)
+
+    return run_interruptible(guarded, progress)
+
+
+def run_state(out: str) -> str:
+    """Where the training run in ``out`` stands, for the line printed after Ctrl-C.
+
+    (A run replaced with ``--overwrite`` trains in ``OUT.overwriting``; its state counts.)
+    """
+    from emobed_tf.rundir import RunDir
+
+    rd = RunDir(out)
+    stage = rd.staging()
+    for where in (stage, rd) if os.path.isdir(stage.path) else (rd,):
+        if where.finished:
+            return f"the run in {where.path} has finished"
+        state = where.resume_state()
+        if state is not None and state.get("epoch"):
+            return (f"epoch {state['epoch']} is the last finished one (checkpoint in "
+                    f"{where.path}); rerun the same command to resume after it")
+    return (f"no epoch had finished in {out}, so nothing is kept; rerun the same command to "
+            "start again")
+
+
+def finished_runs(paths) -> int:
+    """How many of the run folders ``paths`` hold a finished run."""
+    from emobed_tf.rundir import RunDir
+
+    return sum(RunDir(p).finished for p in paths)

@@ -7,7 +7,8 @@ finished run is reused, an interrupted one resumes), then
 ``OUT/comparison.md`` and ``OUT/comparison.json`` hold the dev/test scores
 of the target modality and one-tailed significance against ``classic``
 (two-proportion z-test on accuracy for classification, Fisher r-to-z on
-CCC for regression; ``*`` marks p < .05).
+CCC for regression; ``*`` marks p < .05). Ctrl-C stops with one line
+saying how many systems finished (exit code 130); rerunning resumes.
 """
 
 from __future__ import annotations
@@ -107,20 +108,25 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cli.quiet_frameworks()
     modes = [m for m in args.modes.split(",") if m]
     bad = [m for m in modes if m not in C.MODES]
     if bad:
         return cli.fail(f"unknown modes {bad}; choose among {C.MODES}")
-    try:
+
+    def work():
         results = run_modes(args, modes)
-    except cli.ERRORS as err:
-        return cli.fail(err)
-    table = comparison(results)
-    md = format_markdown(table)
-    write_json_and_markdown(args.out, "comparison", table, md)
-    print(md)
-    return 0
+        table = comparison(results)
+        md = format_markdown(table)
+        write_json_and_markdown(args.out, "comparison", table, md)
+        print(md)
+        return 0
+
+    def progress():
+        done = cli.finished_runs(os.path.join(args.out, m) for m in modes)
+        return (f"{done} of {len(modes)} systems finished ({args.out}); rerun the same command "
+                "to resume")
+
+    return cli.run_main(args, work, progress)
 
 
 if __name__ == "__main__":

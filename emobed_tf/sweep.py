@@ -6,7 +6,8 @@ Trains one run per value into ``OUT/<param>=<value>/`` (``joint`` systems
 for alpha and ``triplet`` systems for beta, as in the paper, unless
 ``--mode``); finished runs are reused and interrupted ones resume. Writes
 ``sweep.json``, ``sweep.md`` and ``sweep.png`` (dev and test score against
-the weight, best dev value marked).
+the weight, best dev value marked). Ctrl-C stops with one line saying how
+many values finished (exit code 130); rerunning resumes.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from emobed_tf import cli  # first: keeps framework start-up logs quiet
 from emobed_tf import configs as C
 from emobed_tf import experiment as E
 from emobed_tf import figures
-from emobed_tf.metrics import HEADLINE
 from emobed_tf.io import markdown_table, write_json_and_markdown
 
 
 def score_keys(result: dict) -> list:
+    from emobed_tf.metrics import HEADLINE  # here: it imports Keras (--backend comes first)
+
     if result["task"] == "classification":
         return [HEADLINE["classification"]]
     return [k for k in result["headline"]]
@@ -80,11 +82,26 @@ def main(argv=None) -> int:
                    help="default: joint for alpha, triplet for beta")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    cli.quiet_frameworks()
     try:
         values = [float(v) for v in args.values.split(",") if v]
+    except ValueError as err:
+        return cli.fail(f"--values {args.values}: {err}")
+
+    def work():
+        return _sweep(args, values)
+
+    def progress():
+        done = cli.finished_runs(os.path.join(args.out, f"{args.param}={v:g}") for v in values)
+        return (f"{done} of {len(values)} {args.param} values finished ({args.out}); rerun the "
+                "same command to resume")
+
+    return cli.run_main(args, work, progress)
+
+
+def _sweep(args, values) -> int:
+    try:
         rows = run_sweep(args, values)
-    except (ValueError, *cli.ERRORS) as err:
+    except ValueError as err:
         return cli.fail(err)
     keys = rows[0]["_keys"]
     os.makedirs(args.out, exist_ok=True)

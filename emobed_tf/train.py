@@ -9,7 +9,8 @@ Rerunning the same command after an interruption resumes from the last
 finished epoch; a finished run is left untouched unless ``--overwrite``,
 which replaces it only once the new run has finished. A run whose loss
 becomes NaN or infinite stops with an error (exit code 2) and is never
-marked finished.
+marked finished. Ctrl-C stops with one line naming the last finished epoch
+(exit code 130); a rerun of the same command resumes after it.
 """
 
 from __future__ import annotations
@@ -36,18 +37,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        cli.select_backend(args)
-    except C.ConfigError as err:
-        return cli.fail(err)
-    cli.quiet_frameworks()
-    try:
+
+    def work():
         cfg = cli.config_from_args(args, args.out, args.mode)
         result = E.run(cfg, overwrite=args.overwrite)
-    except cli.ERRORS as err:
-        return cli.fail(err)
-    print(E.format_summary(result))
-    return 0
+        print(E.format_summary(result))
+        return 0
+
+    return cli.run_main(args, work, lambda: cli.run_state(args.out))
 
 
 if __name__ == "__main__":

@@ -78,7 +78,10 @@ encoder is not needed. images and openface give video items, table the
 
 Outputs are never inputs: an ``--out`` inside a folder the reader searches
 recursively (``--openface-dir``, ``--ravdess-dir``, ``--avec-dir``, an
-``--images-dir`` of class folders) is refused, naming both paths.
+``--images-dir`` of class folders) is refused, naming both paths, and so is
+an input file or folder (any input flag, an encoder's weight file) inside
+``--out`` (moving the finished data set into place would delete it),
+before anything is written.
 
 Splits: as the corpus says (OMG, manifest, a split column), else all
 ``train``; ``--test-speakers 01,02 --dev-speakers 03`` assigns them by
@@ -88,7 +91,8 @@ time, so a single ``train`` split is all cross-validation needs.
 Each finished item's features are cached under ``OUT/.work/`` as soon as
 they are computed, so an interrupted run resumes where it stopped and
 produces the same records as an uninterrupted one (items are written in
-input order once all are done). Inputs that cannot be used (no audio
+input order once all are done); Ctrl-C ends with one line counting the
+cached items (exit code 130). Inputs that cannot be used (no audio
 stream, no face, corrupt file, a name that does not parse, a missing image,
 a label dropped by the label map ...) are listed with the reason in
 ``OUT/failures.csv`` and counted in the summary and the manifest; nothing is
@@ -375,9 +379,9 @@ def extract(source: CorpusOptions, out: str, audio: AudioOptions | None = None,
     aside and replaces the old one only once complete.
     """
     source.check()
-    check_out_outside_inputs(source, out)
     audio = audio or AudioOptions()
     video = video or VideoOptions()
+    check_out_outside_inputs(source, out, audio, video)
     if engine not in ("local", "beam"):
         raise OptionsError(f"--engine {engine}: choose local or beam")
     if compression not in ("", "GZIP"):
@@ -399,21 +403,54 @@ def extract(source: CorpusOptions, out: str, audio: AudioOptions | None = None,
         lock.release()
 
 
-def check_out_outside_inputs(source: CorpusOptions, out: str) -> None:
-    """Refuses an ``out`` inside an input folder the corpus reader searches recursively.
+# the flags of CorpusOptions, AudioOptions and VideoOptions that name input files or folders
+INPUT_FIELDS = ("csv_dir", "clips_dir", "csv", "ravdess_dir", "images_dir", "labels_csv",
+                "openface_dir", "table", "avec_dir", "label_map")
+MODEL_FIELDS = {"audio": ("model",), "video": ("vggface_weights", "encoder_model")}
 
-    The extraction's own outputs (``failures.csv``, ``OUT/.work/``, shards)
-    would be read as inputs by the next run (an OpenFace reader takes
-    ``failures.csv`` for a clip). Links are resolved first.
+
+def input_paths(source: CorpusOptions, audio=None, video=None) -> list:
+    """``[(flag, path)]``: the existing input files and folders the options name."""
+    out = [(f"--{f.replace('_', '-')}", getattr(source, f, None)) for f in INPUT_FIELDS]
+    for opts, fields in ((audio, MODEL_FIELDS["audio"]), (video, MODEL_FIELDS["video"])):
+        for f in fields:
+            flag = f"--{f.replace('_', '-')}" if opts is video else f"--audio-{f}"
+            out.append((flag, getattr(opts, f, None) if opts is not None else None))
+    return [(flag, p) for flag, p in out if p and os.path.exists(p)]
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (links resolved)."""
+    a, b = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([a, b]) == b
+
+
+def check_out_outside_inputs(source: CorpusOptions, out: str, audio=None, video=None) -> None:
+    """Refuses an ``out`` that overlaps an input, in either direction, before anything is
+    written (links are resolved first).
+
+    * ``out`` inside an input folder the corpus reader searches recursively:
+      the extraction's own outputs (``failures.csv``, ``OUT/.work/``,
+      shards) would be read as inputs by the next run (an OpenFace reader
+      takes ``failures.csv`` for a clip).
+    * an input file or folder (any of the corpus' paths, an encoder's
+      weights) inside ``out``, or ``out`` itself: ``OUT/audio``,
+      ``OUT/video`` and ``OUT/failures.csv`` are replaced when the finished
+      data set is moved into place and ``OUT/.work`` is cleared by
+      ``--overwrite``, which would delete the input.
     """
-    where = os.path.realpath(out)
     for flag, folder in source.scanned_folders():
-        top = os.path.realpath(folder)
-        if os.path.commonpath([where, top]) == top:
+        if _inside(out, folder):
             raise CorpusError(f"--out {out} lies inside {flag} {folder}, which is searched "
                               "recursively for inputs: the extraction's own outputs "
                               "(failures.csv, .work/, shards) would be read as inputs; choose an "
                               "--out outside it")
+    for flag, path in input_paths(source, audio, video):
+        if _inside(path, out):
+            raise CorpusError(f"{flag} {path} lies inside --out {out}, whose contents the "
+                              "extraction replaces (audio/, video/, failures.csv when the "
+                              "finished data set is moved into place; .work/ with --overwrite): "
+                              "the input could be deleted; choose an --out that holds no input")
 
 
 def _extract_locked(source, out, audio, video, workers, engine, beam_args, compression,
@@ -680,7 +717,8 @@ def options_from_args(args) -> tuple:
 
 
 def main(argv=None) -> int:
-    """The command line: prints the summary line, or one ``error: ...`` line and returns 2."""
+    """The command line: prints the summary line, or one ``error: ...`` line and returns 2;
+    after Ctrl-C one ``interrupted: ...`` line (the items kept in the work cache), 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
     from emobed_tf.schema import DataError
     from tfrecords_tools.face import WeightsError
@@ -699,6 +737,23 @@ def main(argv=None) -> int:
     from emobed_tf import cli
 
     cli.quiet_frameworks()
+    return cli.run_interruptible(lambda: _run(args), lambda: interrupted_note(args.out))
+
+
+def interrupted_note(out: str) -> str:
+    """The line after Ctrl-C: how many items' features the work cache keeps."""
+    cache = WorkCache(out)
+    n = sum(name.endswith(".npy") for mod in ("audio", "video")
+            for name in (os.listdir(os.path.join(cache.root, mod))
+                         if os.path.isdir(os.path.join(cache.root, mod)) else ()))
+    return (f"{n} extracted items are kept in the work cache {cache.root}; rerun the same "
+            "command to resume")
+
+
+def _run(args) -> int:
+    from emobed_tf.schema import DataError
+    from tfrecords_tools.face import WeightsError
+
     try:
         source, audio, video = options_from_args(args)
         summary = extract(source, args.out, audio, video, workers=args.workers,

@@ -14,6 +14,10 @@ search space and the fixed training settings). A rerun with another search
 into the same folder is refused (exit code 2, the differing fields named)
 before anything is trained, as are a truncated ``search.json``,
 ``oracle.json`` or ``trial.json`` and a ``--out`` that is a file.
+The data are checked before the tuner starts: a missing data set, modality
+or split a trial reads (the target's ``dev`` split, the objective) is one
+``error:`` line (exit code 2). Ctrl-C stops with one line saying how many
+trials finished (exit code 130); they are kept and a rerun continues.
 ``--precision`` applies to every trial; ``--strategy mirrored`` trains each
 trial on the devices of the machine (``multiworker`` is refused: use the
 chief/worker mode below to spread trials over machines).
@@ -40,11 +44,9 @@ import sys
 
 from emobed_tf import cli, figures, io
 from emobed_tf import configs as C
+from emobed_tf import data as D
 from emobed_tf import experiment as E
-from emobed_tf.metrics import DEV_SCORE, dev_monitor
 from emobed_tf.schema import DataError
-
-DEV_MONITORS = {dev_monitor(task) for task in DEV_SCORE}  # the objectives a trial may log
 
 TUNERS = ("random", "bayesian", "hyperband")
 RECORD = "search.json"
@@ -56,6 +58,14 @@ NOT_RECORDED = ("out", "verbose", "strategy", "dataset", "data_dir", "audio_dir"
                 "data.cache_limit_mb", "data.eval_batch_size")
 OVERWRITE_HINT = ("pass --overwrite to start the search afresh (its trials are deleted) or "
                   "choose another --out")
+
+
+def dev_monitors() -> set:
+    """The objectives a trial may log (imported here: emobed_tf.metrics imports Keras, which
+    must wait for ``--backend``)."""
+    from emobed_tf.metrics import DEV_SCORE, dev_monitor
+
+    return {dev_monitor(task) for task in DEV_SCORE}
 
 
 class SearchError(RuntimeError):
@@ -247,7 +257,7 @@ def completed_trials(directory: str) -> list:
             metric = None
             obj = t.get("metrics", {}).get("metrics", {})
             for k, v in obj.items():
-                if k in DEV_MONITORS:
+                if k in dev_monitors():
                     hist = v.get("observations", [])
                     if hist:
                         metric = max(o["value"][0] for o in hist)
@@ -377,11 +387,15 @@ def _strategy(name: str):
     return None
 
 
+def check_splits(base: C.TrainConfig, sources: dict) -> None:
+    """Every split a trial reads is there (DataError naming the manifest, as ``train`` says):
+    the training split of each modality and the target's dev split (the objective)."""
+    for mod, src in sources.items():
+        D.shard_paths(src, mod, "train")
+    D.shard_paths(sources[base.target], base.target, "dev")
+
+
 def search(args) -> dict | None:
-    import keras
-
-    from tuning.hypermodel import EmoBedHyperModel
-
     directory = args.out
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise SearchError(f"{directory}: is a file; --out must be a search folder (a new one, "
@@ -389,6 +403,12 @@ def search(args) -> dict | None:
     base = cli.config_from_args(args, os.path.join(directory, "_unused"), args.mode)
     check_strategy(base.strategy)
     sources = E.resolve_sources(base)
+    check_splits(base, sources)  # before the tuner: a trial would fail on it
+
+    import keras  # after --backend (cli.run_main) and the data checks
+
+    from tuning.hypermodel import EmoBedHyperModel
+
     hm = EmoBedHyperModel(base, sources)
     record = search_record(base, sources, hm, args.tuner, args.max_trials)
     chief = os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief"
@@ -427,15 +447,24 @@ def search(args) -> dict | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cli.quiet_frameworks()
-    try:
-        best = search(args)
-    except (SearchError, DataError, *cli.ERRORS) as err:
-        return cli.fail(err)
-    if best is not None:
-        with open(os.path.join(args.out, "summary.md"), encoding="utf-8") as fh:
-            print(fh.read())
-    return 0
+
+    def work():
+        try:
+            best = search(args)
+        except (SearchError, DataError) as err:
+            return cli.fail(err)
+        if best is not None:
+            with open(os.path.join(args.out, "summary.md"), encoding="utf-8") as fh:
+                print(fh.read())
+        return 0
+
+    def progress():
+        done = [t for t in completed_trials(args.out) if t["status"] == "COMPLETED"] \
+            if os.path.isdir(args.out) else []
+        kept = "1 finished trial is" if len(done) == 1 else f"{len(done)} finished trials are"
+        return f"{kept} kept in {args.out}; rerun the same command to continue the search"
+
+    return cli.run_main(args, work, progress)
 
 
 if __name__ == "__main__":
