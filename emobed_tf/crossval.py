@@ -264,10 +264,12 @@ def parse_system(name: str) -> tuple:
 def system_config(base: C.TrainConfig, system: str) -> C.TrainConfig:
     """``base`` trained as ``system`` (see :func:`parse_system`)."""
     mode, loss = parse_system(system)
-    cfg = dataclasses.replace(base, mode=mode)
+    lc = base.loss
     if loss:
-        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, crossmodal_loss=loss))
-    return cfg
+        lc = dataclasses.replace(lc, crossmodal_loss=loss)
+    if mode == "classic":  # never reads the auxiliary: a warm-up on it does not apply
+        lc = dataclasses.replace(lc, aux_warmup_epochs=0)
+    return dataclasses.replace(base, mode=mode, loss=lc)
 
 
 def fold_config(base: C.TrainConfig, system: str, fold: Fold, seed: int,
@@ -377,9 +379,11 @@ def main(argv=None) -> int:
                 raise C.ConfigError(f"--seeds {args.seeds}: " + (
                     f"seed {repeated[0]} is given twice (the paired tests need one run per "
                     "fold and seed)" if repeated else "give at least one seed"))
-            base = cli.config_from_args(args, args.out, parse_system(modes[0])[0])
+            base = cli.config_from_args(  # as a system that reads the auxiliary when one does
+                args, args.out, parse_system(next((m for m in modes if not m.startswith(
+                    "classic")), modes[0]))[0])
             base = dataclasses.replace(base, verbose=args.verbose or 0)  # one line per run
-            src = E.resolve_sources(dataclasses.replace(base, mode="classic"))[base.target]
+            src = E.resolve_sources(system_config(base, "classic"))[base.target]
             stats = D.cached_speaker_statistics(src, base.target)
             E.require_speaker_ids(src, base.target, stats)
             speakers = sorted(stats)

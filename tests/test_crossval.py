@@ -244,3 +244,13 @@ def test_dev_corpus_variant_study_pairs_runs_with_the_main_classic(tmp_path):
            f"{100 * np.mean(diffs):+.2f} pt vs main | 4/2 |" in md
     assert ("| faces | emobed, per-speaker normalisation | 0.4700 | +1.00 pt vs its classic "
             "| 6/0 |") in md
+
+
+def test_a_warm_up_applies_to_the_systems_that_read_the_auxiliary():
+    base = C.default_config("custom", "unused", "audio", "emobed", data_dir="d")
+    base = dataclasses.replace(base, loss=dataclasses.replace(base.loss, aux_warmup_epochs=3))
+    classic = CV.system_config(base, "classic")
+    assert classic.loss.aux_warmup_epochs == 0 and classic.mode == "classic"
+    assert CV.system_config(base, "joint").loss.aux_warmup_epochs == 3
+    proto = CV.system_config(base, "emobed+prototype")
+    assert (proto.loss.aux_warmup_epochs, proto.loss.crossmodal_loss) == (3, "prototype")
