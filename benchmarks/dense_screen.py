@@ -22,16 +22,16 @@ import sys
 from benchmarks.common import RESULTS, machine
 
 CANDIDATES = {
-    "no dropout": [],
-    "dropout .3": ["--dropout", "0.3"],
-    "dropout .5": ["--dropout", "0.5"],
-    "dropout .5, 64 units": ["--dropout", "0.5", "--encoder-units", "64", "--shared-units", "64"],
-    "dropout .5, 256 units": ["--dropout", "0.5", "--encoder-units", "256",
+    "no dropout": ["--dense-dropout", "0"],
+    "dropout .3": ["--dense-dropout", "0.3"],
+    "dropout .5": ["--dense-dropout", "0.5"],
+    "dropout .5, 64 units": ["--dense-dropout", "0.5", "--encoder-units", "64", "--shared-units", "64"],
+    "dropout .5, 256 units": ["--dense-dropout", "0.5", "--encoder-units", "256",
                               "--shared-units", "256"],
-    "dropout .5, l2 1e-3": ["--dropout", "0.5", "--l2", "1e-3"],
-    "dropout .5, lr 3e-4, patience 20": ["--dropout", "0.5", "--learning-rate", "3e-4",
+    "dropout .5, l2 1e-3": ["--dense-dropout", "0.5", "--l2", "1e-3"],
+    "dropout .5, lr 3e-4, patience 20": ["--dense-dropout", "0.5", "--learning-rate", "3e-4",
                                          "--patience", "20", "--epochs", "100"],
-    "dropout .5, 2+2 layers": ["--dropout", "0.5", "--encoder-layers", "2",
+    "dropout .5, 2+2 layers": ["--dense-dropout", "0.5", "--encoder-layers", "2",
                                "--shared-layers", "2"],
 }
 

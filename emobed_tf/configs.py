@@ -166,7 +166,10 @@ class ModelConfig(_Validated):
     encoder_units: int = setting(120, "units of each encoder GRU layer", check=positive_int)
     shared_layers: int = setting(2, "GRU layers of the shared network f", check=positive_int)
     shared_units: int = setting(120, "units of each shared GRU layer", check=positive_int)
-    dropout: float = setting(0.0, "input dropout of every GRU (or Dense) layer", check=fraction)
+    dropout: float = setting(0.0, "input dropout of every GRU layer", check=fraction)
+    dense_dropout: float = setting(0.5, "input dropout of every Dense layer of --encoder-type "
+                                   "dense (chosen on dev speakers, see "
+                                   "benchmarks/results/dense_screen.md)", check=fraction)
     encoder_type: str = setting("auto", "form of the encoders and the shared network: gru (the "
                                 "paper's), dense (frame-wise Dense layers; the shared network of "
                                 "a classification model takes the mean of the valid frames), or "

@@ -280,7 +280,8 @@ class EmoBed(keras.Model):
         l2: weight λ of the L2 term.
         encoder_layers, encoder_units: size of f_A and f_V.
         shared_layers, shared_units: size of the shared stack of f.
-        dropout: input dropout of every GRU (or Dense) layer.
+        dropout: input dropout of every GRU layer.
+        dense_dropout: input dropout of every Dense layer of the dense form.
         encoder_type: ``gru`` (the paper's) or ``dense`` (for pooled features).
         dense_activation: activation of the Dense layers of the dense form.
         aux_warmup_epochs: epochs trained on the auxiliary modality alone
@@ -307,7 +308,7 @@ class EmoBed(keras.Model):
                  triplet_form="paper", triplet_margin=0.0, triplet_reduction="mean",
                  triplet_frame_stride=10, triplet_thresholds=(0.0,), output_names=None,
                  crossmodal_loss="triplet", temperature=0.1, encoder_type="gru",
-                 dense_activation="relu", aux_warmup_epochs=0, **kwargs):
+                 dense_activation="relu", aux_warmup_epochs=0, dense_dropout=0.5, **kwargs):
         super().__init__(**kwargs)
         input_dims = dict(input_dims or {"audio": 88, "video": 4096})
         if task not in ("classification", "regression"):
@@ -360,17 +361,19 @@ class EmoBed(keras.Model):
         self.temperature = float(temperature)
         self.encoder_type = encoder_type
         self.dense_activation = dense_activation
+        self.dense_dropout = float(dense_dropout)
         self.aux_warmup_epochs = int(aux_warmup_epochs)
         self._aux_warmup = False  # the phase; set per epoch by AuxWarmup
 
+        drop = dense_dropout if encoder_type == "dense" else dropout
         for m in MODALITIES:
             if m in input_dims:
-                enc = make_stack(encoder_type, encoder_units, encoder_layers, True, dropout,
+                enc = make_stack(encoder_type, encoder_units, encoder_layers, True, drop,
                                  dense_activation, name=f"{m}_encoder")
                 enc.build((None, None, input_dims[m]))
                 setattr(self, f"{m}_encoder", enc)
         seq = task == "regression"
-        self.shared = make_stack(encoder_type, shared_units, shared_layers, seq, dropout,
+        self.shared = make_stack(encoder_type, shared_units, shared_layers, seq, drop,
                                  dense_activation, name="shared")
         self.shared.build((None, None, encoder_units))
         self.head = keras.layers.Dense(num_outputs, activation=None if seq else "softmax",
@@ -756,7 +759,8 @@ class EmoBed(keras.Model):
             "target": self.target, "alpha": self.alpha, "beta": self.beta, "l2": self.l2,
             "encoder_layers": self.encoder_layers, "encoder_units": self.encoder_units,
             "shared_layers": self.shared_layers, "shared_units": self.shared_units,
-            "dropout": self.dropout, "regression_loss": self.regression_loss,
+            "dropout": self.dropout, "dense_dropout": self.dense_dropout,
+            "regression_loss": self.regression_loss,
             "triplet_form": self.triplet_form, "triplet_margin": self.triplet_margin,
             "triplet_reduction": self.triplet_reduction,
             "triplet_frame_stride": self.triplet_frame_stride,

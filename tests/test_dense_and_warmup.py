@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _dense(task="classification", **kw):
     args = dict(task=task, num_outputs=3 if task == "classification" else 2,
                 input_dims={"audio": 6, "video": 10}, encoder_type="dense", encoder_layers=2,
-                encoder_units=8, shared_layers=2, shared_units=5, alpha=0.5, beta=0.5)
+                encoder_units=8, shared_layers=2, shared_units=5, alpha=0.5, beta=0.5,
+                dense_dropout=0.3)
     args.update(kw)
     model = EmoBed(**args)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -85,8 +86,8 @@ def test_dense_keras_file_round_trip_gives_identical_outputs(tmp_path):
     before = model({"audio": {"features": x}})["audio"]
     model.save(tmp_path / "m.keras")
     loaded = load_model(str(tmp_path / "m.keras"))
-    assert (loaded.encoder_type, loaded.dense_activation, loaded.aux_warmup_epochs) == \
-        ("dense", "tanh", 2)
+    assert (loaded.encoder_type, loaded.dense_activation, loaded.aux_warmup_epochs,
+            loaded.dense_dropout, loaded.audio_encoder.dropout) == ("dense", "tanh", 2, 0.3, 0.3)
     assert isinstance(loaded.video_encoder, DenseStack)
     after = loaded({"audio": {"features": x}})["audio"]
     for k in ("prediction", "embedding"):
@@ -260,7 +261,8 @@ def test_dense_and_warmup_steps_agree_across_backends(backend, tmp_path):
             model = EmoBed(task, 3 if task == "classification" else 2, {"audio": 5, "video": 8},
                            alpha=0.5, beta=0.7, l2=1e-3, encoder_type="dense",
                            encoder_layers=2, encoder_units=8, shared_layers=1, shared_units=6,
-                           triplet_frame_stride=2, aux_warmup_epochs=1)
+                           triplet_frame_stride=2, aux_warmup_epochs=1,
+                           dense_dropout=0.0)  # dropout masks differ across backends
             model.compile(optimizer=keras.optimizers.Adam(0.01))
             model.compute_terms(batch)
             path = str(tmp_path / f"{name}.keras")

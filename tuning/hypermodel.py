@@ -26,6 +26,8 @@ def model_hyperparameters(hp, base: C.TrainConfig) -> dict:
         "encoder_type": hp.Choice("encoder_type", list(C.ENCODER_TYPES),
                                   default=b.model.encoder_type),
         "encoder_layers": hp.Int("encoder_layers", 1, 3, default=b.model.encoder_layers),
+        "dense_dropout": hp.Float("dense_dropout", 0.0, 0.7, step=0.1,
+                                  default=b.model.dense_dropout),
         # the latent size (the shared space)
         "encoder_units": hp.Int("encoder_units", 32, 256, step=8, default=b.model.encoder_units),
         "shared_layers": hp.Int("shared_layers", 1, 3, default=b.model.shared_layers),
