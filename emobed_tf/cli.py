@@ -31,13 +31,8 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from emobed_tf import configs as C  # noqa: E402
-from emobed_tf.io import LockedError, OutputError  # noqa: E402
-from emobed_tf.rundir import RunError  # noqa: E402
+from emobed_tf.errors import EmobedError  # noqa: E402  (one error: line, exit code 2)
 from emobed_tf.schema import DataError  # noqa: E402
-
-# what a CLI reports as one ``error:`` line with exit code 2 (anything else is a bug: traceback)
-ERRORS = (DataError, RunError, LockedError, OutputError, C.ConfigError)
-
 
 # Lines TensorFlow's C++ runtime prints that are not actionable: start-up INFO/WARNING (printed
 # before TF_CPP_MIN_LOG_LEVEL applies), CUDA probing on a machine without a GPU driver, and the
@@ -337,7 +332,7 @@ def run_main(args, work, progress) -> int:
 
     Applies ``--backend`` (before anything imports Keras: the CLI modules
     import it lazily), quiets the frameworks, then runs ``work()`` under
-    :func:`run_interruptible`: an error of :data:`ERRORS` is one ``error:``
+    :func:`run_interruptible`: an error of :class:`~emobed_tf.errors.EmobedError` is one ``error:``
     line and exit code 2, Ctrl-C one ``interrupted:`` line and exit code 130.
     """
     try:
@@ -349,7 +344,7 @@ def run_main(args, work, progress) -> int:
     def guarded():
         try:
             return work()
-        except ERRORS as err:
+        except EmobedError as err:
             return fail(err)
 
     return run_interruptible(guarded, progress)

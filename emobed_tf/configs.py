@@ -28,6 +28,8 @@ import dataclasses
 import math
 from typing import Any, Callable, Mapping
 
+from emobed_tf.errors import EmobedError
+
 
 MODES = ("classic", "joint", "triplet", "emobed")
 OMG_CLASSES = ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
@@ -57,7 +59,7 @@ DENSE_ACTIVATIONS = ("relu", "tanh", "gelu", "elu", "linear")  # = emobed_tf.mod
 SHARED_SPEAKERS = ("auto", "yes", "no")  # see emobed_tf.experiment.speaker_fold_sources
 
 
-class ConfigError(ValueError):
+class ConfigError(EmobedError, ValueError):
     """A setting has a value the package cannot train with; the message names it."""
 
 

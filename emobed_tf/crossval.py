@@ -42,6 +42,7 @@ from emobed_tf import configs as C
 from emobed_tf import data as D
 from emobed_tf import experiment as E
 from emobed_tf import figures
+from emobed_tf.errors import EmobedError
 from emobed_tf.io import markdown_table, write_json_and_markdown
 
 
@@ -92,7 +93,7 @@ def make_folds(speakers, scheme: str = "speaker:8", dev_speakers: int = 0,
         except ValueError:
             k = 0
     else:
-        raise ValueError(f"--folds must be loso or speaker:K, got {scheme!r}")
+        raise C.ConfigError(f"--folds must be loso or speaker:K, got {scheme!r}")
     n_dev = dev_speakers or (max(1, round(n / 10)) if scheme == "loso" else 0)
     # a fold needs test speakers, dev speakers and at least one training speaker: with the
     # next fold as dev that is 3 groups; with n_dev dev speakers, a test group small enough
@@ -116,12 +117,12 @@ def make_folds(speakers, scheme: str = "speaker:8", dev_speakers: int = 0,
         train = [s for s in spk if s not in test and s not in dev]
         if train_speakers:
             if train_speakers > len(train):
-                raise ValueError(f"--n-train-speakers {train_speakers}: fold {i} has only "
-                                 f"{len(train)} training speakers")
+                raise C.ConfigError(f"--n-train-speakers {train_speakers}: fold {i} has only "
+                                    f"{len(train)} training speakers")
             rng = np.random.default_rng(seed * 1000 + i)
             train = sorted(rng.choice(train, train_speakers, replace=False).tolist())
         if not train:
-            raise ValueError(f"fold {i} has no training speaker left")
+            raise C.ConfigError(f"fold {i} has no training speaker left")
         folds.append(Fold(i, tuple(train), tuple(sorted(dev)), tuple(sorted(test))))
     return folds
 
@@ -250,14 +251,12 @@ def parse_system(name: str) -> tuple:
     >>> parse_system("triplet+prototype")
     ('triplet', 'prototype')
     """
-    from emobed_tf.losses import CROSSMODAL_LOSSES
-
     mode, _, loss = name.partition("+")
     if mode not in C.MODES:
-        raise ValueError(f"unknown system {name!r}: the mode must be one of {C.MODES}")
-    if loss and loss not in CROSSMODAL_LOSSES:
-        raise ValueError(f"unknown system {name!r}: the crossmodal loss after '+' must be one "
-                         f"of {CROSSMODAL_LOSSES}")
+        raise C.ConfigError(f"unknown system {name!r}: the mode must be one of {C.MODES}")
+    if loss and loss not in C.CROSSMODAL_LOSSES:
+        raise C.ConfigError(f"unknown system {name!r}: the crossmodal loss after '+' must be one "
+                            f"of {C.CROSSMODAL_LOSSES}")
     return mode, loss or None
 
 
@@ -396,7 +395,7 @@ def main(argv=None) -> int:
                   f"seeds x {len(modes)} systems = {len(runs)} runs -> {args.out}", flush=True)
             summary = run_crossval(base, folds, modes, seeds, args.out, args.overwrite,
                                    log=lambda s: print(s, flush=True))
-        except (*cli.ERRORS, ValueError) as err:
+        except EmobedError as err:
             return cli.fail(err)
         summary["auxiliary_excluded"] = excluded
         title = f"{base.dataset}: target {base.target}, {args.folds}"

@@ -34,6 +34,7 @@ from emobed_tf import figures
 from emobed_tf import metrics as M
 from emobed_tf import postprocess as PP
 from emobed_tf import significance as S
+from emobed_tf.errors import EmobedError
 from emobed_tf.io import markdown_table, write_json_and_markdown
 from emobed_tf.predict import predict_split, score_predictions
 from emobed_tf.rundir import RunDir, RunError
@@ -297,7 +298,7 @@ def main(argv=None) -> int:
     cli.quiet_frameworks()
     try:
         rep = evaluate(args.run, args.compare, args.tsne_points, not args.no_figures)
-    except (DataError, RunError, OSError) as err:
+    except (EmobedError, OSError) as err:
         return cli.fail(err)
     print(format_report(rep))
     print(f"report written to {os.path.join(args.run, 'report')}")

@@ -52,9 +52,10 @@ from emobed_tf import cli, io
 from emobed_tf.data import MIN_SPEAKER_FRAMES
 from emobed_tf.rundir import RunDir, RunError
 from emobed_tf.schema import DataError
+from emobed_tf.errors import EmobedError
 
 
-class ExportError(ValueError):
+class ExportError(EmobedError, ValueError):
     """The run cannot be exported as asked."""
 
 
@@ -388,7 +389,7 @@ def main(argv=None) -> int:
     try:
         target = args.target or RunDir(args.run).config().target
         path = export_monomodal(args.run, target, args.out, args.version)
-    except (ExportError, DataError, RunError, io.OutputError) as err:
+    except EmobedError as err:
         return cli.fail(err)
     print(f"exported {target} model of {args.run} to {path}")
     return 0

@@ -31,10 +31,12 @@ import shutil
 import socket
 import time
 
+from emobed_tf.errors import EmobedError
+
 _SPACE_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
-class OutputError(OSError):
+class OutputError(EmobedError, OSError):
     """A result could not be written: the message names the path and why."""
 
 
@@ -149,7 +151,7 @@ def markdown_table(header, rows) -> str:
 # exclusive folder locks
 
 
-class LockedError(RuntimeError):
+class LockedError(EmobedError, RuntimeError):
     """Another process holds the folder's lock: the message says which."""
 
 

@@ -33,9 +33,10 @@ import shutil
 
 from emobed_tf import configs as C
 from emobed_tf import io
+from emobed_tf.errors import EmobedError
 
 
-class RunError(RuntimeError):
+class RunError(EmobedError, RuntimeError):
     """A problem with the run folder (finished run, different configuration, diverged)."""
 
 

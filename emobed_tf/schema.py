@@ -41,6 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from emobed_tf import io
+from emobed_tf.errors import EmobedError
 
 SCHEMA_VERSION = 1
 MODALITIES = ("audio", "video")
@@ -84,7 +85,7 @@ BAD_RECORD = "bad record"
 recognises them."""
 
 
-class DataError(ValueError):
+class DataError(EmobedError, ValueError):
     """Bad input data: the message names the file or example and the problem."""
 
 

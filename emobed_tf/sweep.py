@@ -99,10 +99,7 @@ def main(argv=None) -> int:
 
 
 def _sweep(args, values) -> int:
-    try:
-        rows = run_sweep(args, values)
-    except ValueError as err:
-        return cli.fail(err)
+    rows = run_sweep(args, values)
     keys = rows[0]["_keys"]
     os.makedirs(args.out, exist_ok=True)
     title = f"{args.dataset}, {args.target} target: {rows[0]['mode']} systems"

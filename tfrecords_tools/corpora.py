@@ -53,6 +53,7 @@ import numpy as np
 
 # corpora.OMG_CLASSES: the OMG-Emotion class order, defined once in the configs
 from emobed_tf.configs import OMG_CLASSES
+from emobed_tf.errors import EmobedError
 
 OMG_COLUMNS = ("link", "start", "end", "video", "utterance", "arousal", "valence",
                "EmotionMaxVote")
@@ -61,7 +62,7 @@ OMG_SPLITS = {"train": ("omg_TrainVideos.csv", "omg_train", "train"),
               "test": ("omg_TestVideos.csv", "omg_test", "test")}
 
 
-class CorpusError(ValueError):
+class CorpusError(EmobedError, ValueError):
     """A corpus description that cannot be read; names the file and the problem."""
 
 

@@ -125,7 +125,8 @@ import time
 import numpy as np
 
 from emobed_tf.configs import EGEMAPS_DIM
-from emobed_tf.io import FolderLock, LockedError, OutputError, describe_os_error, write_json
+from emobed_tf.errors import EmobedError
+from emobed_tf.io import FolderLock, OutputError, describe_os_error, write_json
 from tfrecords_tools import corpora
 from tfrecords_tools.corpora import CorpusError
 from tfrecords_tools.jobs import run_audio_local, run_video_local
@@ -133,7 +134,7 @@ from tfrecords_tools.options import (AUDIO_MODES, CORPORA, INPUT_RANGES, VIDEO_P
                                      CorpusOptions, OptionsError, VideoOptions)
 from tfrecords_tools.options import (AUDIO_ENCODERS, AUDIO_POOLS, CHANNEL_ORDERS, ENCODERS,
                                      LAYER_POOLS)
-from tfrecords_tools.workcache import CacheError, WorkCache, write_failures_csv
+from tfrecords_tools.workcache import WorkCache, write_failures_csv
 
 
 def write_dataset(out, cache, name, task, label_names, jobs, dims, feature_sets, *,
@@ -720,8 +721,6 @@ def main(argv=None) -> int:
     """The command line: prints the summary line, or one ``error: ...`` line and returns 2;
     after Ctrl-C one ``interrupted: ...`` line (the items kept in the work cache), 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from emobed_tf.schema import DataError
-    from tfrecords_tools.face import WeightsError
 
     if argv and argv[0] == "inspect":
         if len(argv) < 2:
@@ -729,7 +728,7 @@ def main(argv=None) -> int:
             return 2
         try:
             print(inspect(argv[1]))
-        except DataError as err:
+        except EmobedError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         return 0
@@ -751,17 +750,13 @@ def interrupted_note(out: str) -> str:
 
 
 def _run(args) -> int:
-    from emobed_tf.schema import DataError
-    from tfrecords_tools.face import WeightsError
-
     try:
         source, audio, video = options_from_args(args)
         summary = extract(source, args.out, audio, video, workers=args.workers,
                           engine=args.engine, beam_args=args.beam_args,
                           compression=args.compression, overwrite=args.overwrite,
                           retry_failed=args.retry_failed)
-    except (CorpusError, DataError, WeightsError, CacheError, OptionsError, LockedError,
-            OutputError, FileExistsError) as err:
+    except (EmobedError, FileExistsError) as err:
         return _error(err)
     except OSError as err:
         return _error(describe_os_error(err.filename or args.out, err))

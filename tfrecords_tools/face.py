@@ -23,6 +23,7 @@ import os
 import numpy as np
 
 from tfrecords_tools.media import MediaError
+from emobed_tf.errors import EmobedError
 
 # ArcFace/InsightFace five-point template for 112x112 crops
 TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -31,7 +32,7 @@ KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 VGGFACE_MEAN_BGR = np.array([93.5940, 104.7624, 129.1863], np.float32)
 
 
-class WeightsError(ValueError):
+class WeightsError(EmobedError, ValueError):
     """A weight or model file that is missing or does not match the network."""
 
 

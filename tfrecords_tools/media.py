@@ -10,11 +10,13 @@ import os
 
 import numpy as np
 
+from emobed_tf.errors import EmobedError
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 AUDIO_RATE = 16000
 
 
-class MediaError(ValueError):
+class MediaError(EmobedError, ValueError):
     """A media file that cannot be used; the message names it and the problem."""
 
 

@@ -32,6 +32,7 @@ from typing import ClassVar
 
 from emobed_tf.configs import EGEMAPS_DIM
 from tfrecords_tools.audio_features import AUDIO_MODES, EGEMAPS_LLD_DIM
+from emobed_tf.errors import EmobedError
 
 VIDEO_POOLS = ("mean", "frames", "functionals")
 ENCODERS = ("vggface", "keras", "keras-hub", "onnx")
@@ -54,7 +55,7 @@ FLAGS = {"audio_mode": "--audio-mode", "window": "--window", "hop": "--hop",
          "keras-hub": "the keras-hub version"}
 
 
-class OptionsError(ValueError):
+class OptionsError(EmobedError, ValueError):
     """An extraction option out of range; the message names the flag."""
 
 

@@ -45,12 +45,13 @@ import numpy as np
 
 from emobed_tf.io import read_json, save_npy, write_json, write_text
 from tfrecords_tools.options import describe_differences
+from emobed_tf.errors import EmobedError
 
 WORK = ".work"
 FAILURE_COLUMNS = ("path", "modality", "kind", "reason")
 
 
-class CacheError(ValueError):
+class CacheError(EmobedError, ValueError):
     """The work cache cannot be used as it is; the message says why and what to do."""
 
 

@@ -59,8 +59,8 @@ def search_space(base: C.TrainConfig) -> dict:
 
     >>> space = search_space(C.TrainConfig(dataset="demo", out="unused", mode="joint"))
     >>> sorted(space)  # no beta in joint mode
-    ['alpha', 'aux_warmup_epochs', 'batch_size', 'encoder_layers', 'encoder_type',
-     'encoder_units', 'l2', 'learning_rate', 'shared_layers', 'shared_units']
+    ['alpha', 'aux_warmup_epochs', 'batch_size', 'dense_dropout', 'encoder_layers',
+     'encoder_type', 'encoder_units', 'l2', 'learning_rate', 'shared_layers', 'shared_units']
     >>> space["alpha"]["type"], space["alpha"]["min_value"], space["alpha"]["max_value"]
     ('Float', 0.0, 2.0)
     """

@@ -47,6 +47,7 @@ from emobed_tf import configs as C
 from emobed_tf import data as D
 from emobed_tf import experiment as E
 from emobed_tf.schema import DataError
+from emobed_tf.errors import EmobedError
 
 TUNERS = ("random", "bayesian", "hyperband")
 RECORD = "search.json"
@@ -68,7 +69,7 @@ def dev_monitors() -> set:
     return {dev_monitor(task) for task in DEV_SCORE}
 
 
-class SearchError(RuntimeError):
+class SearchError(EmobedError, RuntimeError):
     """The search cannot run as asked: one line naming the folder or file and the way out."""
 
 
