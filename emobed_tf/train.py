@@ -1,7 +1,7 @@
 """Training CLI: ``python -m emobed_tf.train --dataset NAME --target audio --mode emobed --out RUN``.
 
-Trains one run into the run folder ``--out`` (layout: :mod:`emobed_tf.rundir`)
-through :func:`emobed_tf.experiment.run`. Every setting of
+Trains one run into the run folder ``--out`` (layout: :mod:`emobed_tf.experiments.rundir`)
+through :func:`emobed_tf.experiments.experiment.run`. Every setting of
 :mod:`emobed_tf.configs` is a flag; flags left out keep the ``--dataset``
 preset's value.
 
@@ -19,8 +19,8 @@ import argparse
 import sys
 
 from emobed_tf import cli  # first: keeps framework start-up logs quiet
-from emobed_tf import configs as C
-from emobed_tf import experiment as E
+from emobed_tf import configs
+from emobed_tf.experiments import experiment
 
 
 def parse_args(argv=None):
@@ -29,7 +29,7 @@ def parse_args(argv=None):
         usage="python -m emobed_tf.train --dataset NAME --out RUN [--mode MODE] [options]",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_args(p)
-    p.add_argument("--mode", default="emobed", choices=C.MODES,
+    p.add_argument("--mode", default="emobed", choices=configs.MODES,
                    help="classic (alpha=beta=0), joint (beta=0), triplet (alpha=0), emobed")
     p.add_argument("--out", required=True, help="run folder")
     return p.parse_args(argv)
@@ -40,8 +40,8 @@ def main(argv=None) -> int:
 
     def work():
         cfg = cli.config_from_args(args, args.out, args.mode)
-        result = E.run(cfg, overwrite=args.overwrite)
-        print(E.format_summary(result))
+        result = experiment.run(cfg, overwrite=args.overwrite)
+        print(experiment.format_summary(result))
         return 0
 
     return cli.run_main(args, work, lambda: cli.run_state(args.out))

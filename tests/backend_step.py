@@ -25,7 +25,7 @@ def numpy(x):
 
 
 def main(inp, model_path, out):
-    from emobed_tf.model import load_model
+    from emobed_tf.model.emobed import load_model
 
     batch = unflatten(np.load(inp))
     model = load_model(model_path)

@@ -39,8 +39,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from emobed_tf.schema import Item  # noqa: E402
-from emobed_tf.writer import DatasetWriter  # noqa: E402
+from emobed_tf.records.schema import Item  # noqa: E402
+from emobed_tf.records.writer import DatasetWriter  # noqa: E402
 
 CLASSES = ("a", "b", "c")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,29 +126,29 @@ def tree_hashes(folder, skip=(".lock",)):
 
 def train_cli(argv) -> str:
     """Runs ``emobed_tf.train.main(argv)``, asserts it succeeded; its stdout."""
-    from emobed_tf import train as T
+    from emobed_tf import train
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = T.main(list(argv))
+        code = train.main(list(argv))
     assert code == 0, out.getvalue()[-2000:]
     return out.getvalue()
 
 
 def saved_predictions(run_dir, split, modality=None):
     """The saved model's predictions on ``split``, with the run's own pipeline options."""
-    from emobed_tf import data as D
-    from emobed_tf import experiment as E
-    from emobed_tf.predict import predict_split
-    from emobed_tf.rundir import RunDir
+    from emobed_tf.data import source
+    from emobed_tf.experiments import experiment
+    from emobed_tf.experiments.scoring import predict_split
+    from emobed_tf.experiments.rundir import RunDir
 
     rd = RunDir(str(run_dir))
     cfg, model = rd.config(), rd.load_model()
     modality = modality or cfg.target
-    sources = E.resolve_sources(cfg)  # as training opened them (demo corpora, speaker folds)
-    src = sources.get(modality) or D.Source.open(getattr(cfg, f"{modality}_dir") or cfg.data_dir)
+    sources = experiment.resolve_sources(cfg)  # as training opened them (demo corpora, speaker folds)
+    src = sources.get(modality) or source.Source.open(getattr(cfg, f"{modality}_dir") or cfg.data_dir)
     return predict_split(model, src, modality, split, cfg.data.eval_batch_size,
-                         E.pipeline_options(cfg, src.manifest))
+                         experiment.pipeline_options(cfg, src.manifest))
 
 
 def sklearn_scores(p):
@@ -266,11 +266,11 @@ def search_data(shared_root):
 @pytest.fixture(scope="session")
 def finished_search(shared_root, search_data):
     """A finished one-trial random search (audio target, emobed mode, seed 3)."""
-    from tuning import search as S
+    from tuning import search
 
     directory = str(shared_root / "search")
     with contextlib.redirect_stdout(io.StringIO()):
-        assert S.main(search_args(search_data, directory)) == 0
+        assert search.main(search_args(search_data, directory)) == 0
     with _kept_pristine(directory, "search"):
         yield directory
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emobed_tf import metrics as M
-from emobed_tf.model import EmoBed
+from emobed_tf.model.metrics import DEV_SCORE
+from emobed_tf.model.emobed import EmoBed
 from tests.conftest import OutsideProcess, write_classification
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -139,7 +139,7 @@ def _agree(terms, grads, new, logs, jx, task):
     # the step's logs: every tracker and the streaming score (macro-F1, or the mean CCC over
     # the batch's valid frames), so the metrics of an epoch agree too
     assert set(logs) == {k[4:] for k in jx.files if k.startswith("log/")}
-    assert {"loss", "target_loss", "triplet_loss", M.DEV_SCORE[task]} <= set(logs)
+    assert {"loss", "target_loss", "triplet_loss", DEV_SCORE[task]} <= set(logs)
     for k in logs:
         assert float(jx[f"log/{k}"]) == pytest.approx(logs[k], rel=2e-5, abs=1e-6), (task, k)
 
@@ -148,10 +148,10 @@ def _agree(terms, grads, new, logs, jx, task):
 def test_a_run_trained_under_another_backend_loads_scores_and_exports_under_tf(backend,
                                                                               other_backends,
                                                                               tmp_path):
-    from emobed_tf import data as D
-    from emobed_tf.export import export_monomodal
-    from emobed_tf.predict import predict_split, score_predictions
-    from emobed_tf.rundir import RunDir
+    from emobed_tf.data import source
+    from emobed_tf.serving.export import export_monomodal
+    from emobed_tf.experiments.scoring import predict_split, score_predictions
+    from emobed_tf.experiments.rundir import RunDir
 
     d = other_backends["data"]
     out = str(other_backends["root"] / f"run-{backend}")
@@ -162,7 +162,7 @@ def test_a_run_trained_under_another_backend_loads_scores_and_exports_under_tf(b
     metrics = run.metrics()
     model = run.load_model()  # under TensorFlow, this process
     assert keras.backend.backend() == "tensorflow"
-    src = D.Source.open(d)
+    src = source.Source.open(d)
     p = predict_split(model, src, "audio", "dev", 5)
     scores = score_predictions(p, ["a", "b", "c"])
     assert scores["f1_macro"] == pytest.approx(metrics["dev"]["f1_macro"], abs=1e-9)

@@ -9,19 +9,20 @@ import sys
 import numpy as np
 import pytest
 
-from emobed_tf import configs as C
-from emobed_tf import crossval as CV
-from emobed_tf import data as D
-from emobed_tf import experiment as E
-from emobed_tf.rundir import RunDir
-from emobed_tf.schema import DataError
+from emobed_tf import configs
+from emobed_tf import crossval
+from emobed_tf.experiments.crossval import paired_tests, summarise, system_config
+from emobed_tf.data import pipeline, source, speakers
+from emobed_tf.experiments import experiment
+from emobed_tf.experiments.rundir import RunDir
+from emobed_tf.records.schema import DataError
 from tests.conftest import OutsideProcess, write_classification
 
 
 def test_folds_test_every_speaker_once_and_keep_held_out_speakers_out():
     spk = [f"{i:02d}" for i in range(1, 25)]
     for scheme, k in (("speaker:8", 8), ("loso", 24)):
-        folds = CV.make_folds(spk, scheme)
+        folds = speakers.make_folds(spk, scheme)
         assert len(folds) == k
         tested = [s for f in folds for s in f.test]
         assert sorted(tested) == spk
@@ -29,37 +30,37 @@ def test_folds_test_every_speaker_once_and_keep_held_out_speakers_out():
             assert not set(f.train) & (set(f.dev) | set(f.test))
             assert not set(f.dev) & set(f.test)
             assert sorted(f.train + f.dev + f.test) == spk
-    eight = CV.make_folds(spk, "speaker:8")
+    eight = speakers.make_folds(spk, "speaker:8")
     assert eight[0].test == ("01", "09", "17") and eight[0].dev == ("02", "10", "18")
-    loso = CV.make_folds(spk, "loso")
+    loso = speakers.make_folds(spk, "loso")
     assert loso[23].test == ("24",) and loso[23].dev == ("01", "02")
-    small = CV.make_folds(spk, "speaker:8", train_speakers=4)
+    small = speakers.make_folds(spk, "speaker:8", train_speakers=4)
     assert all(len(f.train) == 4 for f in small)
     assert set(small[0].train) < set(eight[0].train)
     with pytest.raises(ValueError, match="loso or speaker:K"):
-        CV.make_folds(spk, "kfold")
+        speakers.make_folds(spk, "kfold")
     with pytest.raises(ValueError, match="K must be 3..24"):
-        CV.make_folds(spk, "speaker:30")
+        speakers.make_folds(spk, "speaker:30")
     # speaker:2 leaves no training group when the next fold is dev (issue 21, case 11)
     with pytest.raises(ValueError, match="the next fold as dev and at least one training "
                                          "speaker per fold, K must be 3..24"):
-        CV.make_folds(spk, "speaker:2")
-    assert len(CV.make_folds(spk, "speaker:2", dev_speakers=2)) == 2  # 12 test, 2 dev, 10 train
+        speakers.make_folds(spk, "speaker:2")
+    assert len(speakers.make_folds(spk, "speaker:2", dev_speakers=2)) == 2  # 12 test, 2 dev, 10 train
     with pytest.raises(ValueError, match="12 dev speakers .* K must be 3..24"):
-        CV.make_folds(spk, "speaker:2", dev_speakers=12)  # 12 test + 12 dev leave none
+        speakers.make_folds(spk, "speaker:2", dev_speakers=12)  # 12 test + 12 dev leave none
 
 
 def test_paired_tests_match_hand_derived_values():
     # all six differences positive: exact two-sided Wilcoxon p = 2 / 2^6, sign test the same
-    r = CV.paired_tests([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
+    r = paired_tests([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
     assert r["p_wilcoxon"] == pytest.approx(2 / 64)
     assert r["p_sign"] == pytest.approx(2 / 64)
     assert r["mean_diff"] == pytest.approx(0.035)
     # 5 wins, 1 loss: sign test p = 2 * (1 + 6) / 64
-    r = CV.paired_tests([0.02, 0.01, 0.03, -0.01, 0.02, 0.04])
+    r = paired_tests([0.02, 0.01, 0.03, -0.01, 0.02, 0.04])
     assert (r["wins"], r["losses"]) == (5, 1)
     assert r["p_sign"] == pytest.approx(14 / 64)
-    tie = CV.paired_tests([0.0, 0.0])
+    tie = paired_tests([0.0, 0.0])
     assert tie["p_wilcoxon"] == 1.0 and tie["ties"] == 2
 
 
@@ -73,9 +74,9 @@ def _items_by_speaker(items, modality):
 
 def test_fold_view_counts_statistics_and_records(cls_data):
     path, _, items = cls_data
-    src = D.Source.open(path)
+    src = source.Source.open(path)
     by_spk = _items_by_speaker(items, "audio")
-    view = D.fold_view(src, "audio", {"train": ["s0", "s1"], "dev": ["s2"], "test": ["s3"]})
+    view = speakers.fold_view(src, "audio", {"train": ["s0", "s1"], "dev": ["s2"], "test": ["s3"]})
     info = view.manifest.modalities["audio"]
     assert info.counts == {s: sum(len(by_spk[k]) for k in spk) for s, spk in
                            (("train", ["s0", "s1"]), ("dev", ["s2"]), ("test", ["s3"]))}
@@ -84,23 +85,23 @@ def test_fold_view_counts_statistics_and_records(cls_data):
     np.testing.assert_allclose(info.std, frames.std(0), rtol=1e-5)
     for split, spk in (("train", {"s0", "s1"}), ("test", {"s3"})):
         for cache in ("memory", "none"):
-            ds = D.make_modality_dataset(view, "audio", split, 5, with_ids=True,
-                                         options=D.PipelineOptions(cache=cache))
+            ds = pipeline.make_modality_dataset(view, "audio", split, 5, with_ids=True,
+                                         options=pipeline.PipelineOptions(cache=cache))
             recs = [r.decode() for b in ds for r in b["recording"].numpy()]
             assert sorted(recs) == sorted(it.recording for k in spk for it in by_spk[k])
     with pytest.raises(DataError, match="no audio item of the training speakers"):
-        D.fold_view(src, "audio", {"train": ["nobody"]})
+        speakers.fold_view(src, "audio", {"train": ["nobody"]})
 
 
 def test_no_held_out_speaker_of_either_modality_reaches_training(cls_data):
     path, _, items = cls_data
-    cfg = C.default_config("custom", "unused", "audio", "emobed", data_dir=path)
+    cfg = configs.default_config("custom", "unused", "audio", "emobed", data_dir=path)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(
         cfg.data, dev_speakers=("s1",), test_speakers=("s3",)))
-    sources = E.resolve_sources(cfg)
+    sources = experiment.resolve_sources(cfg)
     seen = {}
     for mod, src in sources.items():
-        ds = D.make_modality_dataset(src, mod, "train", 8, with_ids=True)
+        ds = pipeline.make_modality_dataset(src, mod, "train", 8, with_ids=True)
         seen[mod] = {s.decode() for b in ds for s in b["speaker"].numpy()}
     assert seen == {"audio": {"s0", "s2"}, "video": {"s0", "s2"}}
     # the auxiliary's statistics are those of its training speakers' frames
@@ -110,7 +111,7 @@ def test_no_held_out_speaker_of_either_modality_reaches_training(cls_data):
                                frames.mean(0), rtol=1e-5, atol=1e-6)
     bad = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_speakers=("s9",)))
     with pytest.raises(DataError, match=r"test speakers \['s9'\]"):
-        E.resolve_sources(bad)
+        experiment.resolve_sources(bad)
 
 
 CV_ARGV = ("--folds", "speaker:2", "--n-dev-speakers", "1", "--seeds", "0",
@@ -159,7 +160,7 @@ def test_crossval_command_trains_every_run_reuses_them_and_reports(crossval_out,
         scores = {}
         for mode in ("classic", "emobed"):
             run = out / "runs" / mode / f"fold{fold['index']}-seed0"
-            cfg = C.TrainConfig.from_json(json.loads((run / "config.json").read_text()))
+            cfg = configs.TrainConfig.from_json(json.loads((run / "config.json").read_text()))
             assert cfg.data.test_speakers == tuple(fold["test"])
             assert cfg.data.dev_speakers == tuple(fold["dev"])
             assert cfg.mode == mode and cfg.seed == 0
@@ -171,7 +172,7 @@ def test_crossval_command_trains_every_run_reuses_them_and_reports(crossval_out,
     assert row["f1_macro_vs_classic"]["mean_diff"] == pytest.approx(np.mean(diffs))
     assert os.path.getsize(out / "crossval.png") > 1000
     assert "| emobed | 2 |" in (out / "crossval.md").read_text()
-    assert CV.main(argv) == 0  # in this process, the same command reuses every run
+    assert crossval.main(argv) == 0  # in this process, the same command reuses every run
     assert capsys.readouterr().out.count("reused") == 4
 
 
@@ -181,7 +182,7 @@ def test_dev_corpus_report_rows_carry_the_paired_statistics():
     base = {(f, s): {"f1_macro": 0.5 + 0.01 * f, "uar": 0.5, "accuracy": 0.5}
             for f in range(4) for s in range(2)}
     better = {k: {**v, "f1_macro": v["f1_macro"] + 0.02 + 0.001 * k[0]} for k, v in base.items()}
-    summary = CV.summarise({"classic": base, "emobed": better}, ["f1_macro", "uar", "accuracy"])
+    summary = summarise({"classic": base, "emobed": better}, ["f1_macro", "uar", "accuracy"])
     row = dev_corpus.summary_row(summary["systems"]["emobed"])
     assert row["n_pairs"] == 8 and (row["wins"], row["losses"]) == (8, 0)
     assert row["diff_vs_classic"] == pytest.approx(0.02 + 0.001 * 1.5)
@@ -196,7 +197,7 @@ def test_dev_corpus_report_rows_carry_the_paired_statistics():
 
 def test_evaluate_scores_a_fold_run_on_its_own_test_speakers(crossval_out, crossval_process,
                                                               tmp_path):
-    from emobed_tf import evaluate
+    from emobed_tf.experiments import evaluate
 
     out, _, _ = crossval_out
     run = shutil.copytree(out / "runs" / "emobed" / "fold0-seed0", tmp_path / "run")
@@ -224,7 +225,7 @@ def test_dev_corpus_variant_study_pairs_runs_with_the_main_classic(tmp_path):
         (main / "runs" / "classic" / k).mkdir(parents=True)
         (main / "runs" / "classic" / k / "metrics.json").write_text(
             json.dumps({"test": {"f1_macro": main_f1[k]}}))
-    emobed_row = {"f1_macro_mean": 0.47, "f1_macro_vs_classic": CV.paired_tests([0.01] * 6)}
+    emobed_row = {"f1_macro_mean": 0.47, "f1_macro_vs_classic": paired_tests([0.01] * 6)}
     rep = {"seeds": [0, 1], "runs": {"classic": {k: {"f1_macro": var_f1[k]} for k in keys}},
            "systems": {"classic": {"f1_macro_mean": float(np.mean(list(var_f1.values())))},
                        "emobed": emobed_row}}
@@ -247,10 +248,10 @@ def test_dev_corpus_variant_study_pairs_runs_with_the_main_classic(tmp_path):
 
 
 def test_a_warm_up_applies_to_the_systems_that_read_the_auxiliary():
-    base = C.default_config("custom", "unused", "audio", "emobed", data_dir="d")
+    base = configs.default_config("custom", "unused", "audio", "emobed", data_dir="d")
     base = dataclasses.replace(base, loss=dataclasses.replace(base.loss, aux_warmup_epochs=3))
-    classic = CV.system_config(base, "classic")
+    classic = system_config(base, "classic")
     assert classic.loss.aux_warmup_epochs == 0 and classic.mode == "classic"
-    assert CV.system_config(base, "joint").loss.aux_warmup_epochs == 3
-    proto = CV.system_config(base, "emobed+prototype")
+    assert system_config(base, "joint").loss.aux_warmup_epochs == 3
+    proto = system_config(base, "emobed+prototype")
     assert (proto.loss.aux_warmup_epochs, proto.loss.crossmodal_loss) == (3, "prototype")

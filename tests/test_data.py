@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emobed_tf import data as D
-from emobed_tf import schema
-from emobed_tf.schema import DataError, Item
-from emobed_tf.writer import DatasetWriter
+from emobed_tf.data import pipeline, source, speakers
+from emobed_tf.records import parse
+from emobed_tf.records import schema
+from emobed_tf.records.manifest import load_manifest, Manifest
+from emobed_tf.records.schema import DataError, Item
+from emobed_tf.records.writer import DatasetWriter
 from tests.conftest import write_classification, write_regression
 
 
@@ -18,9 +20,9 @@ def _batches(ds):
 @pytest.mark.parametrize("cache", ["none", "memory"])
 def test_mixed_batches_hold_both_modalities(cls_data, cache):
     d, manifest, items = cls_data
-    src = {m: D.Source.open(d) for m in ("audio", "video")}
-    ds = D.make_mixed_dataset(src, "audio", {"audio": 5, "video": 3}, seed=1,
-                              options=D.PipelineOptions(cache=cache))
+    src = {m: source.Source.open(d) for m in ("audio", "video")}
+    ds = pipeline.make_mixed_dataset(src, "audio", {"audio": 5, "video": 3}, seed=1,
+                              options=pipeline.PipelineOptions(cache=cache))
     batches = _batches(ds)
     # the target stream (24 items, batch 5) defines the epoch
     assert len(batches) == 5
@@ -36,9 +38,9 @@ def test_mixed_batches_hold_both_modalities(cls_data, cache):
 @pytest.mark.parametrize("cache", ["none", "memory"])
 def test_same_seed_same_batches_other_seed_other_order(cls_data, cache):
     d, _, _ = cls_data
-    src = {m: D.Source.open(d) for m in ("audio", "video")}
-    opts = D.PipelineOptions(cache=cache)
-    a, b, c = (_batches(D.make_mixed_dataset(src, "audio", {"audio": 4, "video": 4}, seed=s,
+    src = {m: source.Source.open(d) for m in ("audio", "video")}
+    opts = pipeline.PipelineOptions(cache=cache)
+    a, b, c = (_batches(pipeline.make_mixed_dataset(src, "audio", {"audio": 4, "video": 4}, seed=s,
                                              options=opts)) for s in (3, 3, 4))
     for x, y in zip(a, b):
         tf.nest.map_structure(np.testing.assert_array_equal, x, y)
@@ -48,9 +50,9 @@ def test_same_seed_same_batches_other_seed_other_order(cls_data, cache):
 @pytest.mark.parametrize("cache", ["none", "memory"])
 def test_standardisation_padding_and_mask(cls_data, cache):
     d, manifest, items = cls_data
-    src = D.Source.open(d)
-    ds = D.make_modality_dataset(src, "audio", "dev", 4, with_ids=True,
-                                 options=D.PipelineOptions(cache=cache))
+    src = source.Source.open(d)
+    ds = pipeline.make_modality_dataset(src, "audio", "dev", 4, with_ids=True,
+                                 options=pipeline.PipelineOptions(cache=cache))
     info = manifest.modalities["audio"]
     by_rec = {it.recording: it for it in items}
     for b in _batches(ds):
@@ -69,10 +71,10 @@ def test_standardisation_padding_and_mask(cls_data, cache):
 def test_windows_and_label_delay(tmp_path, cache):
     _, items = write_regression(tmp_path / "r", n=(1, 0, 0), frames=(23, 23),
                                 dims={"audio": 3})
-    src = D.Source.open(str(tmp_path / "r"))
-    opts = D.PipelineOptions(window=10, window_shift=5, label_delay_frames=2, standardize=False,
+    src = source.Source.open(str(tmp_path / "r"))
+    opts = pipeline.PipelineOptions(window=10, window_shift=5, label_delay_frames=2, standardize=False,
                              cache=cache)
-    ds = D.make_modality_dataset(src, "audio", "train", 100, training=True, options=opts)
+    ds = pipeline.make_modality_dataset(src, "audio", "train", 100, training=True, options=opts)
     b = _batches(ds)[0]
     # windows start at 0, 5, 10, 15 (the one at 15 reaches frame 22, the end)
     assert b["features"].shape == (4, 10, 3)
@@ -105,11 +107,11 @@ def test_cached_and_streamed_epochs_hold_the_same_examples(tmp_path, writer):
         write_classification(tmp_path / "d")
     else:
         write_regression(tmp_path / "d", n=(3, 2, 0), frames=(5, 17), dims={"audio": 3})
-    src = D.Source.open(str(tmp_path / "d"))
+    src = source.Source.open(str(tmp_path / "d"))
     got = {}
     for cache in ("none", "memory"):
-        ds = D.make_modality_dataset(src, "audio", "train", 3, training=True, with_ids=True,
-                                     options=D.PipelineOptions(cache=cache))
+        ds = pipeline.make_modality_dataset(src, "audio", "train", 3, training=True, with_ids=True,
+                                     options=pipeline.PipelineOptions(cache=cache))
         got[cache] = [_items_of(_batches(ds)) for _ in range(2)]  # two epochs
     assert got["none"][0] == got["memory"][0] == got["memory"][1]
     assert len(got["none"][0]) == src.manifest.modalities["audio"].counts["train"]
@@ -117,10 +119,10 @@ def test_cached_and_streamed_epochs_hold_the_same_examples(tmp_path, writer):
 
 def test_cached_split_is_read_once_and_served_from_memory(tmp_path):
     write_classification(tmp_path / "d")
-    src = D.Source.open(str(tmp_path / "d"))
-    ds = D.make_modality_dataset(src, "audio", "train", 4, training=True, with_ids=True,
-                                 options=D.PipelineOptions(cache="memory"))
-    for path in D.shard_paths(src, "audio", "train"):
+    src = source.Source.open(str(tmp_path / "d"))
+    ds = pipeline.make_modality_dataset(src, "audio", "train", 4, training=True, with_ids=True,
+                                 options=pipeline.PipelineOptions(cache="memory"))
+    for path in source.shard_paths(src, "audio", "train"):
         os.remove(path)  # every later epoch must come from memory
     epochs = [_items_of(_batches(ds)) for _ in range(3)]
     assert epochs[0] == epochs[1] == epochs[2] and len(epochs[0]) == 24
@@ -130,40 +132,40 @@ def test_cached_split_is_read_once_and_served_from_memory(tmp_path):
 
 def test_auto_cache_follows_the_size_limit(cls_data):
     d, _, _ = cls_data
-    src = D.Source.open(d)
-    size = sum(os.path.getsize(p) for p in D.shard_paths(src, "audio", "train"))
-    assert D.uses_cache(src, "audio", "train", D.PipelineOptions())  # KBs << 1 GiB
-    assert not D.uses_cache(src, "audio", "train", D.PipelineOptions(cache_limit_mb=0))
-    assert size > 0 and not D.uses_cache(src, "audio", "train", D.PipelineOptions(cache="none"))
+    src = source.Source.open(d)
+    size = sum(os.path.getsize(p) for p in source.shard_paths(src, "audio", "train"))
+    assert pipeline.uses_cache(src, "audio", "train", pipeline.PipelineOptions())  # KBs << 1 GiB
+    assert not pipeline.uses_cache(src, "audio", "train", pipeline.PipelineOptions(cache_limit_mb=0))
+    assert size > 0 and not pipeline.uses_cache(src, "audio", "train", pipeline.PipelineOptions(cache="none"))
     with pytest.raises(ValueError, match="cache must be one of"):
-        D.PipelineOptions(cache="disk")
+        pipeline.PipelineOptions(cache="disk")
 
 
 def test_cached_split_must_match_the_manifest_count(cls_data):
     d, manifest, _ = cls_data
     raw = manifest.to_json()
     raw["modalities"]["audio"]["counts"]["train"] += 1
-    schema.Manifest.from_json(raw).save(d)
+    Manifest.from_json(raw).save(d)
     with pytest.raises(DataError, match="split 'train' counts 25 examples but its shards list 24"):
-        D.Source.open(d)  # a manifest at odds with itself is refused up front
+        source.Source.open(d)  # a manifest at odds with itself is refused up front
     raw["modalities"]["audio"]["shards"]["train"][0]["examples"] += 1
-    schema.Manifest.from_json(raw).save(d)
+    Manifest.from_json(raw).save(d)
     with pytest.raises(DataError, match="hold 24 examples but the manifest lists 25"):
-        D.make_modality_dataset(D.Source.open(d), "audio", "train", 4,
-                                options=D.PipelineOptions(cache="memory"))
+        pipeline.make_modality_dataset(source.Source.open(d), "audio", "train", 4,
+                                options=pipeline.PipelineOptions(cache="memory"))
 
 
 def test_shift_labels_back_matches_hand_example():
     lab = np.array([[1.0], [2.0], [3.0], [4.0]], np.float32)
-    np.testing.assert_array_equal(D.shift_labels_back(lab, 2).numpy()[:, 0], [3, 4, 4, 4])
-    np.testing.assert_array_equal(D.shift_labels_back(lab, 9).numpy()[:, 0], [4, 4, 4, 4])
+    np.testing.assert_array_equal(pipeline.shift_labels_back(lab, 2).numpy()[:, 0], [3, 4, 4, 4])
+    np.testing.assert_array_equal(pipeline.shift_labels_back(lab, 9).numpy()[:, 0], [4, 4, 4, 4])
 
 
 def test_different_corpora_per_modality(tmp_path):
     write_classification(tmp_path / "a", dims={"audio": 6}, seed=1)
     write_classification(tmp_path / "v", dims={"video": 9}, seed=2)
-    src = {"audio": D.Source.open(str(tmp_path / "a")), "video": D.Source.open(str(tmp_path / "v"))}
-    b = _batches(D.make_mixed_dataset(src, "video", {"audio": 2, "video": 4}))[0]
+    src = {"audio": source.Source.open(str(tmp_path / "a")), "video": source.Source.open(str(tmp_path / "v"))}
+    b = _batches(pipeline.make_mixed_dataset(src, "video", {"audio": 2, "video": 4}))[0]
     assert b["audio"]["features"].shape[2] == 6 and b["video"]["features"].shape[2] == 9
 
 
@@ -171,9 +173,9 @@ def test_incompatible_label_sets_are_rejected(tmp_path):
     write_classification(tmp_path / "a", dims={"audio": 6})
     with DatasetWriter(str(tmp_path / "v"), "v", "classification", ("x", "y"), {"video": 2}) as w:
         w.add(Item("video", np.zeros((1, 2)), 0, recording="r"))
-    src = {"audio": D.Source.open(str(tmp_path / "a")), "video": D.Source.open(str(tmp_path / "v"))}
+    src = {"audio": source.Source.open(str(tmp_path / "a")), "video": source.Source.open(str(tmp_path / "v"))}
     with pytest.raises(DataError, match="disagree on the task or label set"):
-        D.make_mixed_dataset(src, "audio", {"audio": 2, "video": 2})
+        pipeline.make_mixed_dataset(src, "audio", {"audio": 2, "video": 2})
 
 
 def test_missing_and_truncated_shards_are_named(cls_data):
@@ -184,23 +186,23 @@ def test_missing_and_truncated_shards_are_named(cls_data):
     with open(path, "wb") as fh:
         fh.write(data[: len(data) - 7])
     with pytest.raises(DataError, match="truncated or modified") as err:
-        D.make_modality_dataset(D.Source.open(d), "audio", "train", 4)
+        pipeline.make_modality_dataset(source.Source.open(d), "audio", "train", 4)
     assert shard in str(err.value)
     with pytest.raises(DataError, match="corrupt or truncated") as err:
-        D.verify_shards([path])
+        parse.verify_shards([path])
     assert path in str(err.value)
     os.remove(path)
     with pytest.raises(DataError, match="missing"):
-        D.make_modality_dataset(D.Source.open(d), "audio", "train", 4)
+        pipeline.make_modality_dataset(source.Source.open(d), "audio", "train", 4)
 
 
 def test_missing_modality_or_split(tmp_path):
     write_classification(tmp_path / "a", dims={"audio": 6}, n=(6, 0, 3))
-    src = D.Source.open(str(tmp_path / "a"))
+    src = source.Source.open(str(tmp_path / "a"))
     with pytest.raises(DataError, match="no video features"):
-        D.make_modality_dataset(src, "video", "train", 2)
+        pipeline.make_modality_dataset(src, "video", "train", 2)
     with pytest.raises(DataError, match="no audio shards for split 'dev'"):
-        D.make_modality_dataset(src, "audio", "dev", 2)
+        pipeline.make_modality_dataset(src, "audio", "dev", 2)
 
 
 def _foreign_shard(tmp_path, mutate, task="classification"):
@@ -225,8 +227,8 @@ def _foreign_shard(tmp_path, mutate, task="classification"):
             w.write(r)
     raw = manifest.to_json()
     raw["modalities"]["audio"]["shards"]["train"][0]["bytes"] = os.path.getsize(path)
-    schema.Manifest.from_json(raw).save(str(tmp_path / "f"))
-    return D.Source.open(str(tmp_path / "f")), path
+    Manifest.from_json(raw).save(str(tmp_path / "f"))
+    return source.Source.open(str(tmp_path / "f")), path
 
 
 def _frames(ex):
@@ -297,14 +299,14 @@ def _read_error(src, split="train", training=False, batch_size=2, **options):
     A failure inside ``tf.data`` is traced with ``data_error_from``, as
     training does.
     """
-    shards = [(p, src.manifest.compression) for p in D.shard_paths(src, "audio", split)]
+    shards = [(p, src.manifest.compression) for p in source.shard_paths(src, "audio", split)]
     try:
-        _batches(D.make_modality_dataset(src, "audio", split, batch_size, training=training,
-                                         options=D.PipelineOptions(**options)))
+        _batches(pipeline.make_modality_dataset(src, "audio", split, batch_size, training=training,
+                                         options=pipeline.PipelineOptions(**options)))
     except DataError as err:
         return str(err)
     except (tf.errors.OpError, UnicodeDecodeError) as err:
-        found = D.data_error_from(err, shards)
+        found = parse.data_error_from(err, shards)
         assert found is not None, f"not traced to the data: {err}"
         return str(found)
     pytest.fail("the bad data was read without an error")
@@ -337,11 +339,11 @@ def test_bad_records_on_the_windowed_path_name_shard_recording_and_problem(tmp_p
 
 def test_streamed_bad_record_fails_with_the_message_in_the_tf_error(tmp_path):
     src, path = _foreign_shard(tmp_path, BAD_UTTERANCES["nan"][0])
-    ds = D.make_modality_dataset(src, "audio", "train", 1, options=D.PipelineOptions(cache="none"))
+    ds = pipeline.make_modality_dataset(src, "audio", "train", 1, options=pipeline.PipelineOptions(cache="none"))
     with pytest.raises(tf.errors.InvalidArgumentError) as err:
         _batches(ds)  # the batch that holds the record fails
     assert schema.BAD_RECORD in err.value.message and path in err.value.message
-    assert str(D.data_error_from(err.value)) == (f"{schema.BAD_RECORD} 'audio-train-1' in "
+    assert str(parse.data_error_from(err.value)) == (f"{schema.BAD_RECORD} 'audio-train-1' in "
                                                  f"{path}: NaN/inf features")
 
 
@@ -369,19 +371,19 @@ def test_damaged_shard_is_named_on_both_paths(tmp_path, how, path_kind):
     _damage(path, how)
     raw = manifest.to_json()  # the manifest agrees on the size: found only while reading
     raw["modalities"]["audio"]["shards"]["train"][0]["bytes"] = os.path.getsize(path)
-    schema.Manifest.from_json(raw).save(str(tmp_path / "d"))
+    Manifest.from_json(raw).save(str(tmp_path / "d"))
     for cache in ("none", "memory"):
-        text = _read_error(D.Source.open(str(tmp_path / "d")), cache=cache, **opts)
+        text = _read_error(source.Source.open(str(tmp_path / "d")), cache=cache, **opts)
         assert text.startswith(f"{path}: corrupt or truncated TFRecord after "), text
 
 
 def test_demo_cache_is_keyed_by_the_generator(tmp_path):
-    from emobed_tf import demo
+    from emobed_tf.experiments import demo
 
     first = demo.ensure_demo("demo-recola", str(tmp_path))
     assert demo.fingerprint() in first and os.path.isfile(os.path.join(first, "manifest.json"))
     assert demo.ensure_demo("demo-recola", str(tmp_path)) == first  # reused, not regenerated
-    m = schema.load_manifest(first)
+    m = load_manifest(first)
     assert m.extra["simulated"] is True and m.modalities["audio"].counts == {
         "train": 4, "dev": 3, "test": 3}
 
@@ -390,12 +392,12 @@ def test_batches_are_padded_to_bucketed_lengths_with_exact_masks(cls_data):
     import tensorflow as tf
 
     path, manifest, items = cls_data  # lengths 1..5 frames
-    src = D.Source.open(path)
+    src = source.Source.open(path)
     lengths = {it.recording: len(it.features) for it in items if it.modality == "audio"
                and it.split == "dev"}
     for cache in ("memory", "none"):
-        ds = D.make_modality_dataset(src, "audio", "dev", 5, with_ids=True,
-                                     options=D.PipelineOptions(cache=cache))
+        ds = pipeline.make_modality_dataset(src, "audio", "dev", 5, with_ids=True,
+                                     options=pipeline.PipelineOptions(cache=cache))
         for b in ds:
             t_max = max(lengths[r.decode()] for r in b["recording"].numpy())
             assert b["features"].shape[1] == (1 if t_max == 1 else 8)
@@ -407,23 +409,23 @@ def test_batches_are_padded_to_bucketed_lengths_with_exact_masks(cls_data):
 
 
 def test_demo_is_a_small_target_corpus_and_a_larger_auxiliary_one_split_by_speaker(tmp_path):
-    from emobed_tf import demo
+    from emobed_tf.experiments import demo
 
     demo.write_demo_omg(str(tmp_path / "d"), sizes={"audio": (8, 5), "video": (12, 4)})
-    src = D.Source.open(str(tmp_path / "d"))
+    src = source.Source.open(str(tmp_path / "d"))
     for mod, n_spk, per in (("audio", 8, 5), ("video", 12, 4)):
-        stats = D.speaker_statistics(src, mod)
+        stats = speakers.speaker_statistics(src, mod)
         assert len(stats) == n_spk and all(s.items == per for s in stats.values())
         info = src.manifest.modalities[mod]
         assert sum(info.counts.values()) == n_spk * per
         by_split = {}
         for split in info.shards:
-            ds = D.make_modality_dataset(src, mod, split, 64, with_ids=True)
+            ds = pipeline.make_modality_dataset(src, mod, split, 64, with_ids=True)
             by_split[split] = {s.decode() for b in ds for s in b["speaker"].numpy()}
         assert not (by_split["train"] & by_split["test"]) and not (by_split["dev"] &
                                                                   by_split["test"])
     # the two corpora are different people: crossval never has to drop auxiliary items
-    assert not set(D.speaker_statistics(src, "audio")) & set(D.speaker_statistics(src, "video"))
+    assert not set(speakers.speaker_statistics(src, "audio")) & set(speakers.speaker_statistics(src, "video"))
 
 
 @pytest.mark.parametrize("cache", ["none", "memory"])
@@ -446,18 +448,18 @@ def test_speaker_normalisation_against_numpy(tmp_path, cache):
             it = Item("audio", x, i % 2, speaker=spk, recording=f"r{i}", split=split)
             w.add(it)
             items.append(it)
-    src = D.Source.open(str(tmp_path / "d"))
+    src = source.Source.open(str(tmp_path / "d"))
     info = src.manifest.modalities["audio"]
     frames = {}
     for it in items:
         frames.setdefault(it.speaker, []).append(it.features.astype(np.float64))
-    assert sum(len(f) for f in frames["tiny"]) < D.MIN_SPEAKER_FRAMES
+    assert sum(len(f) for f in frames["tiny"]) < speakers.MIN_SPEAKER_FRAMES
     want_stats = {s: (np.concatenate(f).mean(0), np.concatenate(f).std(0))
                   for s, f in frames.items() if s and s != "tiny"}
-    opts = D.PipelineOptions(cache=cache, normalize="speaker")
+    opts = pipeline.PipelineOptions(cache=cache, normalize="speaker")
     seen = 0
     for split in ("train", "test"):
-        for b in _batches(D.make_modality_dataset(src, "audio", split, 7, with_ids=True,
+        for b in _batches(pipeline.make_modality_dataset(src, "audio", split, 7, with_ids=True,
                                                   options=opts)):
             for i, rec in enumerate(b["recording"]):
                 it = next(x for x in items if x.recording == rec.decode())
@@ -470,7 +472,7 @@ def test_speaker_normalisation_against_numpy(tmp_path, cache):
                 seen += 1
     assert seen == len(items)
     with pytest.raises(ValueError, match="normalize must be one of"):
-        D.PipelineOptions(normalize="utterance")
+        pipeline.PipelineOptions(normalize="utterance")
 
 
 def test_speaker_statistics_are_read_again_after_a_rewrite(tmp_path):
@@ -482,8 +484,8 @@ def test_speaker_statistics_are_read_again_after_a_rewrite(tmp_path):
                            speaker="s1", recording=f"r{i}"))
 
     write(0.0)
-    keys, means, _ = D.speaker_norm_table(D.Source.open(str(tmp_path / "d")), "audio")
+    keys, means, _ = speakers.speaker_norm_table(source.Source.open(str(tmp_path / "d")), "audio")
     assert keys == ["s1"] and means[0].tolist() == [1.0, 1.0]
     write(100.0)  # same shard names and sizes, other values
-    _, means, _ = D.speaker_norm_table(D.Source.open(str(tmp_path / "d")), "audio")
+    _, means, _ = speakers.speaker_norm_table(source.Source.open(str(tmp_path / "d")), "audio")
     assert means[0].tolist() == [101.0, 101.0]

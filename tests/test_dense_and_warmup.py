@@ -12,11 +12,12 @@ import keras
 import numpy as np
 import pytest
 
-from emobed_tf import configs as C
-from emobed_tf import experiment as E
-from emobed_tf import train as T
-from emobed_tf.model import DenseStack, EmoBed, GRUStack, load_model
-from emobed_tf.rundir import RunDir, make_run_checkpoint
+from emobed_tf import configs
+from emobed_tf.experiments import experiment
+from emobed_tf import train
+from emobed_tf.model.emobed import EmoBed, load_model
+from emobed_tf.model.stacks import DenseStack, GRUStack
+from emobed_tf.experiments.rundir import make_run_checkpoint, RunDir
 from tests.conftest import train_cli, write_classification
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,28 +110,28 @@ def test_encoder_type_auto_resolves_on_the_frame_counts(tmp_path):
         model = rd.load_model()
         assert model.encoder_type == expected and isinstance(model.audio_encoder, stack)
     # asked for: kept whatever the data
-    cfg = C.default_config("custom", str(tmp_path / "x"), mode="classic", data_dir=str(pooled))
+    cfg = configs.default_config("custom", str(tmp_path / "x"), mode="classic", data_dir=str(pooled))
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, encoder_type="gru"))
-    assert E.build_model(cfg, E.resolve_sources(cfg)).encoder_type == "gru"
+    assert experiment.build_model(cfg, experiment.resolve_sources(cfg)).encoder_type == "gru"
 
 
 def test_a_config_from_before_encoder_type_reads_as_gru():
-    d = C.default_config("custom", "x").to_json()
+    d = configs.default_config("custom", "x").to_json()
     del d["model"]["encoder_type"]
-    assert C.TrainConfig.from_json(d).model.encoder_type == "gru"
+    assert configs.TrainConfig.from_json(d).model.encoder_type == "gru"
 
 
 def test_classic_with_warmup_is_refused(tmp_path, capsys):
-    with pytest.raises(C.ConfigError, match="aux_warmup_epochs 2 needs the auxiliary"):
-        C.default_config("custom", "x", mode="classic",
-                         loss=C.LossConfig(alpha=0.5, beta=0.5, aux_warmup_epochs=2))
-    with pytest.raises(C.ConfigError, match="smaller than epochs"):
-        C.default_config("custom", "x", epochs=2, loss=C.LossConfig(aux_warmup_epochs=2))
+    with pytest.raises(configs.ConfigError, match="aux_warmup_epochs 2 needs the auxiliary"):
+        configs.default_config("custom", "x", mode="classic",
+                         loss=configs.LossConfig(alpha=0.5, beta=0.5, aux_warmup_epochs=2))
+    with pytest.raises(configs.ConfigError, match="smaller than epochs"):
+        configs.default_config("custom", "x", epochs=2, loss=configs.LossConfig(aux_warmup_epochs=2))
     with pytest.raises(ValueError, match="needs the auxiliary"):
         EmoBed(input_dims={"audio": 4}, alpha=0, beta=0, aux_warmup_epochs=1)
     data = tmp_path / "d"
     write_classification(data, dims={"audio": 6}, n=(6, 3, 3))
-    code = T.main(["--dataset", "custom", "--data-dir", str(data), "--out", str(tmp_path / "r"),
+    code = train.main(["--dataset", "custom", "--data-dir", str(data), "--out", str(tmp_path / "r"),
                    "--mode", "classic", "--aux-warmup-epochs", "1", "--verbose", "0"])
     err = capsys.readouterr().err
     assert code != 0 and "aux_warmup_epochs 1 needs the auxiliary modality" in err
@@ -167,7 +168,7 @@ def _same(a, b):
 def test_warmup_trains_the_auxiliary_side_only_and_survives_resume(tmp_path, encoder_type):
     data = tmp_path / "d"
     write_classification(data, n=(12, 6, 6), lengths=(1, 1) if encoder_type == "dense" else (1, 3))
-    cfg = C.default_config("custom", str(tmp_path / "run"), data_dir=str(data), epochs=4,
+    cfg = configs.default_config("custom", str(tmp_path / "run"), data_dir=str(data), epochs=4,
                            patience=4, seed=1, verbose=0)
     cfg = dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, encoder_type="auto", encoder_units=8,
@@ -176,10 +177,10 @@ def test_warmup_trains_the_auxiliary_side_only_and_survives_resume(tmp_path, enc
         data=dataclasses.replace(cfg.data, batch_size=4))
     first = _Weights(stop=1)
     with pytest.raises(KeyboardInterrupt):  # interrupted after epoch 1, inside the warm-up
-        E.run(cfg, callbacks=[first])
+        experiment.run(cfg, callbacks=[first])
     assert RunDir(cfg.out).resume_state()["epoch"] == 1
     rest = _Weights()
-    metrics = E.run(cfg, callbacks=[rest])  # resumes at epoch 2: still warm-up
+    metrics = experiment.run(cfg, callbacks=[rest])  # resumes at epoch 2: still warm-up
     assert metrics["encoder_type"] == encoder_type
     w0 = first.seen["begin"]
     # epoch 1 (and epoch 2, after the resume): the target encoder is untouched, the auxiliary
@@ -218,7 +219,7 @@ _STEP = """
 import sys
 sys.path.insert(0, {tests!r})
 import backend_step
-import emobed_tf.model as Mo
+import emobed_tf.model.emobed as Mo
 load = Mo.load_model
 def load_in_phase(path, compile=True):
     model = load(path, compile)
@@ -309,21 +310,21 @@ def test_the_multiworker_loop_has_the_warmup_too(tmp_path):
     leave the target encoder as it was, and are never the best epoch."""
     import tensorflow as tf
 
-    from emobed_tf.distribute import fit_multiworker
+    from emobed_tf.experiments.distribute import fit_multiworker
 
     data = tmp_path / "d"
     write_classification(data, n=(12, 6, 6), lengths=(1, 1))
-    cfg = C.default_config("custom", str(tmp_path / "run"), data_dir=str(data), epochs=3,
+    cfg = configs.default_config("custom", str(tmp_path / "run"), data_dir=str(data), epochs=3,
                            patience=3, seed=1, verbose=0)
     cfg = dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, encoder_units=8, shared_units=8),
         loss=dataclasses.replace(cfg.loss, aux_warmup_epochs=1),
         data=dataclasses.replace(cfg.data, batch_size=4))
-    sources = E.resolve_sources(cfg)
-    train_ds, _ = E.make_datasets(cfg, sources)
+    sources = experiment.resolve_sources(cfg)
+    train_ds, _ = experiment.make_datasets(cfg, sources)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
-        model = E.build_model(cfg, sources)
+        model = experiment.build_model(cfg, sources)
     w0 = [v.numpy().copy() for v in model.audio_encoder.weights]
     seen = {}
 
@@ -342,7 +343,7 @@ def test_the_multiworker_loop_has_the_warmup_too(tmp_path):
 def test_a_dense_run_exports_and_serves_the_same_numbers(tmp_path):
     import tensorflow as tf
 
-    from emobed_tf import export as X
+    from emobed_tf.serving import export
     from tests.test_export import _reference
 
     data, run = tmp_path / "pooled", tmp_path / "run"
@@ -350,7 +351,7 @@ def test_a_dense_run_exports_and_serves_the_same_numbers(tmp_path):
     train_cli(["--dataset", "custom", "--data-dir", str(data), "--out", str(run), "--mode",
                "classic", "--epochs", "1", "--batch-size", "8", "--encoder-units", "8",
                "--shared-units", "8", "--verbose", "0"])
-    path = X.export_monomodal(str(run), "audio", str(tmp_path / "sm"))
+    path = export.export_monomodal(str(run), "audio", str(tmp_path / "sm"))
     served = tf.saved_model.load(path)
     # one frame per item (the data's form), and padded sequences (the mean of valid frames)
     x = np.random.default_rng(0).normal(size=(3, 4, 6)).astype(np.float32)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from emobed_tf import train as T
+from emobed_tf import train
 from tests.conftest import (OutsideProcess, child_env, saved_predictions, sklearn_scores,
                             write_classification)
 
@@ -37,7 +37,7 @@ def test_mirrored_strategy_and_mixed_precision_train(cls_data, tmp_path):
     d, _, _ = cls_data
     out = str(tmp_path / "m")
     try:
-        assert T.main(_args(d, out, "mirrored", "--precision", "mixed_bfloat16")) == 0
+        assert train.main(_args(d, out, "mirrored", "--precision", "mixed_bfloat16")) == 0
     finally:
         keras.mixed_precision.set_global_policy("float32")
     m = json.load(open(os.path.join(out, "metrics.json")))
@@ -85,7 +85,7 @@ def test_two_workers_on_loopback_share_the_work(two_workers):
         assert [e["batches_this_worker"] for e in h] == [6, 6]
         assert [e["examples_this_worker"] for e in h] == [12, 12]
     # gradients were all-reduced: both workers end with identical weights
-    from emobed_tf.model import load_model
+    from emobed_tf.model.emobed import load_model
 
     a = load_model(str(root / "run0" / "checkpoints" / "last.keras"))
     b = load_model(str(root / "run1" / "checkpoints" / "last.keras"))

@@ -16,7 +16,7 @@ SKIP = {"emobed_tf.__main__"}
 def _modules():
     names = []
     for pkg in (emobed_tf, tfrecords_tools, tuning):
-        for info in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
+        for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
             if info.name not in SKIP and not info.name.endswith("beam_pipeline"):
                 names.append(info.name)
     return sorted(names)

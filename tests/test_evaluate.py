@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from emobed_tf import evaluate as EV
-from emobed_tf import postprocess as PP
-from emobed_tf import significance as S
-from emobed_tf.metrics import ccc
+from emobed_tf.evaluate import main as evaluate_main
+from emobed_tf.experiments import evaluate
+from emobed_tf.experiments import postprocess
+from emobed_tf.experiments import significance
+from emobed_tf.model.metrics import ccc
 from tests.conftest import saved_predictions
 
 
@@ -16,7 +17,7 @@ def test_classification_report_and_comparison(cls_run, classic_run, tmp_path):
     # evaluate writes into both run folders: copies of the shared runs
     a = cls_run.copy(tmp_path / "a")
     b = classic_run.copy(tmp_path / "b")
-    assert EV.main(["--run", a, "--compare", b, "--tsne-points", "20"]) == 0
+    assert evaluate_main(["--run", a, "--compare", b, "--tsne-points", "20"]) == 0
     rep = json.load(open(os.path.join(a, "report", "report.json")))
     for f in ("report.md", "confusion_dev.png", "tsne_dev.png"):
         assert os.path.getsize(os.path.join(a, "report", f)) > 0
@@ -36,7 +37,7 @@ def test_classification_report_and_comparison(cls_run, classic_run, tmp_path):
     np.testing.assert_array_equal(cm, skm.confusion_matrix(p.gold, np.asarray(p.pred).argmax(1),
                                                            labels=[0, 1, 2]))
     other = json.load(open(os.path.join(b, "metrics.json")))
-    want = S.two_proportion_z_test(dev["accuracy"], other["dev"]["accuracy"], 12, 12)
+    want = significance.two_proportion_z_test(dev["accuracy"], other["dev"]["accuracy"], 12, 12)
     assert rep["comparison"]["dev"]["accuracy"]["p"] == pytest.approx(want["p"])
     # scores agree with what training wrote
     mine = json.load(open(os.path.join(a, "metrics.json")))
@@ -46,7 +47,7 @@ def test_classification_report_and_comparison(cls_run, classic_run, tmp_path):
 
 def test_regression_report_fits_postprocessing_on_dev(reg_run, tmp_path):
     run = reg_run.copy(tmp_path / "r")  # evaluate writes postprocess.json and report/
-    rep = EV.evaluate(run, tsne_points_max=50)
+    rep = evaluate.evaluate(run, tsne_points_max=50)
     chain = json.load(open(os.path.join(run, "postprocess.json")))
     assert chain == rep["postprocess"]
     for n in ("arousal", "valence"):
@@ -54,10 +55,10 @@ def test_regression_report_fits_postprocessing_on_dev(reg_run, tmp_path):
         assert dev["postprocessed"][f"ccc_{n}"] >= dev["raw"][f"ccc_{n}"] - 1e-12
         assert dev["postprocessed"][f"ccc_{n}"] == pytest.approx(chain[n]["dev_ccc"])
     # test scores: the dev-fitted chain applied to the test predictions, by hand
-    from emobed_tf.model import load_model
+    from emobed_tf.model.emobed import load_model
 
     p = saved_predictions(run, "test")  # the run's target, video
-    post = np.concatenate(PP.apply_chain(p.pred, chain, ["arousal", "valence"]))
+    post = np.concatenate(postprocess.apply_chain(p.pred, chain, ["arousal", "valence"]))
     gold = np.concatenate(p.gold)
     assert rep["scores"]["test"]["postprocessed"]["ccc_valence"] == pytest.approx(
         ccc(gold[:, 1], post[:, 1]))
@@ -68,14 +69,14 @@ def test_regression_report_fits_postprocessing_on_dev(reg_run, tmp_path):
 
 
 def test_tsne_points_mark_modality_and_label():
-    from emobed_tf.predict import Predictions
+    from emobed_tf.experiments.scoring import Predictions
 
     rng = np.random.default_rng(0)
     pa = Predictions("classification", [], np.arange(30) % 3, None,
                      embeddings=rng.normal(size=(30, 4)))
     pv = Predictions("classification", [], np.arange(20) % 3, None,
                      embeddings=rng.normal(size=(20, 4)) + 5)
-    pts, labels, mods = EV.tsne_points({"audio": pa, "video": pv}, "classification",
+    pts, labels, mods = evaluate.tsne_points({"audio": pa, "video": pv}, "classification",
                                        ["a", "b", "c"], 25, 0)
     assert pts.shape == (45, 2)
     assert (mods == "audio").sum() == 25 and (mods == "video").sum() == 20
@@ -83,7 +84,7 @@ def test_tsne_points_mark_modality_and_label():
 
 
 def test_missing_run_is_reported(tmp_path, capsys):
-    assert EV.main(["--run", str(tmp_path / "none")]) == 2
+    assert evaluate_main(["--run", str(tmp_path / "none")]) == 2
     assert "config.json" in capsys.readouterr().err
 
 
@@ -124,12 +125,12 @@ def test_ablation_runner_table_with_significance(reg_data, tmp_path):
     runs = {m: json.load(open(out / m / "metrics.json")) for m in ("classic", "emobed")}
     for m in runs.values():  # one dimension predicted, one scored
         assert "ccc_arousal" in m["dev"] and "ccc_valence" not in m["dev"]
-    from emobed_tf.model import load_model
+    from emobed_tf.model.emobed import load_model
 
     assert load_model(str(out / "classic" / "model.keras")).num_outputs == 1
     row = table["rows"]["emobed"]
     assert row["test"]["ccc_arousal"] == runs["emobed"]["test"]["ccc_arousal"]
-    want = S.fisher_z_test(runs["emobed"]["test"]["ccc_arousal"],
+    want = significance.fisher_z_test(runs["emobed"]["test"]["ccc_arousal"],
                            runs["classic"]["test"]["ccc_arousal"], runs["emobed"]["test"]["n"])
     assert row["test_significance"]["ccc_arousal"]["p"] == pytest.approx(want["p"])
     md = open(out / "comparison.md").read()

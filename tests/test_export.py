@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from emobed_tf import export as E
-from emobed_tf import postprocess as P
+from emobed_tf.export import main as export_main
+from emobed_tf.serving import export
+from emobed_tf.experiments import postprocess
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -17,7 +18,7 @@ CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
 def _reference(run, modality, x, lengths):
     """Keras model + numpy standardisation, the numbers the export must match."""
-    from emobed_tf.model import load_model
+    from emobed_tf.model.emobed import load_model
 
     model = load_model(os.path.join(run, "model.keras"))
     info = json.load(open(os.path.join(run, "manifests", f"{modality}.json")))
@@ -64,7 +65,7 @@ def served(tmp_path_factory, cls_run):
     emobed_tf, ``saved_model_cli show`` and ``saved_model_cli run``."""
     run = cls_run.path  # read-only: the exports go elsewhere
     root = tmp_path_factory.mktemp("served")
-    path = E.export_monomodal(run, "audio", str(root / "sm" / "toy"))
+    path = export.export_monomodal(run, "audio", str(root / "sm" / "toy"))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 5, 6)).astype(np.float32)
     lengths = np.array([5, 2, 1], np.int32)
@@ -93,10 +94,10 @@ def test_classification_export_reloads_without_emobed_and_matches(cls_run, serve
     assert path.endswith(os.path.join("toy", "1"))
     base = os.path.dirname(path)
     # either modality, the next version
-    assert E.export_monomodal(cls_run.path, "video", base).endswith("2")
+    assert export.export_monomodal(cls_run.path, "video", base).endswith("2")
     # the auxiliary branch is not in the export: only the audio encoder, f and the head
     import tensorflow as tf
-    from emobed_tf.model import load_model
+    from emobed_tf.model.emobed import load_model
 
     model = load_model(os.path.join(cls_run.path, "model.keras"))
     want = sum(int(np.prod(v.shape)) for layer in (model.audio_encoder, model.shared, model.head)
@@ -177,7 +178,7 @@ def test_regression_export_includes_postprocessing(reg_run, tmp_path):
     chain = {"arousal": {"median_window": 5, "bias": 0.2, "scale": 1.5, "shift": 2},
              "valence": {"median_window": 0, "bias": None, "scale": None, "shift": 0}}
     json.dump(chain, open(os.path.join(run, "postprocess.json"), "w"))
-    path = E.export_monomodal(run, "video", str(tmp_path / "sm"))
+    path = export.export_monomodal(run, "video", str(tmp_path / "sm"))
     import tensorflow as tf
 
     m = tf.saved_model.load(path)
@@ -191,7 +192,7 @@ def test_regression_export_includes_postprocessing(reg_run, tmp_path):
     assert set(out) == {"arousal", "valence"}
     ref, mask = _reference(run, "video", x, lengths)
     preds = [ref["prediction"][i, :n] for i, n in enumerate(lengths)]
-    want = P.apply_chain(preds, chain, ["arousal", "valence"])
+    want = postprocess.apply_chain(preds, chain, ["arousal", "valence"])
     for i, n in enumerate(lengths):
         np.testing.assert_allclose(out["arousal"].numpy()[i, :n], want[i][:, 0], atol=1e-5)
         np.testing.assert_allclose(out["valence"].numpy()[i, :n], want[i][:, 1], atol=1e-5)
@@ -202,24 +203,24 @@ def test_regression_export_includes_postprocessing(reg_run, tmp_path):
 
 def test_export_errors(classic_run, tmp_path, capsys):
     run = classic_run.path  # read-only: the exports go to tmp_path
-    assert E.main(["--run", run, "--target", "video", "--out", str(tmp_path / "x")]) == 2
+    assert export_main(["--run", run, "--target", "video", "--out", str(tmp_path / "x")]) == 2
     assert "no video branch" in capsys.readouterr().err
-    assert E.main(["--run", str(tmp_path / "none"), "--target", "audio",
+    assert export_main(["--run", str(tmp_path / "none"), "--target", "audio",
                    "--out", str(tmp_path / "x")]) == 2
     assert "no trained model" in capsys.readouterr().err
-    assert E.main(["--run", run, "--target", "audio", "--out", str(tmp_path / "x")]) == 0
-    assert E.main(["--run", run, "--target", "audio", "--out", str(tmp_path / "x"),
+    assert export_main(["--run", run, "--target", "audio", "--out", str(tmp_path / "x")]) == 0
+    assert export_main(["--run", run, "--target", "audio", "--out", str(tmp_path / "x"),
                    "--version", "1"]) == 2
     assert "never overwritten" in capsys.readouterr().err
     for bad in ("-3", "0"):  # TF Serving serves only positive integer folders
         with pytest.raises(SystemExit) as exit_:
-            E.main(["--run", run, "--target", "audio", "--out", str(tmp_path / "x"),
+            export_main(["--run", run, "--target", "audio", "--out", str(tmp_path / "x"),
                     "--version", bad])
         assert exit_.value.code == 2
         assert f"versions are positive integers (TF Serving serves only those folders), " \
                f"got '{bad}'" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path / "x")) == ["1"]
-    assert E.main(["--run", run, "--target", "audio", "--out", str(tmp_path / "x"),
+    assert export_main(["--run", run, "--target", "audio", "--out", str(tmp_path / "x"),
                    "--version", "7"]) == 0
     assert sorted(os.listdir(tmp_path / "x")) == ["1", "7"]
 
@@ -229,22 +230,22 @@ def test_speaker_normalised_run_exports_with_speaker_inputs(tmp_path):
     gives what the training pipeline gave (test items' probabilities, the run's test score)."""
     import tensorflow as tf
 
-    from emobed_tf import data as D
-    from emobed_tf import experiment as EXP
-    from emobed_tf.metrics import classification_scores
-    from emobed_tf.model import load_model
-    from emobed_tf.predict import predict_split
-    from emobed_tf.rundir import RunDir
+    from emobed_tf.data import source, speakers
+    from emobed_tf.experiments import experiment
+    from emobed_tf.model.metrics import classification_scores
+    from emobed_tf.model.emobed import load_model
+    from emobed_tf.experiments.scoring import predict_split
+    from emobed_tf.experiments.rundir import RunDir
     from tests.conftest import _train_args, train_cli, write_classification
 
     _, items = write_classification(tmp_path / "d", dims={"audio": 6})
     run = str(tmp_path / "run")
     train_cli(_train_args(tmp_path / "d", run, "--epochs", "1", "--mode", "classic",
                           "--normalize", "speaker"))
-    path = E.export_monomodal(run, "audio", str(tmp_path / "sm"))
+    path = export.export_monomodal(run, "audio", str(tmp_path / "sm"))
     meta = json.load(open(os.path.join(path, "assets.extra", "emobed_export.json")))
     stats_file = json.load(open(os.path.join(run, "manifests", "audio.json")))
-    assert meta["normalize"] == "speaker" and meta["min_speaker_frames"] == D.MIN_SPEAKER_FRAMES
+    assert meta["normalize"] == "speaker" and meta["min_speaker_frames"] == speakers.MIN_SPEAKER_FRAMES
     np.testing.assert_allclose(meta["fallback_mean"],
                                stats_file["modalities"]["audio"]["mean"], rtol=1e-6)
     np.testing.assert_allclose(meta["fallback_std"],
@@ -269,8 +270,8 @@ def test_speaker_normalised_run_exports_with_speaker_inputs(tmp_path):
     # the pipeline's predictions of the same items, with the options the run's configuration
     # gives (what training and scoring used)
     model = load_model(os.path.join(run, "model.keras"))
-    src = D.Source.open(str(tmp_path / "d"))
-    opts = EXP.pipeline_options(RunDir(run).config(), src.manifest)
+    src = source.Source.open(str(tmp_path / "d"))
+    opts = experiment.pipeline_options(RunDir(run).config(), src.manifest)
     assert opts.normalize == "speaker"
     p = predict_split(model, src, "audio", "test", options=opts)
     want = {rec: pr for rec, pr in zip(p.recordings, p.pred)}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tfrecords_tools import extract, media
-from tfrecords_tools import image_encoders as ie
+from tfrecords_tools import image_encoders
 from tfrecords_tools.face import WeightsError, resize
 from tfrecords_tools.options import OptionsError, VideoOptions
 from tfrecords_tools.workcache import CacheError, WorkCache
@@ -45,15 +45,15 @@ def _cli(faces_dir, out, *flags):
     """Extracts through the command line; returns ({recording: features}, manifest)."""
     import tensorflow as tf
 
-    from emobed_tf import data as D
-    from emobed_tf import schema
+    from emobed_tf.data import source
+    from emobed_tf.records import manifest, schema
 
     argv = ["--corpus", "images", "--images-dir", faces_dir, "--no-detect", "--out", str(out),
             *flags]
     assert extract.main(argv) == 0
     items = [schema.decode_example(r.numpy()) for r in tf.data.TFRecordDataset(
-        D.shard_paths(D.Source.open(str(out)), "video", "train"))]
-    return ({it.recording: it.features for it in items}, schema.load_manifest(str(out)))
+        source.shard_paths(source.Source.open(str(out)), "video", "train"))]
+    return ({it.recording: it.features for it in items}, manifest.load_manifest(str(out)))
 
 
 # -- keras-hub --------------------------------------------------------------------
@@ -99,7 +99,7 @@ def test_keras_hub_vit_extraction_matches_the_backbone(faces, tmp_path):
     opts = VideoOptions(encoder="keras-hub", encoder_model=bare)
     assert opts.pool_name == "cls" and opts.prep().scale == (1 / 255,)
     # a named layer: the first encoder block's tokens, averaged over the patches
-    enc = ie.load_encoder("keras-hub", model, layer="vit_encoder", pool="avg")
+    enc = image_encoders.load_encoder("keras-hub", model, layer="vit_encoder", pool="avg")
     np.testing.assert_allclose(enc(_pixels(paths, (32, 32))), want["avg"], atol=1e-5)
 
 
@@ -116,7 +116,7 @@ def test_keras_hub_dinov2_registers_are_not_patches(faces, tmp_path):
     tokens = np.asarray(backbone.predict_on_batch({"images": x.astype(np.float32) / 255}),
                         np.float64)
     assert tokens.shape[1] == 1 + 2 + 16
-    enc = ie.load_encoder("keras-hub", str(tmp_path / "dino"), pool="avg")
+    enc = image_encoders.load_encoder("keras-hub", str(tmp_path / "dino"), pool="avg")
     np.testing.assert_allclose(enc(x), tokens[:, 3:].mean(1), atol=1e-5)
     assert enc.dim == 8 == VideoOptions(encoder="keras-hub", encoder_model=str(
         tmp_path / "dino")).dim
@@ -144,7 +144,7 @@ def test_keras_hub_clip_pooled_embedding_and_patch_mean(faces, tmp_path):
         opts = VideoOptions(encoder="keras-hub", encoder_model=str(tmp_path / "clip"),
                             layer_pool=pool)
         assert opts.dim == dim and opts.pool_name == pool
-        enc = ie.load_encoder("keras-hub", str(tmp_path / "clip"), pool=pool)
+        enc = image_encoders.load_encoder("keras-hub", str(tmp_path / "clip"), pool=pool)
         np.testing.assert_allclose(enc(x), want, atol=1e-5)
         assert enc.dim == dim
 
@@ -224,9 +224,9 @@ def test_onnx_extraction_matches_the_model(faces, tmp_path):
 def test_onnx_nhwc_bgr_and_image_size(faces, tmp_path):
     _, paths = faces
     model = _onnx_model(tmp_path / "nhwc.onnx", layout="nhwc", size=12)
-    info = ie.onnx_info(model)
+    info = image_encoders.onnx_info(model)
     assert (info["layout"], info["image_size"], info["output"]) == ("nhwc", (12, 12), "logits")
-    enc = ie.load_encoder("onnx", model, layer="emb", channel_order="bgr")
+    enc = image_encoders.load_encoder("onnx", model, layer="emb", channel_order="bgr")
     pix = _pixels(paths, (12, 12))
     x = np.ascontiguousarray(pix[..., ::-1].astype(np.float32) / 255)
     np.testing.assert_allclose(enc(pix), _ort_direct(model, x, "emb"), atol=1e-6)
@@ -292,7 +292,7 @@ def test_fingerprint_refuses_another_model_layer_or_preprocessing(tmp_path):
     ("keras-hub", "clip_vit_base_patch16",
      "from_preset(\"clip_vit_base_patch16\").save_to_preset(DIR)"),
     ("keras-hub", None, "--encoder keras-hub needs --encoder-model DIR"),
-    ("onnx", "/nonexistent/enet_b0_8_best_vgaf.onnx", ie.HSEMOTION_ONNX),
+    ("onnx", "/nonexistent/enet_b0_8_best_vgaf.onnx", image_encoders.HSEMOTION_ONNX),
     ("onnx", None, "--encoder onnx needs --encoder-model FILE")])
 def test_missing_model_or_preset_name_is_one_clear_line(faces, tmp_path, capsys, kind, path,
                                                          says):

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emobed_tf import losses as L
+from emobed_tf.model.losses import (batch_hard_triplet_loss, bin_labels, ccc_loss,
+                                    classification_loss, crossmodal_prototype_loss, masked_mse,
+                                    pairwise_distances)
 
 
 def reference_triplet(labels, emb, valid=None, form="paper", margin=0.0, reduction="mean"):
@@ -31,11 +33,11 @@ def test_triplet_hand_derived_example():
     emb = np.array([[0.0], [1.0], [3.0]], np.float32)
     lab = np.array([0, 0, 1])
     # anchor 0: d+=1, d-=3 -> -2; anchor 1: d+=1, d-=2 -> -1; anchor 2: no positive, dropped
-    assert float(L.batch_hard_triplet_loss(lab, emb, reduction="sum")) == pytest.approx(-3.0)
-    assert float(L.batch_hard_triplet_loss(lab, emb)) == pytest.approx(-1.5)
-    assert float(L.batch_hard_triplet_loss(lab, emb, form="hinge", margin=1.5)) == \
+    assert float(batch_hard_triplet_loss(lab, emb, reduction="sum")) == pytest.approx(-3.0)
+    assert float(batch_hard_triplet_loss(lab, emb)) == pytest.approx(-1.5)
+    assert float(batch_hard_triplet_loss(lab, emb, form="hinge", margin=1.5)) == \
         pytest.approx((0 + 0.5) / 2)
-    assert float(L.batch_hard_triplet_loss(lab, emb, form="soft")) == \
+    assert float(batch_hard_triplet_loss(lab, emb, form="soft")) == \
         pytest.approx((np.log1p(np.exp(-2)) + np.log1p(np.exp(-1))) / 2, rel=1e-5)
 
 
@@ -48,7 +50,7 @@ def test_triplet_matches_bruteforce(form, reduction):
         emb = rng.normal(size=(n, 6)).astype(np.float32)
         lab = rng.integers(0, 4, n)
         valid = rng.random(n) > 0.2
-        got = float(L.batch_hard_triplet_loss(lab, emb, valid, form=form, margin=0.3,
+        got = float(batch_hard_triplet_loss(lab, emb, valid, form=form, margin=0.3,
                                               reduction=reduction))
         want = reference_triplet(lab, emb, valid, form, 0.3, reduction)
         assert got == pytest.approx(want, rel=1e-4, abs=1e-4)
@@ -60,14 +62,14 @@ def test_crossmodal_concatenation_uses_inter_and_intra_modal_pairs():
     e_v = np.array([[2.0, 0.0], [2.0, 1.0]], np.float32)
     lab = np.array([0, 0, 0, 1])
     emb = np.concatenate([e_a, e_v])
-    got = float(L.batch_hard_triplet_loss(lab, emb, reduction="sum"))
+    got = float(batch_hard_triplet_loss(lab, emb, reduction="sum"))
     assert got == pytest.approx(reference_triplet(lab, emb, reduction="sum"), rel=1e-5)
 
 
 def test_no_usable_anchor_gives_zero():
     emb = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
-    assert float(L.batch_hard_triplet_loss(np.zeros(5, int), emb)) == 0.0
-    assert float(L.batch_hard_triplet_loss(np.arange(5), emb)) == 0.0
+    assert float(batch_hard_triplet_loss(np.zeros(5, int), emb)) == 0.0
+    assert float(batch_hard_triplet_loss(np.arange(5), emb)) == 0.0
 
 
 def test_zero_distances_give_finite_gradients():
@@ -75,18 +77,18 @@ def test_zero_distances_give_finite_gradients():
     lab = np.array([0, 0, 1, 1])
     for form in ("paper", "hinge", "soft"):
         with tf.GradientTape() as tape:
-            loss = L.batch_hard_triplet_loss(lab, emb, form=form, margin=1.0)
+            loss = batch_hard_triplet_loss(lab, emb, form=form, margin=1.0)
         g = tape.gradient(loss, emb).numpy()
         assert np.all(np.isfinite(g))
-    d = L.pairwise_distances(emb).numpy()
+    d = pairwise_distances(emb).numpy()
     assert np.all(np.diag(d) == 0) and d[0, 1] == 0 and d[0, 2] == pytest.approx(np.sqrt(2))
 
 
 def test_bin_labels_quadrants():
     v = np.array([[0.5, 0.5], [-0.5, 0.5], [0.5, -0.5], [-0.5, -0.5], [0.0, 0.1]], np.float32)
     # bin(arousal) + 2 * bin(valence); 0.0 is not above the threshold
-    np.testing.assert_array_equal(L.bin_labels(v).numpy(), [3, 2, 1, 0, 2])
-    np.testing.assert_array_equal(L.bin_labels(v[:, :1], (-0.25, 0.25)).numpy()[:, ...],
+    np.testing.assert_array_equal(bin_labels(v).numpy(), [3, 2, 1, 0, 2])
+    np.testing.assert_array_equal(bin_labels(v[:, :1], (-0.25, 0.25)).numpy()[:, ...],
                                   [2, 0, 2, 0, 1])
 
 
@@ -105,14 +107,14 @@ def test_ccc_loss_pools_frames_and_respects_mask():
     sel = mask.reshape(-1)
     want = 1 - np.mean([_ccc(yt.reshape(-1, 2)[sel, k], yp.reshape(-1, 2)[sel, k])
                         for k in range(2)])
-    assert float(L.ccc_loss(yt, yp, mask)) == pytest.approx(want, rel=1e-5)
+    assert float(ccc_loss(yt, yp, mask)) == pytest.approx(want, rel=1e-5)
     want_mse = np.mean((yt.reshape(-1, 2)[sel] - yp.reshape(-1, 2)[sel]) ** 2)
-    assert float(L.masked_mse(yt, yp, mask)) == pytest.approx(want_mse, rel=1e-5)
+    assert float(masked_mse(yt, yp, mask)) == pytest.approx(want_mse, rel=1e-5)
 
 
 def test_classification_loss_is_cross_entropy():
     p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
-    assert float(L.classification_loss([0, 2], p)) == pytest.approx(
+    assert float(classification_loss([0, 2], p)) == pytest.approx(
         -(np.log(0.7) + np.log(0.8)) / 2, rel=1e-5)
 
 
@@ -146,7 +148,7 @@ def test_prototype_loss_matches_numpy_reference(seed):
     ea = rng.normal(size=(12, 5)).astype(np.float32)
     eb = rng.normal(size=(9, 5)).astype(np.float32)
     vb = rng.random(9) > 0.2
-    got = float(L.crossmodal_prototype_loss(ya, ea, yb, eb, 4, None, vb, temperature=0.2))
+    got = float(crossmodal_prototype_loss(ya, ea, yb, eb, 4, None, vb, temperature=0.2))
     assert got == pytest.approx(reference_prototype(ya, ea, yb, eb, 4, None, vb, 0.2), rel=1e-4)
 
 
@@ -154,11 +156,11 @@ def test_prototype_loss_is_small_when_classes_align_and_has_finite_gradients():
     # aligned: both modalities put class c on the same axis -> loss close to 0
     y = np.array([0, 1, 2, 0, 1, 2])
     e = np.eye(3, dtype=np.float32)[y] * 3
-    assert float(L.crossmodal_prototype_loss(y, e, y, e, 3, temperature=0.05)) < 1e-6
+    assert float(crossmodal_prototype_loss(y, e, y, e, 3, temperature=0.05)) < 1e-6
     # swapped classes across modalities -> large loss
     swapped = np.eye(3, dtype=np.float32)[(y + 1) % 3]
-    assert float(L.crossmodal_prototype_loss(y, e, y, swapped, 3, temperature=0.05)) > 10
+    assert float(crossmodal_prototype_loss(y, e, y, swapped, 3, temperature=0.05)) > 10
     ea = tf.Variable(np.zeros((6, 3), np.float32))  # zero rows: finite gradients
     with tf.GradientTape() as tape:
-        loss = L.crossmodal_prototype_loss(y, ea, y, e, 3)
+        loss = crossmodal_prototype_loss(y, ea, y, e, 3)
     assert np.all(np.isfinite(tape.gradient(loss, ea).numpy()))

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emobed_tf import losses as L
-from emobed_tf.model import EmoBed, GRUStack
+from emobed_tf.model import losses
+from emobed_tf.model.emobed import EmoBed
+from emobed_tf.model.stacks import GRUStack
 
 
 def _model(task="classification", **kw):
@@ -118,20 +119,20 @@ def test_loss_terms_follow_eq8(task):
     ya = m.forward("audio", data["audio"])
     yv = m.forward("video", data["video"])
     if task == "classification":
-        la = L.classification_loss(data["audio"]["label"], ya["prediction"])
-        lv = L.classification_loss(data["video"]["label"], yv["prediction"])
+        la = losses.classification_loss(data["audio"]["label"], ya["prediction"])
+        lv = losses.classification_loss(data["video"]["label"], yv["prediction"])
         lab = np.concatenate([data["audio"]["label"], data["video"]["label"]])
         emb = np.concatenate([ya["embedding"], yv["embedding"]])
         valid = None
     else:
-        la = L.ccc_loss(data["audio"]["label"], ya["prediction"], data["audio"]["mask"])
-        lv = L.ccc_loss(data["video"]["label"], yv["prediction"], data["video"]["mask"])
+        la = losses.ccc_loss(data["audio"]["label"], ya["prediction"], data["audio"]["mask"])
+        lv = losses.ccc_loss(data["video"]["label"], yv["prediction"], data["video"]["mask"])
         sel = lambda x: np.asarray(x)[:, ::2]  # noqa: E731
-        lab = np.concatenate([L.bin_labels(sel(data[k]["label"])).numpy().reshape(-1)
+        lab = np.concatenate([losses.bin_labels(sel(data[k]["label"])).numpy().reshape(-1)
                               for k in ("audio", "video")])
         emb = np.concatenate([sel(y["embedding"]).reshape(-1, 8) for y in (ya, yv)])
         valid = np.concatenate([sel(data[k]["mask"]).reshape(-1) for k in ("audio", "video")])
-    lt = L.batch_hard_triplet_loss(lab, emb, valid)
+    lt = losses.batch_hard_triplet_loss(lab, emb, valid)
     kernels = [v for v in m.trainable_variables if "kernel" in v.name]
     l2 = 1e-3 * sum(float(np.sum(np.square(k))) for k in kernels)
     assert float(terms["target_loss"]) == pytest.approx(float(la), rel=1e-5)
@@ -251,7 +252,7 @@ def test_mixed_precision_training(policy, tmp_path):
 
 
 def test_prototype_crossmodal_loss_in_the_model_matches_the_pure_function():
-    from emobed_tf import losses as L
+    from emobed_tf.model import losses
 
     rng = np.random.default_rng(3)
     m = EmoBed("classification", 3, {"audio": 4, "video": 6}, alpha=0.5, beta=0.7, l2=0.0,
@@ -261,7 +262,7 @@ def test_prototype_crossmodal_loss_in_the_model_matches_the_pure_function():
                   "mask": np.ones((6, 1), bool), "label": np.array([0, 1, 2, 0, 1, 2])}
             for mod, d in (("audio", 4), ("video", 6))}
     terms, out = m.compute_terms(data)
-    want = L.crossmodal_prototype_loss(data["audio"]["label"], out["audio"]["embedding"],
+    want = losses.crossmodal_prototype_loss(data["audio"]["label"], out["audio"]["embedding"],
                                        data["video"]["label"], out["video"]["embedding"], 3,
                                        temperature=0.2)
     assert "triplet_loss" not in terms

@@ -11,15 +11,15 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from emobed_tf import data as D
-from emobed_tf import schema
+from emobed_tf.data import source
+from emobed_tf.records import manifest, parse, schema
 from tests.tools.media_fixtures import tone, write_video, write_wav
 from tfrecords_tools import corpora, extract, face
 from tfrecords_tools.corpora import CorpusError
 
 
 def _records(out, mod, split="train"):
-    paths = D.shard_paths(D.Source.open(out), mod, split)
+    paths = source.shard_paths(source.Source.open(out), mod, split)
     return [schema.decode_example(r.numpy()) for r in tf.data.TFRecordDataset(paths)]
 
 
@@ -133,7 +133,7 @@ def test_ravdess_extraction_end_to_end(tmp_path, capsys):
     assert said.startswith("5 inputs -> 2 audio items, 1 video items; 0 failed, 2 skipped "
                            "(1 bad name, 1 dropped by label map)")
     assert "dropped by the label map: calm 1" in said
-    m = schema.load_manifest(out)
+    m = manifest.load_manifest(out)
     assert m.name == "ravdess" and m.label_names == ("anger", "happiness")
     assert m.modalities["audio"].counts == {"train": 1, "test": 1}
     assert m.modalities["video"].counts == {"test": 1} and m.modalities["video"].dim == 4
@@ -242,7 +242,7 @@ def test_images_extraction_with_average_pooled_descriptors(tmp_path):
                          "--label-map", "calm=,joy=happiness", "--encoder", "keras",
                          "--encoder-model", model, "--layer", "conv", "--layer-pool", "avg",
                          "--no-detect"]) == 0
-    m = schema.load_manifest(out)
+    m = manifest.load_manifest(out)
     assert m.label_names == ("anger", "happiness") and m.modalities["video"].dim == 4
     recs = _records(out, "video")
     assert [(r.recording, r.label_class, r.corpus) for r in recs] == [
@@ -365,7 +365,7 @@ def test_openface_with_a_labels_csv_end_to_end(openface_dir, tmp_path, capsys):
                          "gaze,au_r", "--name", "ofc", "--out", out]) == 0
     said = capsys.readouterr().out
     assert "4 of 8 OpenFace frames dropped (success 0 or confidence < 0.8)" in said
-    m = schema.load_manifest(out)
+    m = manifest.load_manifest(out)
     assert m.name == "ofc" and m.label_names == ("angry", "sad")
     assert m.modalities["video"].dim == 38 and m.modalities["video"].counts == {"train": 1,
                                                                                 "test": 1}
@@ -417,7 +417,7 @@ def test_table_round_trip_with_fallback_columns(tmp_path):
     assert extract.main(["--corpus", "table", "--table", str(path), "--modality", "video",
                          "--label-map", "calm=,angry=anger,happy=happiness", "--name", "ravdess",
                          "--out", out]) == 0
-    m = schema.load_manifest(out)
+    m = manifest.load_manifest(out)
     assert m.label_names == ("anger", "happiness") and m.modalities["video"].dim == 3
     assert m.extra["feature_names"] == ["AU01_r", "AU02_r", "AU45_c"]
     recs = _records(out, "video")
@@ -536,7 +536,7 @@ def test_meta_is_optional_in_records():
                        meta='{"take": "01-05-02-01-02-07"}')
     back = schema.decode_example(schema.serialize_item(item))
     assert back.meta == '{"take": "01-05-02-01-02-07"}'
-    parsed = schema.parse_record(tf.constant(schema.serialize_item(item)))
+    parsed = parse.parse_record(tf.constant(schema.serialize_item(item)))
     assert int(parsed["label_class"]) == 0
     old = schema.serialize_item(schema.Item("audio", np.ones((1, 2)), 0, recording="r"))
     assert schema.KEY_META.encode() not in old  # records without metadata are unchanged

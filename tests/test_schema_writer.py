@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emobed_tf import schema
-from emobed_tf.schema import DataError, Item
-from emobed_tf.writer import DatasetWriter, ShardWriter
+from emobed_tf.records import parse, schema
+from emobed_tf.records.manifest import load_manifest
+from emobed_tf.records.schema import DataError, Item
+from emobed_tf.records.writer import DatasetWriter, ShardWriter
 from tests.conftest import CLASSES, write_classification
 
 
@@ -25,7 +26,7 @@ def test_item_round_trip_eager_and_graph():
     np.testing.assert_array_equal(back.label_dims, dims)
     assert (back.modality, back.label_class, back.corpus, back.speaker, back.recording,
             back.split) == ("video", 2, "corp", "spk", "rec1", "dev")
-    parsed = schema.parse_record(tf.constant(rec), "x.tfrecord")
+    parsed = parse.parse_record(tf.constant(rec), "x.tfrecord")
     np.testing.assert_array_equal(parsed["features"].numpy(), feats)
     np.testing.assert_array_equal(parsed["label_dims"].numpy(), dims)
     assert int(parsed["label_class"]) == 2
@@ -68,14 +69,14 @@ def test_writer_shards_manifest_and_statistics(tmp_path):
         train = np.concatenate([it.features for it in mine if it.split == "train"])
         np.testing.assert_allclose(info.mean, train.mean(0), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(info.std, train.std(0), rtol=1e-4)
-    loaded = schema.load_manifest(str(tmp_path / "d"))
+    loaded = load_manifest(str(tmp_path / "d"))
     assert loaded == manifest
     assert loaded.label_names == CLASSES
 
 
 def test_writer_records_read_back_in_order(tmp_path):
     _, items = write_classification(tmp_path / "d")
-    manifest = schema.load_manifest(str(tmp_path / "d"))
+    manifest = load_manifest(str(tmp_path / "d"))
     got = []
     for s in manifest.modalities["audio"].shards["dev"]:
         for rec in tf.data.TFRecordDataset(str(tmp_path / "d" / s.path)):
@@ -147,19 +148,19 @@ def test_shard_writer_is_atomic(tmp_path):
 
 def test_load_manifest_errors(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        schema.load_manifest(str(tmp_path / "nope"))
+        load_manifest(str(tmp_path / "nope"))
     with pytest.raises(DataError, match="no manifest.json"):
-        schema.load_manifest(str(tmp_path))
+        load_manifest(str(tmp_path))
     write_classification(tmp_path / "d")
     path = tmp_path / "d" / "manifest.json"
     raw = json.load(open(path))
     raw["schema_version"] = 0
     json.dump(raw, open(path, "w"))
     with pytest.raises(DataError, match="schema version 0"):
-        schema.load_manifest(str(tmp_path / "d"))
+        load_manifest(str(tmp_path / "d"))
     path.write_text("{not json")
     with pytest.raises(DataError, match="unreadable manifest"):
-        schema.load_manifest(str(tmp_path / "d"))
+        load_manifest(str(tmp_path / "d"))
 
 
 _ITEM = ('Item("video", np.arange(12, dtype=np.float32).reshape(3, 4) / 7, 2, '
@@ -168,7 +169,7 @@ _ITEM = ('Item("video", np.arange(12, dtype=np.float32).reshape(3, 4) / 7, 2, '
 
 def test_serialised_bytes_are_the_same_in_every_process():
     """Issue 14: the feature map's order must not depend on the process (upb hash seeds)."""
-    code = ("import hashlib, sys\nimport numpy as np\nfrom emobed_tf.schema import Item, "
+    code = ("import hashlib, sys\nimport numpy as np\nfrom emobed_tf.records.schema import Item, "
             f"serialize_item\nsys.stdout.write(hashlib.sha256(serialize_item({_ITEM})).hexdigest())")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=root, text=True,

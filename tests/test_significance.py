@@ -4,31 +4,31 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from emobed_tf import significance as S
+from emobed_tf.experiments import significance
 
 
 def test_fisher_z_hand_derived():
     # atanh(.6) = .693147, atanh(.5) = .549306; se = sqrt(2 / 100) for n = 103
-    res = S.fisher_z_test(0.6, 0.5, 103)
+    res = significance.fisher_z_test(0.6, 0.5, 103)
     assert res["z"] == pytest.approx((0.6931472 - 0.5493061) / math.sqrt(0.02), rel=1e-6)
     assert res["p"] == pytest.approx(1 - norm.cdf(res["z"]))
-    assert S.fisher_z_test(0.5, 0.6, 103)["p"] == pytest.approx(1 - res["p"])
+    assert significance.fisher_z_test(0.5, 0.6, 103)["p"] == pytest.approx(1 - res["p"])
     with pytest.raises(ValueError):
-        S.fisher_z_test(0.5, 0.4, 3)
+        significance.fisher_z_test(0.5, 0.4, 3)
 
 
 def test_fisher_z_on_long_sequences_detects_small_gains():
     # RECOLA-sized test partition (67.5k frames): .644 vs .605 is significant
-    assert S.fisher_z_test(0.644, 0.605, 67_500)["p"] < 1e-6
-    assert S.fisher_z_test(0.606, 0.605, 1_000)["p"] > 0.4
+    assert significance.fisher_z_test(0.644, 0.605, 67_500)["p"] < 1e-6
+    assert significance.fisher_z_test(0.606, 0.605, 1_000)["p"] > 0.4
 
 
 def test_two_proportion_z_hand_derived():
     # 60/100 vs 50/100: pooled .55, se = sqrt(.55 * .45 * .02) = .070356
-    res = S.two_proportion_z_test(0.6, 0.5, 100)
+    res = significance.two_proportion_z_test(0.6, 0.5, 100)
     assert res["z"] == pytest.approx(0.1 / math.sqrt(0.55 * 0.45 * 0.02), rel=1e-9)
     assert res["p"] == pytest.approx(0.0774, abs=1e-3)
-    assert S.two_proportion_z_test(0.5, 0.5, 10)["p"] == pytest.approx(0.5)
+    assert significance.two_proportion_z_test(0.5, 0.5, 10)["p"] == pytest.approx(0.5)
 
 
 def test_two_proportion_matches_simulated_null_rate():
@@ -37,5 +37,5 @@ def test_two_proportion_matches_simulated_null_rate():
     for _ in range(2000):
         a = rng.binomial(n, 0.4) / n
         b = rng.binomial(n, 0.4) / n
-        hits += S.two_proportion_z_test(a, b, n)["p"] < 0.05
+        hits += significance.two_proportion_z_test(a, b, n)["p"] < 0.05
     assert 0.03 < hits / 2000 < 0.07  # one-tailed test at .05 under the null

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tfrecords_tools import extract, media
-from tfrecords_tools import speech_encoders as se
+from tfrecords_tools import speech_encoders
 from tfrecords_tools.face import WeightsError
 from tfrecords_tools.options import AudioOptions, CorpusOptions, OptionsError
 from tfrecords_tools.workcache import CacheError, WorkCache
@@ -59,15 +59,16 @@ def _extract(csv_path, out, audio, **kw):
     """Extracts through the tool's API; returns ({speaker: features}, manifest)."""
     import tensorflow as tf
 
-    from emobed_tf import data as D
-    from emobed_tf import schema
+    from emobed_tf.data import source
+    from emobed_tf.records import schema
+    from emobed_tf.records.manifest import load_manifest
 
     summary = extract.extract(CorpusOptions("manifest", csv=csv_path, labels="a,b"), str(out),
                               audio, **kw)
     assert summary["failed"] == 0, summary
     items = [schema.decode_example(r.numpy()) for r in tf.data.TFRecordDataset(
-        D.shard_paths(D.Source.open(str(out)), "audio", "train"))]
-    return {it.speaker: it.features for it in items}, schema.load_manifest(str(out))
+        source.shard_paths(source.Source.open(str(out)), "audio", "train"))]
+    return {it.speaker: it.features for it in items}, load_manifest(str(out))
 
 
 def _pools(frames):
@@ -98,7 +99,7 @@ def _naive_log_mel(x, n_samples=480000):
     n = 1 + (len(xp) - 400) // 160
     win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)
     spec = np.fft.rfft(xp[np.arange(400)[None] + 160 * np.arange(n)[:, None]] * win, axis=1)
-    mel = se.mel_filters() @ (np.abs(spec) ** 2)[:-1].T
+    mel = speech_encoders.mel_filters() @ (np.abs(spec) ** 2)[:-1].T
     lg = np.log10(np.maximum(mel, 1e-10))
     return (np.maximum(lg, lg.max() - 8) + 4) / 4
 
@@ -107,10 +108,10 @@ def test_log_mel_skips_the_padding_without_changing_it():
     rng = np.random.default_rng(1)
     for n in (900, 52853, 479950, 520000):
         x = (0.1 * rng.standard_normal(n)).astype(np.float32)
-        got = se.log_mel(x)
+        got = speech_encoders.log_mel(x)
         assert got.shape == (80, 3000)
         np.testing.assert_allclose(got, _naive_log_mel(x), atol=1e-6)
-    assert se.log_mel(np.ones(5000, np.float32), 5120).shape == (80, 32)
+    assert speech_encoders.log_mel(np.ones(5000, np.float32), 5120).shape == (80, 32)
 
 
 def test_log_mel_matches_transformers_and_librosa():
@@ -118,14 +119,14 @@ def test_log_mel_matches_transformers_and_librosa():
     rng = np.random.default_rng(2)
     x = (0.2 * rng.standard_normal(40000)).astype(np.float32)
     fe = transformers.WhisperFeatureExtractor(feature_size=80)
-    np.testing.assert_allclose(se.mel_filters(), fe.mel_filters.T, atol=1e-7)
+    np.testing.assert_allclose(speech_encoders.mel_filters(), fe.mel_filters.T, atol=1e-7)
     ref = fe(x, sampling_rate=16000, return_tensors="np").input_features[0]
-    np.testing.assert_allclose(se.log_mel(x), ref, atol=2e-5)
+    np.testing.assert_allclose(speech_encoders.log_mel(x), ref, atol=2e-5)
     try:
         import librosa
     except ImportError:
         return
-    np.testing.assert_allclose(se.mel_filters(), librosa.filters.mel(sr=16000, n_fft=400,
+    np.testing.assert_allclose(speech_encoders.mel_filters(), librosa.filters.mel(sr=16000, n_fft=400,
                                                                      n_mels=80), atol=1e-7)
 
 
@@ -198,7 +199,7 @@ def test_hf_wav2vec2_extraction_matches_the_model(wavs, tmp_path):
                                                                 pool=p, batch_size=3),
                      direct, 16)
     # a comma list of layers is averaged (batched, padding masked)
-    enc = se.load_encoder("hf", model, layers="0,1", batch_size=3)
+    enc = speech_encoders.load_encoder("hf", model, layers="0,1", batch_size=3)
     for got, want in zip(enc.frames(_signals(paths)),
                          _hf_direct(model, _signals(paths), [0, 1])):
         np.testing.assert_allclose(got, want, atol=1e-5)
@@ -212,7 +213,7 @@ def test_hf_encoders_match_the_model(wavs, tmp_path, kind, mask):
     _torch()
     paths, csv_path = wavs
     model = _hf_model(tmp_path / kind, kind, mask=mask)
-    enc = se.load_encoder("hf", model, layers="1", batch_size=3)
+    enc = speech_encoders.load_encoder("hf", model, layers="1", batch_size=3)
     assert enc.use_mask == (mask and kind != "data2vec-audio") and enc.layers == (1,)
     assert enc.frame_rate == (50 if kind == "whisper" else 16000 / 20)  # conv strides 5 x 4
     direct = _hf_direct(model, _signals(paths), [1])
@@ -278,7 +279,7 @@ def test_keras_hub_whisper_matches_the_backbone(wavs, tmp_path):
     sub = keras.Model(backbone.input["encoder_features"],
                       backbone.get_layer("transformer_encoder_layer_0").output)
     first = sub.predict_on_batch(mels)
-    enc = se.load_encoder("keras-hub", model, layers="1")
+    enc = speech_encoders.load_encoder("keras-hub", model, layers="1")
     for i, got in enumerate(enc.frames(signals)):
         np.testing.assert_allclose(got, first[i, :len(got)], atol=1e-5)
         assert len(got) == -(-len(signals[i]) // 320)
@@ -325,14 +326,14 @@ def test_ct2_long_files_are_chunked_and_unpadded_mode(tiny_ct2):
     _, model = tiny_ct2
     rng = np.random.default_rng(4)
     x = (0.1 * rng.standard_normal(16000 * 35)).astype(np.float32)
-    enc = se.load_encoder("ct2", model, batch_size=2)
+    enc = speech_encoders.load_encoder("ct2", model, batch_size=2)
     (frames,) = enc.frames([x])
     assert frames.shape == (1500 + 250, 16)
     first, rest = enc.frames([x[:480000], x[480000:]])
     np.testing.assert_allclose(frames, np.concatenate([first, rest]), atol=1e-6)
     # pad_window=False: the utterance alone through CTranslate2
     short = x[:20000]
-    (alone,) = se.load_encoder("ct2", model, pad_window=False).frames([short])
+    (alone,) = speech_encoders.load_encoder("ct2", model, pad_window=False).frames([short])
     m = ctranslate2.models.Whisper(model, device="cpu", compute_type="float32")
     mel = _naive_log_mel(short, 63 * 320).astype(np.float32)
     want = np.asarray(m.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=True))[0]
@@ -459,14 +460,15 @@ def test_real_whisper_tiny_en_matches_the_reference_table(tmp_path):
 
 def test_cli_flags_extract_with_an_encoder_and_refuse_another_pool(wavs, tmp_path, tiny_ct2,
                                                                    capsys):
-    from emobed_tf import schema
+    from emobed_tf.records import schema
+    from emobed_tf.records.manifest import load_manifest
 
     _, csv_path = wavs
     out = str(tmp_path / "out")
     base = ["--corpus", "manifest", "--csv", csv_path, "--labels", "a,b", "--out", out,
             "--audio-encoder", "ct2", "--audio-model", tiny_ct2[1], "--audio-batch", "2"]
     assert extract.main(base + ["--audio-pool", "mean+std"]) == 0
-    m = schema.load_manifest(out)
+    m = load_manifest(out)
     assert m.modalities["audio"].dim == 32
     fp = m.extra["extraction_options"]["audio"]
     assert fp["audio_encoder"] == "ct2" and fp["audio_pool"] == "mean+std"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from emobed_tf import metrics as M
+from emobed_tf.model import metrics
 
 
 def _raw_sums_ccc(gold, pred):
@@ -21,7 +21,7 @@ def test_pooled_ccc_over_70k_masked_frames_is_exact_in_float32():
     rng = np.random.default_rng(0)
     gold = 50.0 + 0.05 * np.cumsum(rng.normal(size=(70_000, 2)), 0) / 50
     pred = gold + rng.normal(scale=0.02, size=gold.shape) + 0.01
-    metric = M.ConcordanceCC(num_dims=2)
+    metric = metrics.ConcordanceCC(num_dims=2)
     kept = []
     start = 0
     for size in rng.integers(50, 3000, size=80):
@@ -35,7 +35,7 @@ def test_pooled_ccc_over_70k_masked_frames_is_exact_in_float32():
         kept.append(np.flatnonzero(mask) + batch.start)
         start = batch.stop
     idx = np.concatenate(kept)
-    want = np.mean([M.ccc(gold[idx, k], pred[idx, k]) for k in range(2)])
+    want = np.mean([metrics.ccc(gold[idx, k], pred[idx, k]) for k in range(2)])
     assert float(metric.result()) == pytest.approx(want, abs=2e-4)
     # raw float32 sums, the former accumulation in float32, are far off on the same data
     raw = np.mean([_raw_sums_ccc(gold[idx, k], pred[idx, k]) for k in range(2)])
@@ -43,13 +43,13 @@ def test_pooled_ccc_over_70k_masked_frames_is_exact_in_float32():
 
 
 def test_empty_batches_and_reset_leave_the_result_unchanged():
-    m = M.ConcordanceCC()
+    m = metrics.ConcordanceCC()
     g, p = np.array([[1.0], [2.0], [4.0]]), np.array([[1.5], [2.0], [3.0]])
     m.update_state(g, p)
     before = float(m.result())
     m.update_state(g, p, sample_weight=np.zeros(3))
     assert float(m.result()) == pytest.approx(before, abs=1e-6)
-    assert before == pytest.approx(M.ccc(g.ravel(), p.ravel()), abs=1e-6)
+    assert before == pytest.approx(metrics.ccc(g.ravel(), p.ravel()), abs=1e-6)
     m.reset_state()
     m.update_state(g[:2], p[:2])
-    assert float(m.result()) == pytest.approx(M.ccc(g[:2].ravel(), p[:2].ravel()), abs=1e-6)
+    assert float(m.result()) == pytest.approx(metrics.ccc(g[:2].ravel(), p[:2].ravel()), abs=1e-6)

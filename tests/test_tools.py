@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 from skimage import data
 
-from emobed_tf import data as D
-from emobed_tf import schema
+from emobed_tf.data import source
+from emobed_tf.records import manifest, schema
 from tests.tools.media_fixtures import tone, write_video, write_wav
 from tfrecords_tools import corpora, extract, face, media
 from tfrecords_tools.audio_features import run_audio_jobs, run_reference
@@ -203,12 +203,12 @@ def test_manifest_extraction_end_to_end_and_resume(tmp_path, media_dir, capsys, 
     reasons = {os.path.basename(f["path"]): f["reason"] for f in fails}
     assert "no audio stream" in reasons["noaudio.mp4"]
     assert "no face detected" in reasons["noface.mp4"]
-    m = schema.load_manifest(out)
+    m = manifest.load_manifest(out)
     assert m.label_names == ("happy", "sad") and m.modalities["audio"].dim == 88
     assert m.modalities["video"].dim == 4 and m.extra["failures"] == 2
     assert m.modalities["audio"].counts == {"train": 2, "dev": 1}
     items = [schema.decode_example(r.numpy()) for r in tf.data.TFRecordDataset(
-        D.shard_paths(D.Source.open(out), "audio", "train"))]
+        source.shard_paths(source.Source.open(out), "audio", "train"))]
     assert [(i.speaker, i.label_class) for i in items] == [("s1", 0), ("s2", 1)]
     text = extract.inspect(out)
     assert "audio: dim 88" in text and "failures: 2" in text
@@ -228,8 +228,8 @@ def test_manifest_extraction_end_to_end_and_resume(tmp_path, media_dir, capsys, 
     assert summary["audio_already_done"] == 4 and summary["video_already_done"] == 3
     for mod in ("audio", "video"):
         for s in m.modalities[mod].shards:
-            for a, b in zip(D.shard_paths(D.Source.open(out), mod, s),
-                            D.shard_paths(D.Source.open(out2), mod, s)):
+            for a, b in zip(source.shard_paths(source.Source.open(out), mod, s),
+                            source.shard_paths(source.Source.open(out2), mod, s)):
                 assert open(a, "rb").read() == open(b, "rb").read()
 
 
@@ -297,12 +297,12 @@ def test_avec2016_import(tmp_path):
           rng.normal(size=(30, 4)))
     out = str(tmp_path / "recola")
     assert extract.main(["--corpus", "avec2016", "--avec-dir", str(root), "--out", out]) == 0
-    m = schema.load_manifest(out)
+    m = manifest.load_manifest(out)
     assert m.task == "regression" and m.modalities["audio"].dim == 4
     assert m.modalities["video"].dim == 6
     assert m.modalities["audio"].counts == {"train": 1, "dev": 1}
     it = schema.decode_example(next(iter(tf.data.TFRecordDataset(
-        D.shard_paths(D.Source.open(out), "audio", "train")))).numpy())
+        source.shard_paths(source.Source.open(out), "audio", "train")))).numpy())
     np.testing.assert_allclose(it.features, feats["train_1"], atol=1e-5)
     assert it.label_dims.shape == (30, 2)
     fails = list(csv.DictReader(open(os.path.join(out, "failures.csv"))))
@@ -346,11 +346,11 @@ def test_beam_engine_writes_the_same_shards(tmp_path, media_dir, capsys):
     assert extract.main(_args(tmp_path, media_dir, beamed) +
                         ["--engine", "beam", "--", "--runner=DirectRunner"]) == 0
     assert "7 inputs -> 3 audio items, 2 video items; 2 failed" in capsys.readouterr().out
-    a, b = D.Source.open(local), D.Source.open(beamed)
+    a, b = source.Source.open(local), source.Source.open(beamed)
     assert a.manifest.modalities["video"].counts == b.manifest.modalities["video"].counts
     for mod in ("audio", "video"):
         for split in a.manifest.modalities[mod].shards:
-            for pa, pb in zip(D.shard_paths(a, mod, split), D.shard_paths(b, mod, split)):
+            for pa, pb in zip(source.shard_paths(a, mod, split), source.shard_paths(b, mod, split)):
                 assert open(pa, "rb").read() == open(pb, "rb").read()
     read = lambda d: sorted(csv.reader(open(os.path.join(d, "failures.csv"))))  # noqa: E731
     assert read(local) == read(beamed)
@@ -377,11 +377,11 @@ def test_omg_extraction_end_to_end(tmp_path, media_dir):
     assert extract.main(["--corpus", "omg", "--csv-dir", str(csv_dir), "--clips-dir",
                          str(tmp_path / "clips"), "--out", out, "--encoder", "keras",
                          "--encoder-model", model, "--layer", "feat"]) == 0
-    m = schema.load_manifest(out)
+    m = manifest.load_manifest(out)
     assert m.label_names == corpora.OMG_CLASSES and m.dim_names == ("arousal", "valence")
     assert m.modalities["audio"].counts == {"train": 1}  # utterance_2 has no audio track
     assert m.modalities["video"].counts == {"train": 2}
     it = schema.decode_example(next(iter(tf.data.TFRecordDataset(
-        D.shard_paths(D.Source.open(out), "audio", "train")))).numpy())
+        source.shard_paths(source.Source.open(out), "audio", "train")))).numpy())
     assert it.label_class == 3 and it.recording == "vidA/utterance_1.mp4"
     np.testing.assert_allclose(it.label_dims, [[0.25, -0.5]])

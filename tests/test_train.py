@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from emobed_tf import cli
-from emobed_tf import experiment as E
-from emobed_tf import train as T
-from emobed_tf.rundir import RunError
-from emobed_tf.schema import DataError
+from emobed_tf.experiments import experiment
+from emobed_tf import train
+from emobed_tf.experiments.rundir import RunError
+from emobed_tf.records.schema import DataError
 from tests.conftest import numpy_ccc, saved_predictions, sklearn_scores, write_classification
 
 FILES = ("config.json", "metrics.json", "history.json", "model.keras",
@@ -65,13 +65,13 @@ class _Interrupt(keras.callbacks.Callback):
 def test_interrupted_run_resumes_and_finished_run_is_kept(cls_data, tmp_path):
     d, _, _ = cls_data
     out = str(tmp_path / "run")
-    args = T.parse_args(_args(d, out, "--patience", "99"))
+    args = train.parse_args(_args(d, out, "--patience", "99"))
     cfg = cli.config_from_args(args, out, "joint")
     with pytest.raises(KeyboardInterrupt):
-        E.run(cfg, callbacks=[_Interrupt(2)])
+        experiment.run(cfg, callbacks=[_Interrupt(2)])
     state = json.load(open(os.path.join(out, "checkpoints", "state.json")))
     assert state["epoch"] == 2 and not os.path.exists(os.path.join(out, "metrics.json"))
-    result = E.run(cfg)
+    result = experiment.run(cfg)
     hist = json.load(open(os.path.join(out, "history.json")))
     assert [h["epoch"] for h in hist] == [1, 2, 3]
     assert result["epochs_trained"] == 3
@@ -79,12 +79,12 @@ def test_interrupted_run_resumes_and_finished_run_is_kept(cls_data, tmp_path):
     assert result["best_epoch"] == best["epoch"]
     before = open(os.path.join(out, "metrics.json")).read()
     with pytest.raises(RunError, match="already finished"):
-        E.run(cfg)
+        experiment.run(cfg)
     assert open(os.path.join(out, "metrics.json")).read() == before
     other = cli.config_from_args(args, out, "emobed")
     os.remove(os.path.join(out, "metrics.json"))
     with pytest.raises(RunError, match="different configuration"):
-        E.run(other)
+        experiment.run(other)
     # overwrite=True replaces it: tests/faults/test_training.py (same code path, finished run)
 
 
@@ -106,16 +106,16 @@ def test_regression_run_reports_ccc_per_dimension(reg_run):
 
 def test_missing_data_explains_how_to_make_it(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert T.main(["--dataset", "omg", "--out", "r"]) == 2
+    assert train.main(["--dataset", "omg", "--out", "r"]) == 2
     err = capsys.readouterr().err
     assert "data/omg" in err and "tfrecords_tools.extract --corpus omg" in err
-    assert T.main(["--dataset", "custom", "--out", "r"]) == 2
+    assert train.main(["--dataset", "custom", "--out", "r"]) == 2
     assert "--data-dir" in capsys.readouterr().err
 
 
 def test_emobed_without_auxiliary_modality_is_explained(tmp_path, capsys, classic_run):
     write_classification(tmp_path / "a", dims={"audio": 6})
-    assert T.main(_args(str(tmp_path / "a"), str(tmp_path / "r"), "--mode", "emobed")) == 2
+    assert train.main(_args(str(tmp_path / "a"), str(tmp_path / "r"), "--mode", "emobed")) == 2
     assert "no video features" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "r" / "config.json")
     # classic mode trains on the same audio-only data: the shared classic run did
@@ -134,11 +134,11 @@ def test_corrupt_shard_during_training_is_named(cls_data, tmp_path, cache):
     raw = bytearray(open(path, "rb").read())
     raw[40:60] = b"\xff" * 20  # same size, broken CRC
     open(path, "wb").write(bytes(raw))
-    cfg = cli.config_from_args(T.parse_args(_args(d, str(tmp_path / "r"), "--cache", cache)),
+    cfg = cli.config_from_args(train.parse_args(_args(d, str(tmp_path / "r"), "--cache", cache)),
                              str(tmp_path / "r"), "emobed")
-    assert E.pipeline_options(cfg, manifest).cache == cache
+    assert experiment.pipeline_options(cfg, manifest).cache == cache
     with pytest.raises(DataError, match="corrupt or truncated") as err:
-        E.run(cfg)
+        experiment.run(cfg)
     assert shard in str(err.value)
 
 
@@ -147,20 +147,20 @@ def test_demo_dataset_is_generated_on_first_use(tmp_path, monkeypatch):
     (a small one here: the full-size run is the slow test below)."""
     import functools
 
-    from emobed_tf import demo
+    from emobed_tf.experiments import demo
 
     monkeypatch.setenv("EMOBED_TF_CACHE", str(tmp_path / "cache"))
     monkeypatch.setitem(demo._WRITERS, "demo", functools.partial(
         demo.write_demo_omg, sizes={"audio": (4, 3), "video": (6, 2)}))
-    cfg = cli.config_from_args(T.parse_args(["--dataset", "demo", "--out", "x"]), "x", "emobed")
+    cfg = cli.config_from_args(train.parse_args(["--dataset", "demo", "--out", "x"]), "x", "emobed")
     assert (cfg.alpha, cfg.beta) == (0.5, 0.3)
-    sources = E.resolve_sources(cfg)
+    sources = experiment.resolve_sources(cfg)
     folder = sources["audio"].data_dir
     assert os.path.dirname(folder) == str(tmp_path / "cache") and demo.fingerprint() in folder
     assert sources["video"].data_dir == folder
     assert sources["audio"].manifest.extra["simulated"] is True
     assert sum(sources["audio"].manifest.modalities["audio"].counts.values()) == 12
-    assert E.resolve_sources(cfg)["audio"].data_dir == folder  # reused, not regenerated
+    assert experiment.resolve_sources(cfg)["audio"].data_dir == folder  # reused, not regenerated
 
 
 @pytest.mark.slow
@@ -186,17 +186,17 @@ def test_a_finished_run_is_reused_only_with_the_same_configuration(classic_run, 
     error naming it, not silently the old run; a classic run ignores the auxiliary corpus."""
     import dataclasses
 
-    from emobed_tf.rundir import RunDir
+    from emobed_tf.experiments.rundir import RunDir
 
     path = classic_run.copy(tmp_path / "run")
     cfg = dataclasses.replace(RunDir(path).config(), out=path)
-    metrics, reused = E.run_or_reuse(dataclasses.replace(cfg, verbose=2))
+    metrics, reused = experiment.run_or_reuse(dataclasses.replace(cfg, verbose=2))
     assert reused and metrics == json.load(open(os.path.join(path, "metrics.json")))
     # classic never reads the auxiliary: naming another video corpus reuses it
-    assert E.run_or_reuse(dataclasses.replace(cfg, video_dir=str(tmp_path / "other")))[1]
+    assert experiment.run_or_reuse(dataclasses.replace(cfg, video_dir=str(tmp_path / "other")))[1]
     other = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, normalize="speaker"))
     with pytest.raises(RunError, match=r"finished run with a different configuration \(data\)"):
-        E.run_or_reuse(other)
+        experiment.run_or_reuse(other)
     with pytest.raises(RunError, match=r"\(learning_rate\)"):
-        E.run_or_reuse(dataclasses.replace(cfg, learning_rate=0.5))
+        experiment.run_or_reuse(dataclasses.replace(cfg, learning_rate=0.5))
     assert json.load(open(os.path.join(path, "metrics.json"))) == metrics  # nothing rewritten

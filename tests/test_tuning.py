@@ -11,11 +11,12 @@ import keras_tuner as kt
 import pytest
 
 from emobed_tf import cli
-from emobed_tf import configs as C
-from emobed_tf import experiment as E
-from emobed_tf import train as T
+from emobed_tf import configs
+from emobed_tf.experiments import experiment
+from emobed_tf import train
 from tuning.hypermodel import EmoBedHyperModel
-from tuning import search as S
+import tuning.search
+from tuning.search import completed_trials, main
 from tests.conftest import search_args, tree_hashes, write_classification
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,9 +25,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _hypermodel(data_dir, mode="emobed", dataset="omg"):
     import dataclasses
 
-    base = C.default_config(dataset, "unused", "audio", mode)
+    base = configs.default_config(dataset, "unused", "audio", mode)
     base = dataclasses.replace(base, data_dir=data_dir)
-    return EmoBedHyperModel(base, E.resolve_sources(dataclasses.replace(base, dataset="custom"))), base
+    return EmoBedHyperModel(base, experiment.resolve_sources(dataclasses.replace(base, dataset="custom"))), base
 
 
 def test_hyperparameters_default_to_the_paper(cls_data):
@@ -36,7 +37,8 @@ def test_hyperparameters_default_to_the_paper(cls_data):
     model = hm.build(hp)
     assert hp.values == {"encoder_type": "auto", "encoder_layers": 1, "encoder_units": 120,
                          "shared_layers": 1, "shared_units": 120, "learning_rate": 1e-3,
-                         "l2": 1e-4, "alpha": 0.5, "beta": 0.3, "aux_warmup_epochs": 0}
+                         "l2": 1e-4, "alpha": 0.5, "beta": 0.3, "aux_warmup_epochs": 0,
+                         "dense_dropout": 0.5}
     assert (model.alpha, model.beta, model.encoder_units) == (0.5, 0.3, 120)
     # auto resolved on the data: cls_data has items of 1 to 5 frames
     assert (model.encoder_type, model.aux_warmup_epochs) == ("gru", 0)
@@ -77,17 +79,17 @@ def _search_args(d, directory, trials, *extra):
 
 def test_search_resumes_and_best_feeds_training(finished_search, search_data, tmp_path, capsys):
     directory = shutil.copytree(finished_search, tmp_path / "search")  # one trial done
-    trials = S.completed_trials(directory)
+    trials = completed_trials(directory)
     assert len(trials) == 1 and trials[0]["status"] == "COMPLETED"
     best = json.load(open(os.path.join(directory, "best_hyperparameters.json")))
     assert best["score"] == trials[0]["score"] and best["trial_id"] == trials[0]["trial_id"]
     for f in ("summary.md", "trials.json", "alpha_beta.png"):
         assert os.path.getsize(os.path.join(directory, f)) > 0
     # rerunning with a larger budget continues: the finished trial is kept, one is added
-    assert S.main(_search_args(search_data, str(directory), 2)) == 0
+    assert main(_search_args(search_data, str(directory), 2)) == 0
     out = capsys.readouterr().out
     assert out.count("[chief] trial: ") == 1  # the one new trial, run by this (the chief) process
-    again = S.completed_trials(directory)
+    again = completed_trials(directory)
     assert len(again) == 2 and all(t["status"] == "COMPLETED" for t in again)
     assert {t["trial_id"]: t["values"] for t in trials}.items() <= \
         {t["trial_id"]: t["values"] for t in again}.items()
@@ -97,7 +99,7 @@ def test_search_resumes_and_best_feeds_training(finished_search, search_data, tm
     assert "2 completed trials" in open(os.path.join(directory, "summary.md")).read()
     # the best values are a training configuration (each trial trained one like it)
     hp_file = os.path.join(directory, "best_hyperparameters.json")
-    args = T.parse_args(["--dataset", "custom", "--data-dir", search_data, "--out", "run",
+    args = train.parse_args(["--dataset", "custom", "--data-dir", search_data, "--out", "run",
                          "--epochs", "1", "--hparams", hp_file])
     cfg = cli.config_from_args(args, "run", args.mode)
     v = best["values"]
@@ -114,7 +116,7 @@ def test_bad_hparams_file_is_reported(cls_data, tmp_path, capsys):
     d, _, _ = cls_data
     path = tmp_path / "hp.json"
     path.write_text(json.dumps({"values": {"gamma": 1}}))
-    assert T.main(["--dataset", "custom", "--data-dir", d, "--out", str(tmp_path / "r"),
+    assert train.main(["--dataset", "custom", "--data-dir", d, "--out", str(tmp_path / "r"),
                    "--hparams", str(path)]) == 2
     assert "unknown hyperparameters ['gamma']" in capsys.readouterr().err
 
@@ -155,25 +157,25 @@ def test_a_worker_searches_and_leaves_the_folder_to_the_chief(finished_search, s
     before = tree_hashes(directory, skip=())
     calls = []
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
-    monkeypatch.setattr(S, "make_tuner", lambda *a, **k: _FakeTuner(calls))
+    monkeypatch.setattr(tuning.search, "make_tuner", lambda *a, **k: _FakeTuner(calls))
     elsewhere = str(shutil.copytree(search_data, tmp_path / "worker-data"))
-    assert S.main(_search_args(elsewhere, directory, 3)) == 0
+    assert main(_search_args(elsewhere, directory, 3)) == 0
     assert len(calls) == 1 and calls[0]["epochs"] == 1
     assert capsys.readouterr().out == ""  # the chief prints the summary
     assert tree_hashes(directory, skip=()) == before  # nothing written, the lock file included
     # another search is refused by a worker too
-    assert S.main(_search_args(elsewhere, directory, 3, "--target", "video")) == 2
+    assert main(_search_args(elsewhere, directory, 3, "--target", "video")) == 2
     err = capsys.readouterr().err
     assert f"{directory}: holds another search" in err and 'target: "audio" there' in err
     assert "data_dirs" not in err
     # a worker reads its own tuner file only: another worker's may be half-written
     with open(os.path.join(directory, "tuner1.json"), "w") as fh:
         fh.write('{"half": ')
-    assert S.main(_search_args(elsewhere, directory, 3)) == 0
+    assert main(_search_args(elsewhere, directory, 3)) == 0
     own = os.path.join(directory, "tuner0.json")
     with open(own, "w") as fh:
         fh.write('{"half": ')
-    assert S.main(_search_args(elsewhere, directory, 3)) == 2
+    assert main(_search_args(elsewhere, directory, 3)) == 2
     err = capsys.readouterr().err
     assert own in err and "truncated" in err and "--overwrite" in err
     assert len(calls) == 2  # refused before a tuner was built
@@ -220,7 +222,7 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
         for p in procs.values():
             if p.poll() is None:
                 p.kill()
-    trials = S.completed_trials(directory)
+    trials = completed_trials(directory)
     assert len(trials) == 4
     assert len({t["trial_id"] for t in trials}) == 4
     assert all(t["status"] == "COMPLETED" for t in trials)

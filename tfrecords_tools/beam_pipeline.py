@@ -70,14 +70,14 @@ class EncoderFn(beam.DoFn):
         self.failed = Metrics.counter("emobed", "audio_failures")
 
     def setup(self):
-        from tfrecords_tools import audio_features as af
+        from tfrecords_tools import audio_features
 
-        spec = af.encoder_spec(self.audio.job_kwargs())
+        spec = audio_features.encoder_spec(self.audio.job_kwargs())
         self.pool = self.encoder = None
         if self.audio.encoder == "keras-hub":
-            self.encoder = af.init_encoder(spec)
+            self.encoder = audio_features.init_encoder(spec)
         else:
-            self.pool = mp.get_context("spawn").Pool(1, initializer=af._encoder_worker_init,
+            self.pool = mp.get_context("spawn").Pool(1, initializer=audio_features._encoder_worker_init,
                                                      initargs=(spec,))
 
     def process(self, jobs):

@@ -154,8 +154,8 @@ def write_dataset(out, cache, name, task, label_names, jobs, dims, feature_sets,
     """
     import tensorflow as tf
 
-    from emobed_tf.schema import Item
-    from emobed_tf.writer import DatasetWriter
+    from emobed_tf.records.schema import Item
+    from emobed_tf.records.writer import DatasetWriter
 
     fails, notes, ready = [], [], []
     for job in jobs:
@@ -206,8 +206,8 @@ def import_avec2016(root: str, out: str, video_set: str = "appearance",
     Returns ``(items written per modality, failure rows)``; the failures are
     also written to ``out/failures.csv``.
     """
-    from emobed_tf.schema import Item
-    from emobed_tf.writer import DatasetWriter
+    from emobed_tf.records.schema import Item
+    from emobed_tf.records.writer import DatasetWriter
 
     if not os.path.isdir(root):
         raise CorpusError(f"{root}: AVEC 2016 folder not found")
@@ -320,7 +320,7 @@ def read_corpus(source: CorpusOptions) -> tuple:
 
 
 def _finished(out: str) -> bool:
-    from emobed_tf.schema import MANIFEST_NAME
+    from emobed_tf.records.schema import MANIFEST_NAME
 
     return os.path.isfile(os.path.join(out, MANIFEST_NAME))
 
@@ -332,7 +332,7 @@ def _publish(staging: str, out: str) -> None:
     ``out`` unfinished (and a rerun rebuilds it from the cache), never a
     manifest describing shards of two extractions.
     """
-    from emobed_tf.schema import MANIFEST_NAME
+    from emobed_tf.records.schema import MANIFEST_NAME
 
     try:
         final = os.path.join(out, MANIFEST_NAME)
@@ -534,10 +534,10 @@ def inspect(data_dir: str, records: int = 1) -> str:
     """A readable description of a data folder: manifest and sample records."""
     import tensorflow as tf
 
-    from emobed_tf import data as D
-    from emobed_tf import schema
+    from emobed_tf.data.source import shard_paths, Source
+    from emobed_tf.records import schema
 
-    src = D.Source.open(data_dir)
+    src = Source.open(data_dir)
     m = src.manifest
     lines = [f"{data_dir}: {m.name!r}, {m.task}, schema v{m.schema_version}",
              f"  labels: {list(m.label_names)}" + (f", dims {list(m.dim_names)}" if m.dim_names
@@ -547,7 +547,7 @@ def inspect(data_dir: str, records: int = 1) -> str:
                      + ", ".join(f"{s} {n}" for s, n in info.counts.items())
                      + "; frames " + ", ".join(f"{s} {n}" for s, n in info.frames.items()))
         for split in info.shards:
-            paths = D.shard_paths(src, mod, split)
+            paths = shard_paths(src, mod, split)
             ds = tf.data.TFRecordDataset(paths[:1], compression_type=m.compression or None)
             for rec in ds.take(records):
                 it = schema.decode_example(rec.numpy())

@@ -110,11 +110,11 @@ def run_audio_jobs_for(args, audio: AudioOptions, workers: int = 1):
     ct2 and hf encoders run in spawned workers; keras-hub (TensorFlow/Keras)
     in this process, as the face encoders do.
     """
-    from tfrecords_tools import audio_features as af
+    from tfrecords_tools import audio_features
 
     if not audio.pretrained:
-        return af.run_audio_jobs(args, workers)
-    return af.run_encoder_jobs(args, workers, in_process=audio.encoder == "keras-hub")
+        return audio_features.run_audio_jobs(args, workers)
+    return audio_features.run_encoder_jobs(args, workers, in_process=audio.encoder == "keras-hub")
 
 
 def run_audio_local(jobs, cache: WorkCache, audio: AudioOptions, workers: int, stats: dict):

@@ -186,10 +186,10 @@ class AudioOptions:
 
     def encoder_info(self) -> dict:
         """``{dim, layers (resolved indices), model_type, ...}`` of the encoder, from its config."""
-        from tfrecords_tools import speech_encoders as se
+        from tfrecords_tools import speech_encoders
 
-        info = dict(se.model_info(self.encoder, self.model))
-        info["layer_ids"] = se.parse_layers(self.layer, info["layers"], self.encoder)
+        info = dict(speech_encoders.model_info(self.encoder, self.model))
+        info["layer_ids"] = speech_encoders.parse_layers(self.layer, info["layers"], self.encoder)
         return info
 
     @property
@@ -215,13 +215,13 @@ class AudioOptions:
         0.1
         """
         if self.pretrained:
-            from tfrecords_tools import speech_encoders as se
+            from tfrecords_tools import speech_encoders
 
             info = self.encoder_info()
             fp = {"audio_encoder": self.encoder, "model_type": info["model_type"],
-                  "audio_model_sha256": se.files_sha256(se.weight_files(self.encoder,
+                  "audio_model_sha256": speech_encoders.files_sha256(speech_encoders.weight_files(self.encoder,
                                                                         self.model)),
-                  "audio_model_config_sha256": se.files_sha256(se.config_files(self.encoder,
+                  "audio_model_config_sha256": speech_encoders.files_sha256(speech_encoders.config_files(self.encoder,
                                                                                self.model)),
                   "audio_layer": list(info["layer_ids"]), "audio_pool": self.pool}
             if self.pool == "frames" and self.hop is not None:
@@ -457,14 +457,14 @@ class VideoOptions:
     def _pretrained_fingerprint(self) -> dict:
         """keras-hub/onnx: the weights' and config files' SHA-256, the layer, pooling and the
         resolved preprocessing."""
-        from tfrecords_tools import image_encoders as ie
-        from tfrecords_tools import speech_encoders as se
+        from tfrecords_tools import image_encoders
+        from tfrecords_tools import speech_encoders
 
         kind, path = self.encoder, self.encoder_model
-        fp = {"encoder": kind, "encoder_model_sha256": se.files_sha256(ie.weight_files(kind,
+        fp = {"encoder": kind, "encoder_model_sha256": speech_encoders.files_sha256(image_encoders.weight_files(kind,
                                                                                    path))}
         if kind == "keras-hub":
-            fp["encoder_config_sha256"] = se.files_sha256(ie.config_files(kind, path))
+            fp["encoder_config_sha256"] = speech_encoders.files_sha256(image_encoders.config_files(kind, path))
         fp.update(layer=self.layer_name, layer_pool=self.pool_name, **self.prep().fingerprint())
         package = {"keras-hub": "keras-hub", "onnx": "onnxruntime"}[kind]
         fp[package] = _version(package)

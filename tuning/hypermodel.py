@@ -6,12 +6,12 @@ import os
 
 import keras_tuner as kt
 
-from emobed_tf import configs as C
-from emobed_tf import experiment as E
-from emobed_tf.metrics import dev_monitor
+from emobed_tf import configs
+from emobed_tf.experiments import experiment
+from emobed_tf.model.metrics import dev_monitor
 
 
-def model_hyperparameters(hp, base: C.TrainConfig) -> dict:
+def model_hyperparameters(hp, base: configs.TrainConfig) -> dict:
     """Declares the searched model, loss and optimiser hyperparameters on ``hp``; their values.
 
     Each is named after its ``TrainConfig`` field and defaults to ``base``;
@@ -23,7 +23,7 @@ def model_hyperparameters(hp, base: C.TrainConfig) -> dict:
     """
     b = base
     hps = {
-        "encoder_type": hp.Choice("encoder_type", list(C.ENCODER_TYPES),
+        "encoder_type": hp.Choice("encoder_type", list(configs.ENCODER_TYPES),
                                   default=b.model.encoder_type),
         "encoder_layers": hp.Int("encoder_layers", 1, 3, default=b.model.encoder_layers),
         "dense_dropout": hp.Float("dense_dropout", 0.0, 0.7, step=0.1,
@@ -47,17 +47,17 @@ def model_hyperparameters(hp, base: C.TrainConfig) -> dict:
     return hps
 
 
-def batch_size(hp, base: C.TrainConfig) -> int:
+def batch_size(hp, base: configs.TrainConfig) -> int:
     """Declares the searched batch size on ``hp`` (in ``fit``); its value."""
     return hp.Int("batch_size", 2, 256, sampling="log", default=base.data.batch_size)
 
 
-def search_space(base: C.TrainConfig) -> dict:
+def search_space(base: configs.TrainConfig) -> dict:
     """``{name: {"type", ranges..., "default"}}`` of every searched hyperparameter.
 
     What ``tuning.search`` records in ``search.json`` to recognise its search.
 
-    >>> space = search_space(C.TrainConfig(dataset="demo", out="unused", mode="joint"))
+    >>> space = search_space(configs.TrainConfig(dataset="demo", out="unused", mode="joint"))
     >>> sorted(space)  # no beta in joint mode
     ['alpha', 'aux_warmup_epochs', 'batch_size', 'dense_dropout', 'encoder_layers',
      'encoder_type', 'encoder_units', 'l2', 'learning_rate', 'shared_layers', 'shared_units']
@@ -87,14 +87,14 @@ class EmoBedHyperModel(kt.HyperModel):
 
     Args:
         base: the base :class:`~emobed_tf.configs.TrainConfig`.
-        sources: ``{modality: Source}`` (see ``emobed_tf.experiment.resolve_sources``).
+        sources: ``{modality: Source}`` (see ``emobed_tf.experiments.experiment.resolve_sources``).
 
     Example:
     >>> hm = EmoBedHyperModel(cfg, sources)            # doctest: +SKIP
     >>> tuner = kt.RandomSearch(hm, objective=hm.objective, max_trials=20)  # doctest: +SKIP
     """
 
-    def __init__(self, base: C.TrainConfig, sources: dict, **kwargs):
+    def __init__(self, base: configs.TrainConfig, sources: dict, **kwargs):
         super().__init__(**kwargs)
         self.base = base
         self.sources = sources
@@ -110,8 +110,8 @@ class EmoBedHyperModel(kt.HyperModel):
         """The searched hyperparameters and their ranges (see :func:`search_space`)."""
         return search_space(self.base)
 
-    def config(self, hp) -> C.TrainConfig:
-        return C.apply_hparams(self.base, model_hyperparameters(hp, self.base))
+    def config(self, hp) -> configs.TrainConfig:
+        return configs.apply_hparams(self.base, model_hyperparameters(hp, self.base))
 
     def build(self, hp):
         import keras
@@ -119,12 +119,12 @@ class EmoBedHyperModel(kt.HyperModel):
         # the base's --precision, set per build: KerasTuner's clear_session() between trials
         # resets Keras' global dtype policy
         keras.mixed_precision.set_global_policy(self.base.precision)
-        return E.build_model(self.config(hp), self.sources)
+        return experiment.build_model(self.config(hp), self.sources)
 
     def fit(self, hp, model, *args, **kwargs):
         batch = batch_size(hp, self.base)
-        cfg = C.apply_hparams(self.config(hp), {"batch_size": batch})
-        train_ds, dev_ds = E.make_datasets(cfg, self.sources)
+        cfg = configs.apply_hparams(self.config(hp), {"batch_size": batch})
+        train_ds, dev_ds = experiment.make_datasets(cfg, self.sources)
         who = os.environ.get("KERASTUNER_TUNER_ID", "chief")
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in sorted(hp.values.items()))

@@ -42,11 +42,12 @@ import os
 import shutil
 import sys
 
-from emobed_tf import cli, figures, io
-from emobed_tf import configs as C
-from emobed_tf import data as D
-from emobed_tf import experiment as E
-from emobed_tf.schema import DataError
+from emobed_tf import cli, io
+from emobed_tf.experiments import figures
+from emobed_tf import configs
+from emobed_tf.data import source
+from emobed_tf.experiments import experiment
+from emobed_tf.records.schema import DataError
 from emobed_tf.errors import EmobedError
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -62,9 +63,9 @@ OVERWRITE_HINT = ("pass --overwrite to start the search afresh (its trials are d
 
 
 def dev_monitors() -> set:
-    """The objectives a trial may log (imported here: emobed_tf.metrics imports Keras, which
+    """The objectives a trial may log (imported here: emobed_tf.model.metrics imports Keras, which
     must wait for ``--backend``)."""
-    from emobed_tf.metrics import DEV_SCORE, dev_monitor
+    from emobed_tf.model.metrics import dev_monitor, DEV_SCORE
 
     return {dev_monitor(task) for task in DEV_SCORE}
 
@@ -101,7 +102,7 @@ def _flatten(obj, prefix=""):
     return {prefix[:-1]: obj}
 
 
-def search_record(base: C.TrainConfig, sources: dict, hypermodel, tuner: str,
+def search_record(base: configs.TrainConfig, sources: dict, hypermodel, tuner: str,
                   max_trials: int) -> dict:
     """What ``search.json`` records: everything that a trial's score depends on."""
     training = {k: v for k, v in _flatten(json.loads(json.dumps(base.to_json()))).items()
@@ -340,7 +341,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m tuning.search", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_args(p)
-    p.add_argument("--mode", default="emobed", choices=C.MODES)
+    p.add_argument("--mode", default="emobed", choices=configs.MODES)
     p.add_argument("--tuner", default="bayesian", choices=TUNERS)
     p.add_argument("--max-trials", type=_positive_int, default=20)
     p.add_argument("--out", required=True, help="search folder (shared by chief and workers)")
@@ -388,12 +389,12 @@ def _strategy(name: str):
     return None
 
 
-def check_splits(base: C.TrainConfig, sources: dict) -> None:
+def check_splits(base: configs.TrainConfig, sources: dict) -> None:
     """Every split a trial reads is there (DataError naming the manifest, as ``train`` says):
     the training split of each modality and the target's dev split (the objective)."""
     for mod, src in sources.items():
-        D.shard_paths(src, mod, "train")
-    D.shard_paths(sources[base.target], base.target, "dev")
+        source.shard_paths(src, mod, "train")
+    source.shard_paths(sources[base.target], base.target, "dev")
 
 
 def search(args) -> dict | None:
@@ -403,7 +404,7 @@ def search(args) -> dict | None:
                           "or one this search wrote before)")
     base = cli.config_from_args(args, os.path.join(directory, "_unused"), args.mode)
     check_strategy(base.strategy)
-    sources = E.resolve_sources(base)
+    sources = experiment.resolve_sources(base)
     check_splits(base, sources)  # before the tuner: a trial would fail on it
 
     import keras  # after --backend (cli.run_main) and the data checks

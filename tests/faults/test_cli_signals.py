@@ -22,10 +22,10 @@ import sys
 import pytest
 
 from emobed_tf import cli
-from emobed_tf import crossval as CV
-from emobed_tf import experiment as E
-from emobed_tf import train as T
-from emobed_tf.rundir import RunDir
+from emobed_tf import crossval
+from emobed_tf.experiments import experiment
+from emobed_tf import train
+from emobed_tf.experiments.rundir import RunDir
 from tests.conftest import child_env, search_args, write_classification
 from tests.tools.media_fixtures import tone, write_wav
 from tfrecords_tools import extract
@@ -89,7 +89,7 @@ def test_ctrl_c_during_crossval_says_how_many_runs_finished_and_a_rerun_resumes(
     argv = ["--dataset", "custom", "--data-dir", corpus, "--folds", "speaker:2",
             "--n-dev-speakers", "1", "--seeds", "0", "--modes", "classic", *SMALL,
             "--out", out]
-    real, calls = E.run_or_reuse, []
+    real, calls = experiment.run_or_reuse, []
 
     def second_run_interrupted(cfg, overwrite=False):
         calls.append(cfg.out)
@@ -98,8 +98,8 @@ def test_ctrl_c_during_crossval_says_how_many_runs_finished_and_a_rerun_resumes(
         return real(cfg, overwrite)
 
     with monkeypatch.context() as mp:
-        mp.setattr(E, "run_or_reuse", second_run_interrupted)
-        assert CV.main(argv) == 130
+        mp.setattr(experiment, "run_or_reuse", second_run_interrupted)
+        assert crossval.main(argv) == 130
     said = capsys.readouterr()
     assert _one_line(said.err, "interrupted: ") == (
         f"interrupted: 1 of 2 runs finished ({os.path.join(out, 'runs')}); rerun the same "
@@ -109,7 +109,7 @@ def test_ctrl_c_during_crossval_says_how_many_runs_finished_and_a_rerun_resumes(
     assert not RunDir(calls[1]).finished and not os.path.exists(os.path.join(out, "crossval.json"))
     kept = _hashes(first)
     # the rerun reuses the finished run (unchanged) and trains the other
-    assert CV.main(argv) == 0
+    assert crossval.main(argv) == 0
     said = capsys.readouterr()
     assert "[1/2] classic fold 0 seed 0" in said.out and "(reused)" in said.out
     assert "[2/2] classic fold 1 seed 0" in said.out
@@ -125,7 +125,7 @@ def test_ctrl_c_during_train_names_the_last_finished_epoch_and_a_rerun_resumes_a
     out = str(tmp_path / "run")
     argv = ["--dataset", "custom", "--data-dir", corpus, "--mode", "classic", *SMALL,
             "--epochs", "3", "--patience", "9", "--out", out]
-    real = E.make_run_checkpoint
+    real = experiment.make_run_checkpoint
 
     def interrupted_after_epoch_2(*a, **k):
         ckpt = real(*a, **k)
@@ -140,13 +140,13 @@ def test_ctrl_c_during_train_names_the_last_finished_epoch_and_a_rerun_resumes_a
         return ckpt
 
     with monkeypatch.context() as mp:
-        mp.setattr(E, "make_run_checkpoint", interrupted_after_epoch_2)
-        assert T.main(argv) == 130
+        mp.setattr(experiment, "make_run_checkpoint", interrupted_after_epoch_2)
+        assert train.main(argv) == 130
     assert _one_line(capsys.readouterr().err, "interrupted: ") == (
         f"interrupted: epoch 2 is the last finished one (checkpoint in {out}); rerun the same "
         "command to resume after it")
     assert RunDir(out).resume_state()["epoch"] == 2 and not RunDir(out).finished
-    assert T.main(argv) == 0
+    assert train.main(argv) == 0
     assert f"Resuming {out} after epoch 2" in capsys.readouterr().out
     hist = json.load(open(RunDir(out).history_path))
     assert [h["epoch"] for h in hist] == [1, 2, 3] and RunDir(out).finished
@@ -159,10 +159,10 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_is_kept(corpus, tmp_path, ca
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(E, "make_datasets", interrupted)
+    monkeypatch.setattr(experiment, "make_datasets", interrupted)
     argv = ["--dataset", "custom", "--data-dir", corpus, "--mode", "classic", *SMALL,
             "--out", out]
-    assert T.main(argv) == 130
+    assert train.main(argv) == 130
     assert _one_line(capsys.readouterr().err, "interrupted: ") == (
         f"interrupted: no epoch had finished in {out}, so nothing is kept; rerun the same "
         "command to start again")
@@ -174,7 +174,7 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_is_kept(corpus, tmp_path, ca
 def test_ctrl_c_during_a_search_keeps_the_finished_trials_and_a_rerun_continues(
         search_data, tmp_path, capsys, monkeypatch):
     from tuning import hypermodel
-    from tuning import search as S
+    from tuning import search
 
     directory = str(tmp_path / "search")
     argv = search_args(search_data, directory, trials=2)
@@ -188,15 +188,15 @@ def test_ctrl_c_during_a_search_keeps_the_finished_trials_and_a_rerun_continues(
 
     with monkeypatch.context() as mp:
         mp.setattr(hypermodel.EmoBedHyperModel, "fit", second_trial_interrupted)
-        assert S.main(argv) == 130
+        assert search.main(argv) == 130
     assert _one_line(capsys.readouterr().err, "interrupted: ") == (
         f"interrupted: 1 finished trial is kept in {directory}; rerun the same command to "
         "continue the search")
-    done = [t for t in S.completed_trials(directory) if t["status"] == "COMPLETED"]
+    done = [t for t in search.completed_trials(directory) if t["status"] == "COMPLETED"]
     assert len(done) == 1 and not os.path.exists(os.path.join(directory, "summary.md"))
-    assert S.main(argv) == 0
+    assert search.main(argv) == 0
     capsys.readouterr()
-    after = {t["trial_id"]: t for t in S.completed_trials(directory)}
+    after = {t["trial_id"]: t for t in search.completed_trials(directory)}
     assert [t["status"] for t in after.values()] == ["COMPLETED", "COMPLETED"]
     assert after[done[0]["trial_id"]]["score"] == done[0]["score"]  # kept, not retrained
     assert os.path.isfile(os.path.join(directory, "summary.md"))

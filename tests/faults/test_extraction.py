@@ -19,8 +19,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from emobed_tf import data as D
-from emobed_tf import schema
+from emobed_tf.data import source
+from emobed_tf.records import manifest, schema
 from emobed_tf.io import FolderLock
 from tests.tools.media_fixtures import tone, write_video, write_wav
 from tfrecords_tools import corpora, extract
@@ -66,7 +66,7 @@ def _summary(out):
 
 
 def _records(out, mod="audio", split="train"):
-    paths = D.shard_paths(D.Source.open(out), mod, split)
+    paths = source.shard_paths(source.Source.open(out), mod, split)
     return [schema.decode_example(r.numpy()) for r in tf.data.TFRecordDataset(paths)]
 
 
@@ -128,7 +128,7 @@ def test_resume_with_other_audio_options_is_refused_never_mixed(tmp_path, wavs, 
     assert extract.main(_audio_argv(csv_path, out, *windowed, "--overwrite")) == 0
     recs = _records(out)
     assert len(recs) == 2 and all(r.features.shape[0] > 1 for r in recs)
-    m = schema.load_manifest(out)
+    m = manifest.load_manifest(out)
     assert m.modalities["audio"].feature_set == "eGeMAPSv02 functionals (windowed)"
     assert m.extra["extraction_options"]["audio"]["audio_mode"] == "windowed"
     assert m.extra["audio_already_done"] == 0 and m.extra["cache_discarded"] == ["audio"]
@@ -275,7 +275,7 @@ def test_a_wav_cut_short_is_written_with_a_warning_and_counted(tmp_path, wavs, c
             "0.50 s") in row["reason"]
     s = _summary(out)
     assert (s["truncated"], s["failed"]) == (1, 0)
-    assert schema.load_manifest(out).extra["truncated"] == 1
+    assert manifest.load_manifest(out).extra["truncated"] == 1
     assert len(_records(out)) == 2
     assert "failures: 0, truncated inputs: 1" in extract.inspect(str(out))
 
@@ -470,7 +470,7 @@ def test_openface_every_file_has_every_column_asked_for(tmp_path, capsys, lackin
     # the groups asked for decide the set: without AUs the same files are complete
     assert extract.main(_openface_argv(d, out, "--openface-pool", "mean",
                                        "--openface-features", "pose,gaze")) == 0
-    m = schema.load_manifest(out)
+    m = manifest.load_manifest(out)
     assert m.modalities["video"].dim == 5
     assert m.extra["feature_names"] == ["gaze_angle_x", "gaze_angle_y", "pose_Rx", "pose_Ry",
                                         "pose_Rz"]
@@ -502,7 +502,7 @@ def test_openface_two_faces_one_is_read_and_the_others_are_counted(tmp_path, cap
     assert "4 OpenFace frames of other faces left out in 1 clips (--openface-face most)" in said
     got = {r.recording: r.features for r in _records(out, "video")}
     np.testing.assert_allclose(got[ANGRY], v[faces == 1].mean(0, keepdims=True), rtol=1e-6)
-    m = schema.load_manifest(out)
+    m = manifest.load_manifest(out)
     assert m.extra["other_face_frames_per_clip"] == {ANGRY: 4}
     assert (m.extra["frames_read"], m.extra["other_face_frames"]) == (5 + 2, 4)
     # a face_id
@@ -561,7 +561,7 @@ def test_openface_frames_need_one_frame_rate(tmp_path, capsys):
     _openface_csv(d / f"{HAPPY}.csv", _of_values(10, 6),
                   frames=[1, 2, 3, 6, 7, 8, 9, 10, 11, 12])
     assert extract.main(_openface_argv(d, tmp_path / "fr")) == 0
-    m = schema.load_manifest(tmp_path / "fr")
+    m = manifest.load_manifest(tmp_path / "fr")
     # both clips span 0.367 s (ms timestamps) in 11 steps: 1/30 s within the rounding, not
     # the raw median difference 0.033
     assert m.frame_step_s == pytest.approx(0.367 / 11, rel=1e-9)
@@ -632,7 +632,7 @@ def test_a_ravdess_take_gives_one_item_per_modality(tmp_path, capsys):
     assert sorted(video) == ["01-01-03-01-01-01-01", "02-01-05-01-01-01-01"]
     assert json.loads(audio["03-01-05-01-01-01-01"].meta)["take"] == json.loads(
         video["02-01-05-01-01-01-01"].meta)["take"] == "01-05-01-01-01-01"
-    assert schema.load_manifest(out).extra["duplicates"] == 2
+    assert manifest.load_manifest(out).extra["duplicates"] == 2
 
 
 def test_modalities_is_honoured_or_refused_for_every_corpus(tmp_path, wavs, capsys):
@@ -645,7 +645,7 @@ def test_modalities_is_honoured_or_refused_for_every_corpus(tmp_path, wavs, caps
                          "--modalities", "audio"]) == 0
     assert capsys.readouterr().out.startswith(
         "4 inputs -> 2 audio items; 0 failed, 2 skipped (1 modality not selected, 1 duplicate)")
-    m = schema.load_manifest(out)
+    m = manifest.load_manifest(out)
     assert list(m.modalities) == ["audio"] and m.modalities["audio"].counts == {"train": 2}
     assert sorted(r.recording for r in _records(out)) == ["01-01-03-01-01-01-01",
                                                           "03-01-05-01-01-01-01"]

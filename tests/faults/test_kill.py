@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from emobed_tf.rundir import RunDir
+from emobed_tf.experiments.rundir import RunDir
 from tests.conftest import write_classification
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

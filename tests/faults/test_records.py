@@ -1,7 +1,7 @@
 """Fault injection through the data API: every damaged or inconsistent data set ends in a
 DataError that names the file (and the problem), and reading it changes nothing on disk.
 
-The API: ``Source.open`` / ``schema.load_manifest``, ``make_modality_dataset``,
+The API: ``Source.open`` / ``load_manifest``, ``make_modality_dataset``,
 ``speaker_statistics``, ``verify_shards``; a failure inside ``tf.data`` is traced to
 the file with ``data_error_from``, as training does.
 """
@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emobed_tf import data as D
-from emobed_tf import schema
-from emobed_tf.schema import DataError
+from emobed_tf.data import pipeline, source, speakers
+from emobed_tf.records import parse
+from emobed_tf.records import schema
+from emobed_tf.records.manifest import load_manifest
+from emobed_tf.records.schema import DataError
 from tests.conftest import write_classification
 
 
@@ -71,15 +73,15 @@ def _rewrite_record(folder, path, mutate, index=1):
 
 def _read(src, split="train", **options):
     """Reads a split to its end; the DataError it ends with (tf.data failures traced)."""
-    shards = [(p, src.manifest.compression) for p in D.shard_paths(src, "audio", split)]
+    shards = [(p, src.manifest.compression) for p in source.shard_paths(src, "audio", split)]
     try:
-        for _ in D.make_modality_dataset(src, "audio", split, 4,
-                                         options=D.PipelineOptions(**options)):
+        for _ in pipeline.make_modality_dataset(src, "audio", split, 4,
+                                         options=pipeline.PipelineOptions(**options)):
             pass
     except DataError as err:
         return str(err)
     except (tf.errors.OpError, UnicodeDecodeError) as err:
-        found = D.data_error_from(err, shards)
+        found = parse.data_error_from(err, shards)
         assert found is not None, f"not traced to the data: {err}"
         return str(found)
     pytest.fail("the damaged data set was read without an error")
@@ -101,11 +103,11 @@ def test_flipped_bytes_in_a_shard(data):
     raw[len(raw) // 2] ^= 0x55  # same size: only the CRC finds it
     open(path, "wb").write(bytes(raw))
     before = _hashes(folder)
-    src = D.Source.open(folder)
+    src = source.Source.open(folder)
     for cache in ("none", "memory"):
         assert _read(src, cache=cache).startswith(f"{path}: corrupt or truncated TFRecord")
-    assert _fails(D.verify_shards, [path]).startswith(f"{path}: corrupt or truncated")
-    assert _fails(D.speaker_statistics, src, "audio").startswith(f"{path}: corrupt")
+    assert _fails(parse.verify_shards, [path]).startswith(f"{path}: corrupt or truncated")
+    assert _fails(speakers.speaker_statistics, src, "audio").startswith(f"{path}: corrupt")
     assert _hashes(folder) == before
 
 
@@ -114,11 +116,11 @@ def test_truncated_shard(data):
     path = _shard(folder, manifest)
     open(path, "r+b").truncate(os.path.getsize(path) - 5)
     before = _hashes(folder)
-    src = D.Source.open(folder)
-    msg = _fails(D.make_modality_dataset, src, "audio", "train", 4)
+    src = source.Source.open(folder)
+    msg = _fails(pipeline.make_modality_dataset, src, "audio", "train", 4)
     assert msg.startswith(f"{path}: shard is ") and "truncated or modified" in msg
-    assert _fails(D.verify_shards, [path]).startswith(f"{path}: corrupt or truncated")
-    assert _fails(D.speaker_statistics, src, "audio").startswith(f"{path}: corrupt")
+    assert _fails(parse.verify_shards, [path]).startswith(f"{path}: corrupt or truncated")
+    assert _fails(speakers.speaker_statistics, src, "audio").startswith(f"{path}: corrupt")
     assert _hashes(folder) == before
 
 
@@ -129,7 +131,7 @@ def test_truncated_shard_whose_size_the_manifest_agrees_with(data):
     _record_size_in_manifest(folder, path)
     before = _hashes(folder)
     for cache in ("none", "memory"):
-        assert _read(D.Source.open(folder), cache=cache).startswith(
+        assert _read(source.Source.open(folder), cache=cache).startswith(
             f"{path}: corrupt or truncated TFRecord")
     assert _hashes(folder) == before
 
@@ -139,10 +141,10 @@ def test_missing_shard(data):
     path = _shard(folder, manifest, "dev")
     os.remove(path)
     before = _hashes(folder)
-    src = D.Source.open(folder)
+    src = source.Source.open(folder)
     want = f"{path}: shard listed in the manifest is missing"
-    assert _fails(D.make_modality_dataset, src, "audio", "dev", 4) == want
-    assert _fails(D.speaker_statistics, src, "audio") == want
+    assert _fails(pipeline.make_modality_dataset, src, "audio", "dev", 4) == want
+    assert _fails(speakers.speaker_statistics, src, "audio") == want
     assert _hashes(folder) == before
 
 
@@ -154,7 +156,7 @@ def test_manifest_counts_at_odds_with_its_own_shard_list(data):
     path = _edit_manifest(folder, lambda raw: raw["modalities"]["audio"]["counts"].update(
         train=9))
     before = _hashes(folder)
-    msg = _fails(D.Source.open, folder)
+    msg = _fails(source.Source.open, folder)
     assert msg.startswith(f"{path}: audio split 'train' counts 9 examples but its shards list 8")
     assert _hashes(folder) == before
 
@@ -169,10 +171,10 @@ def test_manifest_example_count_disagrees_with_the_shards(data, cache):
         info["shards"]["train"][0]["examples"] += 3
     path = _edit_manifest(folder, edit)
     before = _hashes(folder)
-    msg = _read(D.Source.open(folder), cache=cache)
+    msg = _read(source.Source.open(folder), cache=cache)
     if cache == "memory":  # the up-front pass counts
         assert "hold 8 examples but the manifest lists 11" in msg
-        assert _shard(folder, schema.load_manifest(folder)) in msg
+        assert _shard(folder, load_manifest(folder)) in msg
     else:  # streamed: tf.data's cardinality check, traced to the manifest
         assert msg.startswith(f"{path}: the shards hold fewer examples than the manifest "
                               "lists (3 batches expected, 2 read)")
@@ -190,12 +192,12 @@ def test_manifest_feature_dimension_disagrees_with_the_shards(data, stats):
             info["mean"], info["std"] = info["mean"][:5], info["std"][:5]
     path = _edit_manifest(folder, edit)
     before = _hashes(folder)
-    src = D.Source.open(folder)
-    shards = D.shard_paths(src, "audio", "train")
+    src = source.Source.open(folder)
+    shards = source.shard_paths(src, "audio", "train")
     msg = _read(src, cache="memory")
     assert path in msg and any(s in msg for s in shards), msg
     assert "dimension 6" in msg and "5" in msg
-    msg = _fails(D.speaker_statistics, src, "audio")
+    msg = _fails(speakers.speaker_statistics, src, "audio")
     assert msg.startswith(f"{schema.BAD_RECORD} 'audio-train-0' in {shards[0]}: feature "
                           f"dimension 6 differs from the manifest {path}, which says 5")
     assert _hashes(folder) == before
@@ -215,7 +217,7 @@ def test_unreadable_manifest_is_named(data, content, says):
     new = content(open(path).read())
     open(path, "wb" if isinstance(new, bytes) else "w").write(new)
     before = _hashes(folder)
-    for fn in (D.Source.open, schema.load_manifest):
+    for fn in (source.Source.open, load_manifest):
         msg = _fails(fn, folder)
         assert msg.startswith(f"{path}: unreadable manifest (") and says in msg
     assert _hashes(folder) == before
@@ -225,9 +227,9 @@ def test_missing_dev_split_where_one_is_required(tmp_path):
     write_classification(tmp_path / "d", n=(6, 0, 3), dims={"audio": 6})
     folder = str(tmp_path / "d")
     before = _hashes(folder)
-    src = D.Source.open(folder)
-    assert D.shard_paths(src, "audio", "dev", required=False) == []
-    msg = _fails(D.make_modality_dataset, src, "audio", "dev", 4)
+    src = source.Source.open(folder)
+    assert source.shard_paths(src, "audio", "dev", required=False) == []
+    msg = _fails(pipeline.make_modality_dataset, src, "audio", "dev", 4)
     assert msg == (f"{src.manifest_path}: data set 'toy' has no audio shards for split 'dev' "
                    "(splits: ['test', 'train'])")
     assert _hashes(folder) == before
@@ -267,12 +269,12 @@ def test_bad_record_values(data, mutate, says):
     path = _shard(folder, manifest)
     rec = _rewrite_record(folder, path, mutate)
     before = _hashes(folder)
-    src = D.Source.open(folder)
+    src = source.Source.open(folder)
     want = f"{schema.BAD_RECORD} '{rec}' in {path}: {says}"
     for cache in ("none", "memory"):
         assert _read(src, cache=cache) == want
-    assert _fails(D.verify_shards, [path], expected=src.expected("audio")) == want
-    assert _fails(D.speaker_statistics, src, "audio") == want
+    assert _fails(parse.verify_shards, [path], expected=src.expected("audio")) == want
+    assert _fails(speakers.speaker_statistics, src, "audio") == want
     assert _hashes(folder) == before
 
 
@@ -286,7 +288,7 @@ def test_record_that_is_no_example_is_named(data):
             w.write(r)
     _record_size_in_manifest(folder, path)
     before = _hashes(folder)
-    src = D.Source.open(folder)
+    src = source.Source.open(folder)
     for cache in ("none", "memory"):
         assert _read(src, cache=cache).startswith(f"{schema.BAD_RECORD} in {path}: not a "
                                                   "tf.train.Example")

@@ -12,15 +12,15 @@ import os
 import numpy as np
 import pytest
 
-from emobed_tf import data as D
+from emobed_tf.data import pipeline, source
 from tests.conftest import train_cli, write_classification
 
 
 def _labels_of_next_iterator(data_dir, cache, read_first):
     """Labels of the first batches of a fresh stream's second iterator, after the first
     iterator read ``read_first`` batches (a stand-in for read-ahead)."""
-    ds = D.make_modality_dataset(D.Source.open(data_dir), "video", "train", 8, training=True,
-                                 repeat=True, seed=1, options=D.PipelineOptions(cache=cache))
+    ds = pipeline.make_modality_dataset(source.Source.open(data_dir), "video", "train", 8, training=True,
+                                 repeat=True, seed=1, options=pipeline.PipelineOptions(cache=cache))
     it = iter(ds)
     first = [next(it)["features"].numpy() for _ in range(read_first)]
     del it

@@ -10,14 +10,15 @@ import os
 import numpy as np
 import pytest
 
-from emobed_tf import configs as C
-from emobed_tf import crossval as CV
-from emobed_tf import data as D
-from emobed_tf import experiment as E
-from emobed_tf import train as T
-from emobed_tf.rundir import RunError
-from emobed_tf.schema import DataError, Item
-from emobed_tf.writer import DatasetWriter
+from emobed_tf import configs
+from emobed_tf import crossval
+from emobed_tf.data import pipeline
+from emobed_tf.data.speakers import auxiliary_exclusions
+from emobed_tf.experiments import experiment
+from emobed_tf import train
+from emobed_tf.experiments.rundir import RunError
+from emobed_tf.records.schema import DataError, Item
+from emobed_tf.records.writer import DatasetWriter
 from tests.conftest import CLASSES, tree_hashes
 
 
@@ -55,7 +56,7 @@ def test_a_run_folder_is_never_a_data_folder(tmp_path, capsys, where):
     out = {"same": data, "inside": data / "run", "holds": tmp_path}[where]
     before = tree_hashes(data)
     for extra in ((), ("--overwrite",)):
-        code, err = _exit(T.main, _train_argv(str(data), str(out), *extra), capsys)
+        code, err = _exit(train.main, _train_argv(str(data), str(out), *extra), capsys)
         assert code == 2
         assert f"--out {out} " in err and "data folder" in err and len(err.splitlines()) == 1
         assert {"same": " is the audio", "inside": "lies inside the audio",
@@ -68,12 +69,12 @@ def test_overwrite_replaces_only_a_run_folder(tmp_path, capsys):
     other = tmp_path / "photos"
     other.mkdir()
     (other / "keep.txt").write_text("not a run")
-    code, err = _exit(T.main, _train_argv(data, str(other), "--overwrite"), capsys)
+    code, err = _exit(train.main, _train_argv(data, str(other), "--overwrite"), capsys)
     assert code == 2 and "replaces only a run folder" in err
     assert (other / "keep.txt").read_text() == "not a run"
     run = str(tmp_path / "run")
-    assert T.main(_train_argv(data, run)) == 0
-    assert T.main(_train_argv(data, run, "--overwrite")) == 0  # a run is replaced
+    assert train.main(_train_argv(data, run)) == 0
+    assert train.main(_train_argv(data, run, "--overwrite")) == 0  # a run is replaced
     assert os.path.isfile(os.path.join(run, "metrics.json"))
 
 
@@ -88,7 +89,7 @@ def _two_corpora(tmp_path, aux_speakers, aux_name="ravdess"):
 
 
 def _fold_cfg(audio, video, shared="auto", test=("01",), dev=("02",)):
-    cfg = C.default_config("custom", "unused", "audio", "emobed", audio_dir=audio,
+    cfg = configs.default_config("custom", "unused", "audio", "emobed", audio_dir=audio,
                            video_dir=video)
     return dataclasses.replace(cfg, data=dataclasses.replace(
         cfg.data, test_speakers=tuple(test), dev_speakers=tuple(dev), shared_speakers=shared))
@@ -96,15 +97,15 @@ def _fold_cfg(audio, video, shared="auto", test=("01",), dev=("02",)):
 
 def test_speaker_ids_are_matched_as_numbers_and_held_out_faces_stay_out(tmp_path):
     audio, video = _two_corpora(tmp_path, ["1", "2", "3", "4"])
-    sources = E.resolve_sources(_fold_cfg(audio, video))
+    sources = experiment.resolve_sources(_fold_cfg(audio, video))
     assert sources["video"].speakers == {"train": ("3", "4")}  # 1 and 2 are 01 and 02
-    ds = D.make_modality_dataset(sources["video"], "video", "train", 16, with_ids=True)
+    ds = pipeline.make_modality_dataset(sources["video"], "video", "train", 16, with_ids=True)
     assert sorted(s.decode() for b in ds for s in b["speaker"].numpy()) == \
         ["3", "3", "4", "4"]
-    assert E.auxiliary_exclusions(_fold_cfg(audio, video), E.resolve_sources(
+    assert auxiliary_exclusions(_fold_cfg(audio, video), experiment.resolve_sources(
         _fold_cfg(audio, video, test=(), dev=()))) == {"video": 4}
     # the user may spell the target's speakers either way too
-    assert E.resolve_sources(_fold_cfg(audio, video, test=("1",), dev=("2",)))[
+    assert experiment.resolve_sources(_fold_cfg(audio, video, test=("1",), dev=("2",)))[
         "audio"].speakers["test"] == ("01",)
 
 
@@ -112,29 +113,29 @@ def test_shared_corpora_must_hold_every_held_out_speaker(tmp_path):
     audio, video = _two_corpora(tmp_path, ["A1", "A2", "A3", "A4"])
     with pytest.raises(DataError, match=r"held-out audio speakers \['01', '02'\] have no video "
                                         r"items here, though the corpora share speakers"):
-        E.resolve_sources(_fold_cfg(audio, video))
+        experiment.resolve_sources(_fold_cfg(audio, video))
     # declared other people: the auxiliary corpus is used whole
-    src = E.resolve_sources(_fold_cfg(audio, video, shared="no"))
+    src = experiment.resolve_sources(_fold_cfg(audio, video, shared="no"))
     assert src["video"].speakers["train"] == ("A1", "A2", "A3", "A4")
     # other corpus names: not shared unless declared
     audio2, video2 = _two_corpora(tmp_path / "other", ["A1", "A2"], aux_name="faces")
-    assert len(E.resolve_sources(_fold_cfg(audio2, video2))["video"].speakers["train"]) == 2
+    assert len(experiment.resolve_sources(_fold_cfg(audio2, video2))["video"].speakers["train"]) == 2
     with pytest.raises(DataError, match="held-out audio speakers"):
-        E.resolve_sources(_fold_cfg(audio2, video2, shared="yes"))
+        experiment.resolve_sources(_fold_cfg(audio2, video2, shared="yes"))
 
 
 def test_shared_auxiliary_items_without_a_speaker_are_refused(tmp_path):
     audio, video = _two_corpora(tmp_path, ["1", "2", "3", ""])
     with pytest.raises(DataError, match=r"v: 2 video items have no speaker id, so they cannot "
                                         r"be kept out"):
-        E.resolve_sources(_fold_cfg(audio, video))
+        experiment.resolve_sources(_fold_cfg(audio, video))
 
 
 def test_crossval_stops_before_training_when_a_held_out_speaker_has_no_auxiliary_match(
         tmp_path, capsys):
     audio, video = _two_corpora(tmp_path, ["1", "2", "3"])  # speaker 04's faces missing
     out = tmp_path / "cv"
-    code, err = _exit(CV.main, ["--dataset", "custom", "--audio-dir", audio, "--video-dir",
+    code, err = _exit(crossval.main, ["--dataset", "custom", "--audio-dir", audio, "--video-dir",
                                 video, "--folds", "loso", "--n-dev-speakers", "1", "--seeds",
                                 "0", "--modes", "classic,emobed", "--epochs", "1", "--out",
                                 str(out)], capsys)
@@ -146,15 +147,15 @@ def test_crossval_stops_before_training_when_a_held_out_speaker_has_no_auxiliary
 
 
 def test_a_finished_run_is_not_reused_with_other_epochs(cls_run):
-    cfg = C.TrainConfig.from_json(json.loads(open(os.path.join(cls_run.path,
+    cfg = configs.TrainConfig.from_json(json.loads(open(os.path.join(cls_run.path,
                                                                 "config.json")).read()))
-    metrics, reused = E.run_or_reuse(cfg)
+    metrics, reused = experiment.run_or_reuse(cfg)
     assert reused and metrics["epochs_trained"] == 3
     with pytest.raises(RunError, match=r"different configuration \(epochs\)"):
-        E.run_or_reuse(dataclasses.replace(cfg, epochs=4))
+        experiment.run_or_reuse(dataclasses.replace(cfg, epochs=4))
     with pytest.raises(RunError, match=r"different configuration \(epochs, learning_rate\)"):
-        E.run_or_reuse(dataclasses.replace(cfg, epochs=4, learning_rate=0.5))
-    assert E.run_or_reuse(dataclasses.replace(cfg, verbose=2))[1]  # output only: reused
+        experiment.run_or_reuse(dataclasses.replace(cfg, epochs=4, learning_rate=0.5))
+    assert experiment.run_or_reuse(dataclasses.replace(cfg, verbose=2))[1]  # output only: reused
 
 
 # -- cases 12, 14, 17: crossval checks before training ----------------------------------
@@ -169,17 +170,17 @@ def _cv(audio, out, *extra, video=None):
 
 def test_crossval_refuses_a_repeated_seed(tmp_path, capsys):
     audio, video = _two_corpora(tmp_path, ["1", "2", "3", "4"])
-    code, err = _exit(CV.main, _cv(audio, tmp_path / "cv", "--seeds", "0,0,1", video=video),
+    code, err = _exit(crossval.main, _cv(audio, tmp_path / "cv", "--seeds", "0,0,1", video=video),
                       capsys)
     assert code == 2 and "--seeds 0,0,1: seed 0 is given twice" in err
 
 
 def test_items_without_a_speaker_name_the_folder_and_the_count(tmp_path, capsys):
     audio = _corpus(tmp_path / "a", "x", "audio", ["s1", "s2", "s3", ""], per_speaker=3)
-    code, err = _exit(CV.main, _cv(audio, tmp_path / "cv", "--modes", "classic"), capsys)
+    code, err = _exit(crossval.main, _cv(audio, tmp_path / "cv", "--modes", "classic"), capsys)
     assert code == 2
     assert f"{audio}: 3 audio items have no speaker id" in err and len(err.splitlines()) == 1
-    code, err = _exit(T.main, ["--dataset", "custom", "--data-dir", audio, "--out",
+    code, err = _exit(train.main, ["--dataset", "custom", "--data-dir", audio, "--out",
                                str(tmp_path / "r"), "--mode", "classic", "--test-speakers",
                                "s1", "--dev-speakers", "s2"], capsys)
     assert code == 2 and f"{audio}: 3 audio items have no speaker id" in err
@@ -191,6 +192,6 @@ def test_crossval_checks_both_corpora_before_the_first_run(tmp_path, capsys):
     video = _corpus(tmp_path / "v", "ravdess", "video", ["1", "2", "3", "4"],
                     labels=("a", "b", "z"))
     out = tmp_path / "cv"
-    code, err = _exit(CV.main, _cv(audio, out, video=video), capsys)
+    code, err = _exit(crossval.main, _cv(audio, out, video=video), capsys)
     assert code == 2 and "disagree on the task or label set" in err
     assert not (out / "runs").exists()  # found before the classic runs trained

@@ -11,7 +11,8 @@ import os
 import numpy as np
 import pytest
 
-from emobed_tf import export as E
+from emobed_tf.export import main as export_main
+from emobed_tf.serving import export
 
 DIM = 6  # write_classification's audio feature size
 
@@ -30,7 +31,7 @@ def _hashes(folder):
 def runs(tmp_path_factory, cls_run, classic_run):
     """The shared emobed and classic runs (read-only) and an export of the emobed one."""
     root = tmp_path_factory.mktemp("serving")
-    path = E.export_monomodal(cls_run.path, "audio", str(root / "sm"))
+    path = export.export_monomodal(cls_run.path, "audio", str(root / "sm"))
     return {"emobed": cls_run.path, "classic": classic_run.path, "export": path, "root": root}
 
 
@@ -134,7 +135,7 @@ def test_an_empty_batch_gives_empty_outputs(signatures):
 def test_version_must_be_a_positive_integer(runs, tmp_path, capsys, value):
     out = tmp_path / "sm"
     with pytest.raises(SystemExit) as exit_:
-        E.main(["--run", runs["emobed"], "--target", "audio", "--out", str(out),
+        export_main(["--run", runs["emobed"], "--target", "audio", "--out", str(out),
                 "--version", value])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
@@ -144,15 +145,15 @@ def test_version_must_be_a_positive_integer(runs, tmp_path, capsys, value):
 
 @pytest.mark.parametrize("value", [0, -3, True, 2.5])
 def test_version_check_in_python(runs, tmp_path, value):
-    with pytest.raises(E.ExportError, match="versions are positive integers"):
-        E.export_monomodal(runs["emobed"], "audio", str(tmp_path / "sm"), version=value)
+    with pytest.raises(export.ExportError, match="versions are positive integers"):
+        export.export_monomodal(runs["emobed"], "audio", str(tmp_path / "sm"), version=value)
     assert not (tmp_path / "sm").exists()
 
 
 def test_an_existing_version_is_never_changed(runs, capsys):
     base = os.path.dirname(runs["export"])
     before = _hashes(base)
-    assert E.main(["--run", runs["emobed"], "--target", "audio", "--out", base,
+    assert export_main(["--run", runs["emobed"], "--target", "audio", "--out", base,
                    "--version", os.path.basename(runs["export"])]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
@@ -164,13 +165,13 @@ def test_wrong_modality_is_refused_before_writing(runs, tmp_path, capsys):
     """A classic audio run has no video branch: exit 2, the run and the modality named."""
     out = tmp_path / "sm"
     before = _hashes(runs["classic"])
-    assert E.main(["--run", runs["classic"], "--target", "video", "--out", str(out)]) == 2
+    assert export_main(["--run", runs["classic"], "--target", "video", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no video branch" in err and runs["classic"] in err
     assert not out.exists()
     assert _hashes(runs["classic"]) == before
     with pytest.raises(SystemExit) as exit_:  # not a modality at all
-        E.main(["--run", runs["classic"], "--target", "text", "--out", str(out)])
+        export_main(["--run", runs["classic"], "--target", "text", "--out", str(out)])
     assert exit_.value.code == 2 and "'text'" in capsys.readouterr().err
 
 
@@ -188,7 +189,7 @@ def test_truncated_model_file_is_named(runs, tmp_path, capsys):
         data = fh.read()
     with open(path, "wb") as fh:
         fh.write(data[: len(data) // 2])
-    assert E.main(["--run", run, "--target", "audio", "--out", str(tmp_path / "sm")]) == 2
+    assert export_main(["--run", run, "--target", "audio", "--out", str(tmp_path / "sm")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and path in err and "cannot load the model" in err
     assert not (tmp_path / "sm").exists()
@@ -201,7 +202,7 @@ def test_truncated_statistics_file_is_named(runs, tmp_path, capsys):
         text = fh.read()
     with open(path, "w") as fh:
         fh.write(text[: len(text) // 2])
-    assert E.main(["--run", run, "--target", "audio", "--out", str(tmp_path / "sm")]) == 2
+    assert export_main(["--run", run, "--target", "audio", "--out", str(tmp_path / "sm")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and path in err and "truncated" in err
     assert not (tmp_path / "sm").exists()
@@ -210,7 +211,7 @@ def test_truncated_statistics_file_is_named(runs, tmp_path, capsys):
 def test_out_that_is_a_file(runs, tmp_path, capsys):
     out = tmp_path / "model"
     out.write_text("not a folder")
-    assert E.main(["--run", runs["classic"], "--target", "audio", "--out", str(out)]) == 2
+    assert export_main(["--run", runs["classic"], "--target", "audio", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(out) in err and "is a file" in err
     assert out.read_text() == "not a folder"
@@ -222,7 +223,7 @@ def test_a_killed_export_leaves_no_version_and_is_redone(runs, tmp_path):
     stale = base / "1.tmp"
     stale.mkdir(parents=True)
     (stale / "saved_model.pb").write_bytes(b"half")
-    assert E.next_version(str(base)) == 1
-    path = E.export_monomodal(runs["classic"], "audio", str(base))
+    assert export.next_version(str(base)) == 1
+    path = export.export_monomodal(runs["classic"], "audio", str(base))
     assert path == str(base / "1") and sorted(os.listdir(base)) == ["1"]
     assert os.path.getsize(os.path.join(path, "saved_model.pb")) > 100

@@ -12,12 +12,12 @@ import keras
 import numpy as np
 import pytest
 
-from emobed_tf import configs as C
-from emobed_tf import experiment as E
-from emobed_tf import schema
-from emobed_tf import train as T
+from emobed_tf import configs
+from emobed_tf.experiments import experiment
+from emobed_tf.records.manifest import load_manifest
+from emobed_tf import train
 from emobed_tf.io import FolderLock
-from emobed_tf.rundir import RunDir, RunError
+from emobed_tf.experiments.rundir import RunDir, RunError
 
 
 def _args(data_dir, out, *extra):
@@ -36,7 +36,7 @@ def _hashes(folder):
 
 def _exit_and_error(argv, capsys):
     with pytest.raises(SystemExit) as ex:
-        T.main(argv)
+        train.main(argv)
     return ex.value.code, capsys.readouterr().err
 
 
@@ -75,21 +75,21 @@ def test_bad_hparams_files_name_the_file_and_value(cls_data, tmp_path, capsys, c
     hp = tmp_path / "best_hyperparameters.json"
     hp.write_text(content)
     out = str(tmp_path / "run")
-    assert T.main(_args(d, out, "--hparams", str(hp))) == 2
+    assert train.main(_args(d, out, "--hparams", str(hp))) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(hp) in err and says in err
     assert err.count("\n") == 1 and not os.path.exists(os.path.join(out, "config.json"))
 
 
 def test_configs_validate_when_built_from_code():
-    with pytest.raises(C.ConfigError, match="learning_rate must be a finite number > 0"):
-        C.default_config("demo", "x", learning_rate=float("nan"))
-    with pytest.raises(C.ConfigError, match="batch_size must be an integer >= 1, got 0"):
-        C.DataConfig(batch_size=0)
-    with pytest.raises(C.ConfigError, match="triplet_form must be one of paper, hinge, soft"):
-        C.LossConfig(triplet_form="cosine")
-    with pytest.raises(C.ConfigError, match="target must be one of audio, video"):
-        C.default_config("demo", "x", target="text")
+    with pytest.raises(configs.ConfigError, match="learning_rate must be a finite number > 0"):
+        configs.default_config("demo", "x", learning_rate=float("nan"))
+    with pytest.raises(configs.ConfigError, match="batch_size must be an integer >= 1, got 0"):
+        configs.DataConfig(batch_size=0)
+    with pytest.raises(configs.ConfigError, match="triplet_form must be one of paper, hinge, soft"):
+        configs.LossConfig(triplet_form="cosine")
+    with pytest.raises(configs.ConfigError, match="target must be one of audio, video"):
+        configs.default_config("demo", "x", target="text")
 
 
 class _PoisonWeights(keras.callbacks.Callback):
@@ -113,7 +113,7 @@ def test_diverged_training_stops_exits_2_and_is_never_marked_finished(cls_data, 
                                                                       capsys, monkeypatch):
     d, _, _ = cls_data
     out = str(tmp_path / "run")
-    real_run, raised = E.run, []
+    real_run, raised = experiment.run, []
 
     def poisoned(cfg, overwrite=False):
         try:
@@ -122,8 +122,8 @@ def test_diverged_training_stops_exits_2_and_is_never_marked_finished(cls_data, 
             raised.append(err)
             raise
 
-    monkeypatch.setattr(E, "run", poisoned)
-    assert T.main(_args(d, out, "--epochs", "3", "--patience", "9")) == 2
+    monkeypatch.setattr(experiment, "run", poisoned)
+    assert train.main(_args(d, out, "--epochs", "3", "--patience", "9")) == 2
     assert [type(e) for e in raised] == [RunError]  # the library's error, the CLI's exit code
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
@@ -142,12 +142,12 @@ def test_overwrite_with_bad_data_keeps_the_finished_run(cls_run, tmp_path, capsy
     shutil.copytree(cls_run.data_dir, d)  # its shard is broken below
     before = _hashes(out)
     assert "metrics.json" in before and "model.keras" in before
-    manifest = schema.load_manifest(d)
+    manifest = load_manifest(d)
     shard = os.path.join(d, manifest.modalities["video"].shards["train"][0].path)
     raw = bytearray(open(shard, "rb").read())
     raw[40:60] = b"\xff" * 20  # same size, broken CRC: found only while training
     open(shard, "wb").write(bytes(raw))
-    assert T.main(_args(d, out, "--epochs", "1", "--overwrite", "--cache", "none")) == 2
+    assert train.main(_args(d, out, "--epochs", "1", "--overwrite", "--cache", "none")) == 2
     err = capsys.readouterr().err
     assert "corrupt or truncated" in err and os.path.basename(shard) in err
     assert _hashes(out) == before  # nothing of the finished run changed
@@ -156,7 +156,7 @@ def test_overwrite_with_bad_data_keeps_the_finished_run(cls_run, tmp_path, capsy
 def test_overwrite_replaces_the_run_only_when_the_new_one_finished(cls_run, tmp_path):
     out = cls_run.copy(tmp_path / "run")  # a finished emobed run
     assert RunDir(out).metrics()["mode"] == "emobed"
-    assert T.main(_args(cls_run.data_dir, out, "--epochs", "1", "--mode", "joint",
+    assert train.main(_args(cls_run.data_dir, out, "--epochs", "1", "--mode", "joint",
                         "--overwrite")) == 0
     m = RunDir(out).metrics()
     assert m["mode"] == "joint" and m["out"] == out and m["epochs_trained"] == 1
@@ -168,7 +168,7 @@ def test_second_training_into_the_same_folder_is_refused(cls_data, tmp_path, cap
     d, _, _ = cls_data
     out = str(tmp_path / "run")
     with FolderLock(out, "a training run"):
-        assert T.main(_args(d, out)) == 2
+        assert train.main(_args(d, out)) == 2
     err = capsys.readouterr().err
     assert f"{out}: in use by a training run (pid {os.getpid()}" in err
     assert not os.path.exists(os.path.join(out, "config.json"))
@@ -189,7 +189,7 @@ def test_full_disk_while_saving_is_one_line_and_keeps_what_was_saved(cls_data, t
         return real_save(self, path, *a, **k)
 
     monkeypatch.setattr(keras.Model, "save", save)
-    assert T.main(_args(d, out, "--epochs", "3", "--patience", "9", "--learning-rate",
+    assert train.main(_args(d, out, "--epochs", "3", "--patience", "9", "--learning-rate",
                         "0.05")) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "the disk is full" in err and "MiB free" in err
@@ -206,7 +206,7 @@ def test_missing_data_hint_is_a_command_extract_accepts(tmp_path, capsys, monkey
 
     monkeypatch.chdir(tmp_path)
     for dataset in ("omg", "recola"):
-        assert T.main(["--dataset", dataset, "--out", "r"]) == 2
+        assert train.main(["--dataset", dataset, "--out", "r"]) == 2
         err = capsys.readouterr().err
         hint = err.split("create it with: ")[1].strip()
         argv = shlex.split(hint)[3:]  # after "python -m tfrecords_tools.extract"
@@ -238,21 +238,21 @@ def test_seed_seeds_the_model_and_the_data_order(cls_data, tmp_path, monkeypatch
     """``--seed`` fixes the initial weights (and dropout seed states) and the batch order:
     the same seed twice gives the same start, another seed another one."""
     d, _, _ = cls_data
-    real_run, real_datasets = E.run, E.make_datasets
+    real_run, real_datasets = experiment.run, experiment.make_datasets
     seen = {}
 
     def datasets(cfg, sources):
         seen["train"], dev = real_datasets(cfg, sources)
         return seen["train"], dev
 
-    monkeypatch.setattr(E, "make_datasets", datasets)
-    monkeypatch.setattr(E, "run", lambda cfg, overwrite=False: real_run(
+    monkeypatch.setattr(experiment, "make_datasets", datasets)
+    monkeypatch.setattr(experiment, "run", lambda cfg, overwrite=False: real_run(
         cfg, overwrite, callbacks=[_StopBeforeTheFirstStep(seen)]))
     runs = {}
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
         seen.clear()
         with pytest.raises(_Started):
-            T.main(_args(d, str(tmp_path / name), "--seed", seed))
+            train.main(_args(d, str(tmp_path / name), "--seed", seed))
         first = next(iter(seen["train"]))
         runs[name] = {"weights": seen["weights"],
                       "batch": {m: first[m]["features"].numpy() for m in ("audio", "video")}}

@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from emobed_tf import io
-from tuning import search as S
+from tuning import search
 from tuning.hypermodel import EmoBedHyperModel
 from tests.conftest import search_args
 
@@ -53,7 +53,7 @@ def no_training(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a tuner was built")
 
-    monkeypatch.setattr(S, "make_tuner", boom)
+    monkeypatch.setattr(search, "make_tuner", boom)
 
 
 def _copy(directory, tmp_path):
@@ -82,9 +82,9 @@ def test_the_folder_records_its_search(data, finished):
 def test_same_search_resumes_without_training_again(data, finished, tmp_path, capsys):
     directory = _copy(finished, tmp_path)
     trials = {p: h for p, h in _hashes(directory).items() if p.endswith("trial.json")}
-    assert S.main(_args(data, directory)) == 0  # one trial asked, one finished: nothing to do
+    assert search.main(_args(data, directory)) == 0  # one trial asked, one finished: nothing to do
     assert {p: h for p, h in _hashes(directory).items() if p.endswith("trial.json")} == trials
-    assert len(S.completed_trials(directory)) == 1
+    assert len(search.completed_trials(directory)) == 1
     assert "KerasTuner search: 1 completed trials" in capsys.readouterr().out
 
 
@@ -105,7 +105,7 @@ def test_another_search_in_the_folder_is_refused(data, finished, capsys, no_trai
             args[args.index(flag) + 1] = value
         else:
             args += [flag, value]
-    assert S.main(args) == 2
+    assert search.main(args) == 2
     err = _one_error_line(capsys)
     assert f"{finished}: holds another search" in err and field in err
     assert "--overwrite" in err and "another --out" in err
@@ -116,7 +116,7 @@ def test_other_data_is_another_search(data, finished, tmp_path, capsys, no_train
     other = str(tmp_path / "other-data")
     shutil.copytree(data, other)
     before = _hashes(finished)
-    assert S.main(_args(other, finished)) == 2
+    assert search.main(_args(other, finished)) == 2
     err = _one_error_line(capsys)
     assert "data_dirs.audio" in err and "data_dirs.video" in err
     assert _hashes(finished) == before
@@ -136,11 +136,11 @@ def test_overwrite_starts_another_search(data, finished, tmp_path, monkeypatch):
 
     monkeypatch.setattr(EmoBedHyperModel, "fit", spy)
     directory = _copy(finished, tmp_path)
-    assert S.main(_args(data, directory, "--target", "video", "--overwrite", "--precision",
+    assert search.main(_args(data, directory, "--target", "video", "--overwrite", "--precision",
                         "mixed_bfloat16", "--strategy", "mirrored")) == 0
     rec = io.read_json(os.path.join(directory, "search.json"))
     assert rec["target"] == "video"
-    assert len(S.completed_trials(directory)) == 1  # the audio trial is gone
+    assert len(search.completed_trials(directory)) == 1  # the audio trial is gone
     assert seen == [("mixed_bfloat16", "MirroredStrategy")]
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
     assert rec["training"]["precision"] == "mixed_bfloat16"
@@ -159,7 +159,7 @@ def test_truncated_search_file_is_named(data, finished, tmp_path, capsys, no_tra
     with open(path, "w") as fh:
         fh.write(text[: len(text) // 2])
     before = _hashes(directory)
-    assert S.main(_args(data, directory)) == 2
+    assert search.main(_args(data, directory)) == 2
     err = _one_error_line(capsys)
     assert path in err and "truncated" in err and "--overwrite" in err
     assert _hashes(directory) == before
@@ -170,7 +170,7 @@ def test_kerastuner_folder_without_a_record_is_refused(data, finished, tmp_path,
     directory = _copy(finished, tmp_path)
     os.remove(os.path.join(directory, "search.json"))
     before = _hashes(directory)
-    assert S.main(_args(data, directory)) == 2
+    assert search.main(_args(data, directory)) == 2
     err = _one_error_line(capsys)
     assert directory in err and "without search.json" in err and "--overwrite" in err
     assert _hashes(directory) == before
@@ -179,7 +179,7 @@ def test_kerastuner_folder_without_a_record_is_refused(data, finished, tmp_path,
 def test_dir_that_is_a_file(data, tmp_path, capsys, no_training):
     path = tmp_path / "notes.txt"
     path.write_text("mine")
-    assert S.main(_args(data, str(path))) == 2
+    assert search.main(_args(data, str(path))) == 2
     err = _one_error_line(capsys)
     assert str(path) in err and "is a file" in err
     assert path.read_text() == "mine"
@@ -188,7 +188,7 @@ def test_dir_that_is_a_file(data, tmp_path, capsys, no_training):
 def test_a_locked_folder_is_refused_naming_the_holder(data, finished, capsys, no_training):
     before = _hashes(finished)
     with io.FolderLock(finished, "tuning.search (chief) of another shell"):
-        assert S.main(_args(data, finished)) == 2
+        assert search.main(_args(data, finished)) == 2
     err = _one_error_line(capsys)
     assert finished in err and "in use by tuning.search (chief) of another shell" in err
     assert f"pid {os.getpid()}" in err
@@ -197,7 +197,7 @@ def test_a_locked_folder_is_refused_naming_the_holder(data, finished, capsys, no
 
 def test_multiworker_strategy_is_refused(data, tmp_path, capsys, no_training):
     directory = tmp_path / "s"
-    assert S.main(_args(data, str(directory), "--strategy", "multiworker")) == 2
+    assert search.main(_args(data, str(directory), "--strategy", "multiworker")) == 2
     err = _one_error_line(capsys)
     assert "--strategy multiworker" in err and "KERASTUNER_TUNER_ID" in err
     assert not directory.exists()
@@ -206,5 +206,5 @@ def test_multiworker_strategy_is_refused(data, tmp_path, capsys, no_training):
 @pytest.mark.parametrize("value", ["0", "-2", "x"])
 def test_max_trials_must_be_positive(data, tmp_path, capsys, value):
     with pytest.raises(SystemExit) as exit_:
-        S.main(_args(data, str(tmp_path / "s")) + ["--max-trials", value])
+        search.main(_args(data, str(tmp_path / "s")) + ["--max-trials", value])
     assert exit_.value.code == 2 and repr(value) in capsys.readouterr().err

@@ -9,7 +9,7 @@ under ``MultiWorkerMirroredStrategy`` with Keras 3.15 (keras-team/keras#20585).
 from __future__ import annotations
 
 from emobed_tf.configs import STRATEGIES
-from emobed_tf.schema import DataError
+from emobed_tf.records.schema import DataError
 
 
 def make_strategy(name: str):
@@ -38,13 +38,13 @@ def fit_multiworker(model, strategy, train_ds, epochs: int, start: int, ckpt, de
     workers, whose gradients are summed (all-reduce); every worker runs the
     same number of steps (collectives need it). ``dev_score()`` returns the
     dev score of the target modality alone (the one scorer of
-    :mod:`emobed_tf.experiment`); ``ckpt`` is the run's checkpoint callback.
+    :mod:`emobed_tf.experiments.experiment`); ``ckpt`` is the run's checkpoint callback.
     A model with an auxiliary warm-up (``aux_warmup_epochs``) runs its first
     epochs in that phase, with a step traced for each phase.
     """
     import tensorflow as tf
 
-    from emobed_tf.metrics import dev_monitor
+    from emobed_tf.model.metrics import dev_monitor
 
     workers = strategy.num_replicas_in_sync
     n = int(train_ds.cardinality())

@@ -29,10 +29,10 @@ import shutil
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from emobed_tf import schema
+from emobed_tf.records import manifest, schema
 from emobed_tf.configs import EGEMAPS_DIM, OMG_CLASSES, VGGFACE_FC7_DIM
-from emobed_tf.schema import Item
-from emobed_tf.writer import DatasetWriter
+from emobed_tf.records.schema import Item
+from emobed_tf.records.writer import DatasetWriter
 
 DEMO_VERSION = 3
 # (arousal, valence) of each class on the circumplex, used as part of its latent prototype
@@ -50,7 +50,7 @@ def _projection(rng, out_dim, latent_dim, gains):
     return w * np.asarray(gains)[None, :]
 
 
-def write_demo_omg(out_dir: str, seed: int = 0, sizes=None, overwrite: bool = False) -> schema.Manifest:
+def write_demo_omg(out_dir: str, seed: int = 0, sizes=None, overwrite: bool = False) -> manifest.Manifest:
     """Writes the simulated OMG-shaped corpus to ``out_dir``.
 
     The situation EmoBed addresses: a **small target corpus** (audio: 16
@@ -122,7 +122,7 @@ def _smooth_noise(rng, n, sigma, scale=1.0):
 
 
 def write_demo_recola(out_dir: str, seed: int = 0, frames: int = 1500, recordings=None,
-                      overwrite: bool = False) -> schema.Manifest:
+                      overwrite: bool = False) -> manifest.Manifest:
     """Writes the simulated RECOLA-shaped corpus (arousal, valence per 40 ms frame).
 
     ``recordings``: recordings per (modality, split); default audio 4/3/3 and

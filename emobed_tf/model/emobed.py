@@ -5,199 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from emobed_tf import losses as L
-from emobed_tf import metrics as M
-from emobed_tf.schema import MODALITIES
-
-
-def _is_prefix(mask) -> bool:
-    """Whether each row of a [B, T] mask is ``True`` up to its length and ``False`` after
-    (evaluated eagerly: torch only)."""
-    lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
-    prefix = ops.arange(ops.shape(mask)[1], dtype="int32")[None, :] < lengths[:, None]
-    return bool(ops.all(ops.equal(ops.cast(mask, "bool"), prefix)))
-
-
-def _carry_last(seq, mask):
-    """``seq`` [B, T, D] with each row's last valid step repeated over its padding (what
-    Keras' masked RNN loop gives), for a prefix ``mask``; an empty row becomes zeros."""
-    lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
-    steps = ops.arange(ops.shape(seq)[1], dtype="int32")
-    index = ops.minimum(steps[None, :], ops.maximum(lengths - 1, 0)[:, None])[..., None]
-    out = ops.take_along_axis(seq, ops.broadcast_to(index, ops.shape(seq)), axis=1)
-    return out * ops.cast(lengths > 0, seq.dtype)[:, None, None]
-
-
-@keras.saving.register_keras_serializable(package="emobed_tf")
-class GRUStack(keras.layers.Layer):
-    """A stack of GRU layers that honours a [B, T] mask.
-
-    Args:
-        units: units per layer.
-        num_layers: number of GRU layers.
-        return_sequences: whether the last layer returns the whole sequence
-            (earlier layers always do).
-        dropout: input dropout of every layer.
-
-    Example:
-
-    >>> import numpy as np
-    >>> stack = GRUStack(8, 2)
-    >>> tuple(stack(np.zeros((2, 5, 3), "float32")).shape)
-    (2, 5, 8)
-    """
-
-    def __init__(self, units=120, num_layers=2, return_sequences=True, dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.units = units
-        self.num_layers = num_layers
-        self.return_sequences = return_sequences
-        self.dropout = dropout
-        self.supports_masking = True
-        # Every layer returns its sequence; without return_sequences the stack
-        # gives each row's last valid output (see call).
-        self.grus = [
-            keras.layers.GRU(units, return_sequences=True, dropout=dropout, name=f"gru_{i}",
-                             dtype=self.dtype_policy)
-            for i in range(num_layers)
-        ]
-
-    def build(self, input_shape):
-        shape = tuple(input_shape)
-        for gru in self.grus:
-            gru.build(shape)
-            shape = shape[:2] + (self.units,)
-        self.built = True
-
-    def call(self, x, mask=None, training=None):
-        if mask is not None and keras.backend.backend() == "torch" and _is_prefix(mask):
-            x = self._right_padded(x, mask, training)
-        else:
-            for gru in self.grus:
-                x = gru(x, mask=mask, training=training)
-        if self.return_sequences:
-            return x
-        # each row's last valid output: on a GPU, TensorFlow's cuDNN GRU leaves
-        # zeros (not the carried output) at padded steps
-        return (x if mask is None else _carry_last(x, mask))[:, -1]
-
-    def _right_padded(self, x, mask, training):
-        """The masked stack's outputs, computed without a mask (torch, prefix masks).
-
-        With a mask that is a prefix of each row (the pipeline and the serving
-        signature pad at the end only), the unmasked GRU's output at a valid
-        step equals the masked one's, and a padded step of the masked GRU
-        repeats the last valid output: a gather gives the same tensor.
-        Keras' torch GRU takes cuDNN on a GPU only without a mask; with one
-        it runs a generic per-step loop with masking ops. On 2 CPU cores the
-        RECOLA-size step (2 + 2 layers, 300-frame windows) takes 0.4-0.5x
-        the time this way (``benchmarks/results/backends.md``).
-        """
-        for gru in self.grus:
-            x = _carry_last(gru(x, training=training), mask)
-        return x
-
-    def compute_mask(self, inputs, mask=None):
-        return mask if self.return_sequences else None
-
-    def compute_output_shape(self, input_shape):
-        if self.return_sequences:
-            return tuple(input_shape[:2]) + (self.units,)
-        return (input_shape[0], self.units)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units, "num_layers": self.num_layers,
-                "return_sequences": self.return_sequences, "dropout": self.dropout}
-
-
-ENCODER_TYPES = ("dense", "gru")
-DENSE_ACTIVATIONS = ("relu", "tanh", "gelu", "elu", "linear")
-
-
-@keras.saving.register_keras_serializable(package="emobed_tf")
-class DenseStack(keras.layers.Layer):
-    """A stack of Dense layers (input dropout, then Dense), the form for pooled features.
-
-    Frame-wise on [B, T, D] inputs, so it keeps a [B, T] mask like
-    :class:`GRUStack`. Without ``return_sequences`` the stack first takes
-    the mean over each row's valid frames (the masked mean; with one frame,
-    that frame) and returns [B, units]: the shared network of a
-    classification model sees exactly the pooled embedding the triplet loss
-    uses.
-
-    Args:
-        units: units per layer.
-        num_layers: number of Dense layers.
-        return_sequences: frame-wise output [B, T, units], else the pooled [B, units].
-        dropout: dropout on each layer's input.
-        activation: activation of every layer.
-
-    Example:
-
-    >>> import numpy as np
-    >>> stack = DenseStack(8, 2, return_sequences=False)
-    >>> tuple(stack(np.zeros((2, 5, 3), "float32")).shape)
-    (2, 8)
-    """
-
-    def __init__(self, units=120, num_layers=1, return_sequences=True, dropout=0.0,
-                 activation="relu", **kwargs):
-        super().__init__(**kwargs)
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        if activation not in DENSE_ACTIVATIONS:
-            raise ValueError(f"activation must be one of {DENSE_ACTIVATIONS}, got {activation!r}")
-        self.units = units
-        self.num_layers = num_layers
-        self.return_sequences = return_sequences
-        self.dropout = dropout
-        self.activation = activation
-        self.supports_masking = True
-        self.denses = [keras.layers.Dense(units, activation=activation, name=f"dense_{i}",
-                                          dtype=self.dtype_policy)
-                       for i in range(num_layers)]
-        self.drop = keras.layers.Dropout(dropout, dtype=self.dtype_policy) if dropout else None
-
-    def build(self, input_shape):
-        dim = input_shape[-1]
-        for dense in self.denses:
-            dense.build((None, dim))
-            dim = self.units
-        self.built = True
-
-    def call(self, x, mask=None, training=None):
-        if not self.return_sequences:
-            x = _masked_mean(x, mask) if mask is not None else ops.mean(x, axis=1)
-        for dense in self.denses:
-            if self.drop is not None:
-                x = self.drop(x, training=training)
-            x = dense(x)
-        return x
-
-    def compute_mask(self, inputs, mask=None):
-        return mask if self.return_sequences else None
-
-    def compute_output_shape(self, input_shape):
-        if self.return_sequences:
-            return tuple(input_shape[:-1]) + (self.units,)
-        return (input_shape[0], self.units)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units, "num_layers": self.num_layers,
-                "return_sequences": self.return_sequences, "dropout": self.dropout,
-                "activation": self.activation}
-
-
-def make_stack(encoder_type, units, num_layers, return_sequences, dropout, activation="relu",
-               name=None):
-    """A :class:`GRUStack` or a :class:`DenseStack` (``encoder_type`` ``gru``/``dense``)."""
-    if encoder_type == "gru":
-        return GRUStack(units, num_layers, return_sequences, dropout, name=name)
-    if encoder_type == "dense":
-        return DenseStack(units, num_layers, return_sequences, dropout, activation, name=name)
-    raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {encoder_type!r}")
+from emobed_tf import configs
+from emobed_tf.model import losses, metrics
+from emobed_tf.model.stacks import ENCODER_TYPES, _masked_mean, make_stack
 
 
 def resolve_encoder_type(encoder_type: str, manifests) -> str:
@@ -233,11 +43,6 @@ class AuxWarmup(keras.callbacks.Callback):
         self.model.set_aux_warmup(epoch < self.model.aux_warmup_epochs)
 
 
-def _masked_mean(x, mask):
-    w = ops.expand_dims(ops.cast(mask, x.dtype), -1)
-    return ops.sum(x * w, axis=1) / ops.maximum(ops.sum(w, axis=1), 1.0)
-
-
 @keras.saving.register_keras_serializable(package="emobed_tf")
 class EmoBed(keras.Model):
     """Crossmodal emotion embedding model with a custom joint training step.
@@ -265,7 +70,7 @@ class EmoBed(keras.Model):
     Eq. (8) starts.
 
     Batches are dicts ``{"audio": {"features", "mask", "label"}, "video":
-    {...}}`` (see ``emobed_tf.data``); evaluation batches need only the
+    {...}}`` (see ``emobed_tf.data.pipeline``); evaluation batches need only the
     target modality. Calling the model on ``{modality: {"features",
     "mask"}}`` returns ``{modality: {"prediction", "embedding"}}``.
 
@@ -288,7 +93,7 @@ class EmoBed(keras.Model):
             first (needs alpha > 0 or beta > 0).
         regression_loss: ``"ccc"`` (1 - CCC) or ``"mse"``.
         triplet_form, triplet_margin, triplet_reduction: see
-            :func:`emobed_tf.losses.batch_hard_triplet_loss`.
+            :func:`emobed_tf.model.losses.batch_hard_triplet_loss`.
         triplet_frame_stride: for sequence labels (regression), every n-th
             frame of each window enters the triplet batch.
         triplet_thresholds: thresholds that bin continuous labels into
@@ -313,14 +118,14 @@ class EmoBed(keras.Model):
         input_dims = dict(input_dims or {"audio": 88, "video": 4096})
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be classification or regression, got {task!r}")
-        if target not in MODALITIES:
-            raise ValueError(f"target must be one of {MODALITIES}, got {target!r}")
+        if target not in configs.MODALITIES:
+            raise ValueError(f"target must be one of {configs.MODALITIES}, got {target!r}")
         if target not in input_dims:
             raise ValueError(f"no input dimension for the target modality {target!r}")
-        if regression_loss not in L.REGRESSION_LOSSES:
-            raise ValueError(f"regression_loss must be one of {sorted(L.REGRESSION_LOSSES)}")
-        if crossmodal_loss not in L.CROSSMODAL_LOSSES:
-            raise ValueError(f"crossmodal_loss must be one of {L.CROSSMODAL_LOSSES}, "
+        if regression_loss not in losses.REGRESSION_LOSSES:
+            raise ValueError(f"regression_loss must be one of {sorted(losses.REGRESSION_LOSSES)}")
+        if crossmodal_loss not in losses.CROSSMODAL_LOSSES:
+            raise ValueError(f"crossmodal_loss must be one of {losses.CROSSMODAL_LOSSES}, "
                              f"got {crossmodal_loss!r}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -338,7 +143,7 @@ class EmoBed(keras.Model):
         self.num_outputs = int(num_outputs)
         self.input_dims = input_dims
         self.target = target
-        self.auxiliary = [m for m in MODALITIES if m != target][0]
+        self.auxiliary = configs.auxiliary_of(target)
         if (alpha > 0 or beta > 0) and self.auxiliary not in input_dims:
             raise ValueError(f"alpha/beta > 0 need the auxiliary modality {self.auxiliary!r} "
                              "in input_dims")
@@ -366,7 +171,7 @@ class EmoBed(keras.Model):
         self._aux_warmup = False  # the phase; set per epoch by AuxWarmup
 
         drop = dense_dropout if encoder_type == "dense" else dropout
-        for m in MODALITIES:
+        for m in configs.MODALITIES:
             if m in input_dims:
                 enc = make_stack(encoder_type, encoder_units, encoder_layers, True, drop,
                                  dense_activation, name=f"{m}_encoder")
@@ -390,17 +195,17 @@ class EmoBed(keras.Model):
         if self.l2 > 0:
             self.trackers["l2_loss"] = keras.metrics.Mean(name="l2_loss")
         if seq:
-            self.score = M.ConcordanceCC(self.num_outputs, name=M.DEV_SCORE["regression"])
+            self.score = metrics.ConcordanceCC(self.num_outputs, name=metrics.DEV_SCORE["regression"])
         else:
-            name = M.DEV_SCORE["classification"]
-            self.score = M.ConfusionScore(self.num_outputs, name, name=name)
+            name = metrics.DEV_SCORE["classification"]
+            self.score = metrics.ConfusionScore(self.num_outputs, name, name=name)
 
     # -- properties ---------------------------------------------------------
 
     @property
     def encoders(self) -> dict:
         """``{modality: GRUStack}`` for the modalities this model has."""
-        return {m: getattr(self, f"{m}_encoder") for m in MODALITIES if m in self.input_dims}
+        return {m: getattr(self, f"{m}_encoder") for m in configs.MODALITIES if m in self.input_dims}
 
     @property
     def uses_auxiliary(self) -> bool:
@@ -536,8 +341,8 @@ class EmoBed(keras.Model):
 
     def task_loss(self, batch, prediction):
         if self.task == "classification":
-            return L.classification_loss(batch["label"], prediction)
-        fn = L.REGRESSION_LOSSES[self.regression_loss]
+            return losses.classification_loss(batch["label"], prediction)
+        fn = losses.REGRESSION_LOSSES[self.regression_loss]
         return fn(batch["label"], prediction, batch.get("mask"))
 
     def _triplet_inputs(self, batch, embedding):
@@ -547,7 +352,7 @@ class EmoBed(keras.Model):
             return batch["label"], embedding, ops.ones((n,), "float32")
         s = self.triplet_frame_stride
         e = embedding[:, ::s]
-        lab = L.bin_labels(batch["label"][:, ::s], self.triplet_thresholds)
+        lab = losses.bin_labels(batch["label"][:, ::s], self.triplet_thresholds)
         mask = batch["mask"][:, ::s]
         e = ops.reshape(e, (-1, ops.shape(e)[-1]))
         return ops.reshape(lab, (-1,)), e, ops.reshape(ops.cast(mask, "float32"), (-1,))
@@ -562,7 +367,7 @@ class EmoBed(keras.Model):
             classes = self.num_outputs
         else:
             classes = (len(self.triplet_thresholds) + 1) ** self.num_outputs
-        return L.crossmodal_prototype_loss(a[0], a[1], b[0], b[1], classes, a[2], b[2],
+        return losses.crossmodal_prototype_loss(a[0], a[1], b[0], b[1], classes, a[2], b[2],
                                            temperature=self.temperature)
 
     def triplet_loss(self, batches, outputs):
@@ -571,7 +376,7 @@ class EmoBed(keras.Model):
         labels = ops.concatenate([p[0] for p in parts], 0)
         emb = ops.concatenate([ops.cast(p[1], "float32") for p in parts], 0)
         valid = ops.concatenate([p[2] for p in parts], 0)
-        return L.batch_hard_triplet_loss(labels, emb, valid, form=self.triplet_form,
+        return losses.batch_hard_triplet_loss(labels, emb, valid, form=self.triplet_form,
                                          margin=self.triplet_margin,
                                          reduction=self.triplet_reduction)
 
@@ -622,7 +427,7 @@ class EmoBed(keras.Model):
             if m not in data:
                 raise ValueError(
                     f"the batch lacks the {m} modality, which this model ({self._mode_text()}) "
-                    f"needs; batch has {sorted(data)}. Use emobed_tf.data.make_mixed_dataset "
+                    f"needs; batch has {sorted(data)}. Use emobed_tf.data.pipeline.make_mixed_dataset "
                     "with both modalities, or train the classic system (alpha=beta=0)")
 
     def _mode_text(self):

@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 
-from emobed_tf import configs as C
+from emobed_tf import configs
 from emobed_tf import io
 from emobed_tf.errors import EmobedError
 
@@ -121,11 +121,11 @@ class RunDir:
         except ValueError as err:
             raise RunError(f"{err}; rerun with --overwrite to train it again") from None
 
-    def config(self) -> C.TrainConfig:
+    def config(self) -> configs.TrainConfig:
         """The run's configuration."""
         d = self._read(self.config_path, "its configuration")
         try:
-            return C.TrainConfig.from_json(d)
+            return configs.TrainConfig.from_json(d)
         except (TypeError, KeyError, ValueError) as err:
             raise RunError(f"{self.config_path}: not a configuration this version reads "
                            f"({err})") from None
@@ -150,7 +150,7 @@ class RunDir:
             return self._read(self.state_path, "its resume state")
         return None
 
-    def config_difference(self, cfg: C.TrainConfig, ignore=(), reuse: bool = False) -> list:
+    def config_difference(self, cfg: configs.TrainConfig, ignore=(), reuse: bool = False) -> list:
         """The top-level settings of ``cfg`` that differ from this run's saved configuration.
 
         Left out: ``ignore`` and ``IGNORED_FOR_RESUME`` (to resume an
@@ -163,7 +163,7 @@ class RunDir:
         skip = set(IGNORED_FOR_REUSE if reuse else IGNORED_FOR_RESUME) | set(ignore)
         return sorted(k for k in new if k not in skip and old.get(k) != new[k])
 
-    def check_resumable(self, cfg: C.TrainConfig) -> dict | None:
+    def check_resumable(self, cfg: configs.TrainConfig) -> dict | None:
         """Checks the folder can hold ``cfg``'s run; returns the resume state (or None).
 
         Raises :class:`RunError` for a finished run or an unfinished run with
@@ -183,7 +183,7 @@ class RunDir:
         return None
 
     # -- writing ----------------------------------------------------------------
-    def begin(self, cfg: C.TrainConfig, sources: dict) -> None:
+    def begin(self, cfg: configs.TrainConfig, sources: dict) -> None:
         """Writes the configuration and the manifests of the data read."""
         cfg.save(self.config_path)
         for mod, src in sources.items():
@@ -219,7 +219,7 @@ class RunDir:
         The final model loads without its optimizer, so a run trained under any
         Keras backend scores and exports under this one.
         """
-        from emobed_tf.model import load_model
+        from emobed_tf.model.emobed import load_model
 
         path = self.model_path if which == "model" else self.checkpoint(which)
         if not os.path.isfile(path):

@@ -11,9 +11,10 @@ import weakref
 
 import numpy as np
 
-from emobed_tf import data as D
-from emobed_tf import metrics as M
-from emobed_tf import schema
+from emobed_tf.data import pipeline
+from emobed_tf.data.source import Source
+from emobed_tf.model import metrics
+from emobed_tf.records import schema
 
 
 @dataclasses.dataclass
@@ -100,13 +101,13 @@ def _forward_fn(model, modality: str):
     return run
 
 
-def predict_split(model, source: D.Source, modality: str, split: str, batch_size: int = 64,
-                  options: D.PipelineOptions = D.PipelineOptions(),
+def predict_split(model, source: Source, modality: str, split: str, batch_size: int = 64,
+                  options: pipeline.PipelineOptions = pipeline.PipelineOptions(),
                   with_embeddings: bool = False) -> Predictions:
     """Runs ``model`` on every item of ``split`` (whole sequences, no windows)."""
 
     # one pass: streaming is cheaper than filling a cache that is read once
-    ds = D.make_modality_dataset(source, modality, split, batch_size, training=False,
+    ds = pipeline.make_modality_dataset(source, modality, split, batch_size, training=False,
                                  with_ids=True,
                                  options=dataclasses.replace(options, window=0, cache="none"))
 
@@ -139,7 +140,7 @@ def predict_split(model, source: D.Source, modality: str, split: str, batch_size
 
 
 def score_predictions(p: Predictions, names, detail: bool = False) -> dict:
-    """The one scorer: scores pooled over the partition (see ``emobed_tf.metrics``).
+    """The one scorer: scores pooled over the partition (see ``emobed_tf.model.metrics``).
 
     Classification: macro-F1, micro-F1, UAR, accuracy (with ``detail``: F1
     per class and the confusion matrix). Regression: per dimension the CCC
@@ -148,12 +149,12 @@ def score_predictions(p: Predictions, names, detail: bool = False) -> dict:
     """
     gold, pred = p.pooled()
     if p.task == "classification":
-        cm = M.confusion_matrix(gold, pred.argmax(-1), len(names))
-        out = M.scores_from_confusion(cm)
+        cm = metrics.confusion_matrix(gold, pred.argmax(-1), len(names))
+        out = metrics.scores_from_confusion(cm)
         if detail:
-            out.update(f1_per_class=M.per_class_f1(cm, names), confusion=cm.tolist())
+            out.update(f1_per_class=metrics.per_class_f1(cm, names), confusion=cm.tolist())
         return out
-    out = M.regression_scores(gold, pred, names)
-    out.update({f"ccc_avec2016_{n}": M.ccc(gold[:, k], pred[:, k], "avec2016")
+    out = metrics.regression_scores(gold, pred, names)
+    out.update({f"ccc_avec2016_{n}": metrics.ccc(gold[:, k], pred[:, k], "avec2016")
                 for k, n in enumerate(names)})
     return out

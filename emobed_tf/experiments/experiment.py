@@ -6,14 +6,14 @@ This is the library that ``train``, ``compare``, ``sweep``, ``crossval``,
 * :func:`resolve_sources` opens the data folders a configuration needs
   (with speaker folds assigned at read time when it has them);
 * :func:`make_datasets` and :func:`build_model` assemble the mixed training
-  pipeline, the dev pipeline and the compiled :class:`~emobed_tf.model.EmoBed`;
+  pipeline, the dev pipeline and the compiled :class:`~emobed_tf.model.emobed.EmoBed`;
 * :func:`score` is the one scorer of a model on a partition (train's
   metrics, the multi-worker loop's dev score and evaluate all use it);
-* :func:`run` trains (or resumes) one run into its :class:`~emobed_tf.rundir.RunDir`
+* :func:`run` trains (or resumes) one run into its :class:`~emobed_tf.experiments.rundir.RunDir`
   and returns the content of its ``metrics.json``.
 
 >>> from emobed_tf import configs as C
->>> cfg = C.default_config("demo", out="runs/demo-emobed")
+>>> cfg = configs.default_config("demo", out="runs/demo-emobed")
 >>> cfg.alpha, cfg.beta, cfg.model.encoder_layers
 (0.5, 0.3, 1)
 """
@@ -26,13 +26,16 @@ import os
 import shutil
 import time
 
-from emobed_tf import configs as C
-from emobed_tf import data as D
-from emobed_tf import schema
-from emobed_tf.rundir import RunDir, RunError, make_run_checkpoint
-from emobed_tf.schema import DataError
+from emobed_tf import configs
+from emobed_tf.data import pipeline, speakers
+from emobed_tf.data.source import check_compatible, shard_paths, Source
+from emobed_tf.records import parse
+from emobed_tf.records import schema
+from emobed_tf.records.manifest import Manifest
+from emobed_tf.experiments.rundir import make_run_checkpoint, RunDir, RunError
+from emobed_tf.records.schema import DataError
 
-__all__ = ["resolve_sources", "speaker_fold_sources", "pipeline_options", "output_names",
+__all__ = ["resolve_sources", "pipeline_options", "output_names",
            "build_model", "make_datasets", "score", "score_run", "run", "run_or_reuse",
            "format_summary", "RunError"]
 
@@ -41,17 +44,17 @@ __all__ = ["resolve_sources", "speaker_fold_sources", "pipeline_options", "outpu
 # data
 
 
-def resolve_sources(cfg: C.TrainConfig) -> dict:
+def resolve_sources(cfg: configs.TrainConfig) -> dict:
     """``{modality: Source}`` for the modalities the run uses."""
-    preset = C.preset_for(cfg.dataset)
+    preset = configs.preset_for(cfg.dataset)
     if preset.generated:
-        from emobed_tf import demo
+        from emobed_tf.experiments import demo
 
         base = cfg.data_dir or demo.ensure_demo(cfg.dataset)
     else:
         base = cfg.data_dir or preset.default_dir
     needed = [cfg.target]
-    aux = C.auxiliary_of(cfg.target)
+    aux = configs.auxiliary_of(cfg.target)
     if cfg.alpha > 0 or cfg.beta > 0:
         needed.append(aux)
     sources = {}
@@ -63,7 +66,7 @@ def resolve_sources(cfg: C.TrainConfig) -> dict:
             hint = f"\n  create it with: {preset.make_hint}" if preset.make_hint else ""
             raise DataError(f"{folder}: no TFRecord data set here (missing "
                             f"{schema.MANIFEST_NAME}) for --dataset {cfg.dataset}{hint}")
-        src = D.Source.open(folder)
+        src = Source.open(folder)
         if preset.task and src.manifest.task != preset.task:
             raise DataError(f"{folder}: manifest task {src.manifest.task!r} but --dataset "
                             f"{cfg.dataset} is {preset.task}")
@@ -74,104 +77,10 @@ def resolve_sources(cfg: C.TrainConfig) -> dict:
                             f"pass --{mod}-dir or use --mode classic")
         sources[mod] = src
     if len(sources) > 1:
-        D.check_compatible(sources)
+        check_compatible(sources)
     if cfg.data.speaker_folds:
-        sources = speaker_fold_sources(cfg, sources)
+        sources = speakers.speaker_fold_sources(cfg, sources)
     return sources
-
-
-def shares_speakers(cfg: C.TrainConfig, sources: dict) -> bool:
-    """Whether the auxiliary corpus records the target's speakers (``--shared-speakers``;
-    ``auto``: both manifests carry the same corpus name, e.g. ``ravdess``)."""
-    if cfg.data.shared_speakers != "auto":
-        return cfg.data.shared_speakers == "yes"
-    names = {src.manifest.name for src in sources.values()}
-    return len(sources) > 1 and len(names) == 1
-
-
-def require_speaker_ids(source: D.Source, modality: str, stats: dict) -> None:
-    """Speaker partitions need a speaker id on every item: DataError naming the folder."""
-    missing = stats.get("")
-    if missing is not None:
-        raise DataError(f"{source.data_dir}: {missing.items} {modality} items have no speaker "
-                        "id, so speaker partitions (--test-speakers/--dev-speakers, crossval) "
-                        "cannot place them; give every item a speaker at extraction")
-
-
-def _match(wanted, stats: dict) -> tuple:
-    """(the ids of ``stats`` that are the speakers ``wanted``, the wanted ones not found),
-    compared by :func:`emobed_tf.data.speaker_key`."""
-    keys = {D.speaker_key(w) for w in wanted}
-    found = sorted(s for s in stats if D.speaker_key(s) in keys)
-    have = {D.speaker_key(s) for s in found}
-    return found, sorted(w for w in wanted if D.speaker_key(w) not in have)
-
-
-def speaker_fold_sources(cfg: C.TrainConfig, sources: dict) -> dict:
-    """``sources`` with partitions assigned by speaker (``cfg.data.*_speakers``).
-
-    The target modality's train/dev/test are its items of those speakers
-    (train: every speaker not held out, unless listed). The auxiliary
-    modality trains on all its items except those of a dev or test speaker
-    of the target. Speaker ids are compared by
-    :func:`emobed_tf.data.speaker_key` (numeric ids as numbers: ``1`` is
-    ``01``). When the corpora share speakers (:func:`shares_speakers`: an
-    audio-visual corpus used unpaired), every held-out target speaker must
-    be found among the auxiliary items and every auxiliary item must carry
-    a speaker id, or a DataError names them: a held-out speaker's face
-    never reaches training under another spelling. A corpus of other people
-    is used whole, less any item whose id matches a held-out speaker.
-    """
-    d = cfg.data
-    target = sources[cfg.target]
-    target_stats = D.cached_speaker_statistics(target, cfg.target)
-    require_speaker_ids(target, cfg.target, target_stats)
-    parts = {}
-    for split in ("train", "dev", "test"):
-        parts[split], unknown = _match(getattr(d, f"{split}_speakers"), target_stats)
-        if unknown:
-            raise DataError(f"{target.data_dir}: no {cfg.target} items of the {split} speakers "
-                            f"{unknown} (speakers: {sorted(target_stats)})")
-    held_out = set(parts["dev"]) | set(parts["test"])
-    train = set(parts["train"]) or set(target_stats) - held_out
-    overlap = sorted(train & held_out)
-    if overlap:
-        raise C.ConfigError(f"speakers {overlap} are both training and held-out speakers")
-    out = {cfg.target: D.fold_view(target, cfg.target, {
-        "train": sorted(train), "dev": parts["dev"], "test": parts["test"]}, target_stats)}
-    for mod, src in sources.items():
-        if mod != cfg.target:
-            stats = D.cached_speaker_statistics(src, mod)
-            excluded, unmatched = _match(held_out, stats)
-            if shares_speakers(cfg, sources):
-                if "" in stats:
-                    raise DataError(
-                        f"{src.data_dir}: {stats[''].items} {mod} items have no speaker id, "
-                        "so they cannot be kept out of the held-out speakers' folds "
-                        "(the corpora share speakers: --shared-speakers "
-                        f"{d.shared_speakers})")
-                if unmatched:
-                    raise DataError(
-                        f"{src.data_dir}: the held-out {cfg.target} speakers {unmatched} have "
-                        f"no {mod} items here, though the corpora share speakers "
-                        f"(--shared-speakers {d.shared_speakers}): their ids are spelled "
-                        f"differently (here: {sorted(stats)[:6]}...) or their items are "
-                        "missing; pass --shared-speakers no if these are other people")
-            out[mod] = D.fold_view(src, mod, {"train": sorted(set(stats) - set(excluded))},
-                                   stats)
-    return out
-
-
-def auxiliary_exclusions(cfg: C.TrainConfig, sources: dict) -> dict:
-    """``{modality: items left out}`` of each auxiliary source of a speaker-fold run:
-    its items of the target's held-out speakers (for the cross-validation report)."""
-    views = speaker_fold_sources(cfg, sources)
-    out = {}
-    for mod, src in sources.items():
-        if mod != cfg.target:
-            total = sum(st.items for st in D.cached_speaker_statistics(src, mod).values())
-            out[mod] = total - views[mod].manifest.modalities[mod].counts["train"]
-    return out
 
 
 def check_out_is_not_data(out: str, sources: dict) -> None:
@@ -190,7 +99,7 @@ def check_out_is_not_data(out: str, sources: dict) -> None:
                            "a run folder and a data folder must be apart; choose another --out")
 
 
-def pipeline_options(cfg: C.TrainConfig, manifest: schema.Manifest) -> D.PipelineOptions:
+def pipeline_options(cfg: configs.TrainConfig, manifest: Manifest) -> pipeline.PipelineOptions:
     """The tf.data options of ``cfg`` for a data set described by ``manifest``."""
     cols = ()
     if manifest.task == "regression" and cfg.data.label_dims:
@@ -201,21 +110,21 @@ def pipeline_options(cfg: C.TrainConfig, manifest: schema.Manifest) -> D.Pipelin
         cols = tuple(manifest.label_names.index(d) for d in cfg.data.label_dims)
     delay = int(round(cfg.data.label_delay_s / manifest.frame_step_s)) \
         if manifest.task == "regression" else 0
-    return D.PipelineOptions(window=cfg.data.window, window_shift=cfg.data.window_shift,
+    return pipeline.PipelineOptions(window=cfg.data.window, window_shift=cfg.data.window_shift,
                              shuffle_buffer=cfg.data.shuffle_buffer, label_delay_frames=delay,
                              label_dims=cols, cache=cfg.data.cache,
                              cache_limit_mb=cfg.data.cache_limit_mb,
                              normalize=cfg.data.normalize)
 
 
-def output_names(cfg: C.TrainConfig, manifest: schema.Manifest) -> list:
+def output_names(cfg: configs.TrainConfig, manifest: Manifest) -> list:
     """Class names (classification) or predicted dimensions (regression)."""
     if manifest.task == "regression" and cfg.data.label_dims:
         return list(cfg.data.label_dims)
     return list(manifest.label_names)
 
 
-def make_datasets(cfg: C.TrainConfig, sources: dict):
+def make_datasets(cfg: configs.TrainConfig, sources: dict):
     """(train, dev) datasets: mixed (or target-only) training, target-only dev."""
     manifest = sources[cfg.target].manifest
     opts = pipeline_options(cfg, manifest)
@@ -223,15 +132,15 @@ def make_datasets(cfg: C.TrainConfig, sources: dict):
     if len(sources) > 1:
         sizes = {cfg.target: cfg.data.batch_size}
         sizes.update({m: aux_bs for m in sources if m != cfg.target})
-        train = D.make_mixed_dataset(sources, cfg.target, sizes, "train", seed=cfg.seed,
+        train = pipeline.make_mixed_dataset(sources, cfg.target, sizes, "train", seed=cfg.seed,
                                      options=opts)
     else:
-        single = D.make_modality_dataset(sources[cfg.target], cfg.target, "train",
+        single = pipeline.make_modality_dataset(sources[cfg.target], cfg.target, "train",
                                          cfg.data.batch_size, training=True, seed=cfg.seed,
                                          options=opts)
         train = single.map(lambda b: {cfg.target: b})
     dev_opts = dataclasses.replace(opts, window=0)
-    dev = D.make_modality_dataset(sources[cfg.target], cfg.target, "dev",
+    dev = pipeline.make_modality_dataset(sources[cfg.target], cfg.target, "dev",
                                   cfg.data.eval_batch_size, options=dev_opts)
     dev = dev.map(lambda b: {cfg.target: b})
     return train, dev
@@ -241,8 +150,8 @@ def make_datasets(cfg: C.TrainConfig, sources: dict):
 # model
 
 
-def build_model(cfg: C.TrainConfig, sources: dict):
-    """A compiled :class:`emobed_tf.model.EmoBed` for ``cfg``.
+def build_model(cfg: configs.TrainConfig, sources: dict):
+    """A compiled :class:`emobed_tf.model.emobed.EmoBed` for ``cfg``.
 
     ``encoder_type`` ``auto`` is resolved here, once, from the manifests of
     the data read (``dense`` when every item of every modality read has one
@@ -250,7 +159,7 @@ def build_model(cfg: C.TrainConfig, sources: dict):
     """
     import keras
 
-    from emobed_tf.model import EmoBed, resolve_encoder_type
+    from emobed_tf.model.emobed import EmoBed, resolve_encoder_type
 
     manifest = sources[cfg.target].manifest
     names = output_names(cfg, manifest)
@@ -272,7 +181,7 @@ def build_model(cfg: C.TrainConfig, sources: dict):
 # scoring
 
 
-def score(model, source: D.Source, modality: str, split: str, cfg: C.TrainConfig,
+def score(model, source: Source, modality: str, split: str, cfg: configs.TrainConfig,
           detail: bool = False) -> dict:
     """Scores of ``model`` on ``split`` of ``source`` by ``modality`` alone, pooled.
 
@@ -280,7 +189,7 @@ def score(model, source: D.Source, modality: str, split: str, cfg: C.TrainConfig
     CCC (standard and AVEC 2016), PCC, RMSE per dimension and the mean CCC.
     ``n`` is the number of items (or frames) pooled.
     """
-    from emobed_tf.predict import predict_split, score_predictions
+    from emobed_tf.experiments.scoring import predict_split, score_predictions
 
     p = predict_split(model, source, modality, split, cfg.data.eval_batch_size,
                       pipeline_options(cfg, source.manifest))
@@ -289,7 +198,7 @@ def score(model, source: D.Source, modality: str, split: str, cfg: C.TrainConfig
     return out
 
 
-def score_run(model, cfg: C.TrainConfig, sources: dict) -> dict:
+def score_run(model, cfg: configs.TrainConfig, sources: dict) -> dict:
     """Dev and test scores of the target modality alone."""
     src = sources[cfg.target]
     return {split: score(model, src, cfg.target, split, cfg) for split in ("dev", "test")
@@ -318,11 +227,11 @@ def _data_error_from(err, sources):
     """Turns a tf.data failure into a DataError naming the shard."""
     shards = [(p, src.manifest.compression) for src in sources.values()
               for mod in src.manifest.modalities for split in ("train", "dev", "test")
-              for p in D.shard_paths(src, mod, split, required=False)]
-    return D.data_error_from(err, shards)
+              for p in shard_paths(src, mod, split, required=False)]
+    return parse.data_error_from(err, shards)
 
 
-def run(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
+def run(cfg: configs.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
     """Trains (or resumes) one run and writes its run folder. Returns metrics.json's content.
 
     The inputs are checked before anything in the folder changes. With
@@ -356,17 +265,17 @@ def run(cfg: C.TrainConfig, overwrite: bool = False, callbacks=()) -> dict:
         return _run_in(target, cfg, sources, callbacks)
 
 
-def _run_in(rd: RunDir, cfg: C.TrainConfig, sources: dict, callbacks=()) -> dict:
+def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -> dict:
     import keras
     import tensorflow as tf
 
     if keras.backend.backend() != cfg.backend:
-        raise C.ConfigError(f"the run asks for the {cfg.backend} backend but Keras runs on "
+        raise configs.ConfigError(f"the run asks for the {cfg.backend} backend but Keras runs on "
                             f"{keras.backend.backend()}: start Python with "
                             f"KERAS_BACKEND={cfg.backend} (train --backend does it)")
 
-    from emobed_tf.distribute import fit_multiworker, make_strategy
-    from emobed_tf.metrics import dev_monitor, headline_keys
+    from emobed_tf.experiments.distribute import fit_multiworker, make_strategy
+    from emobed_tf.model.metrics import dev_monitor, headline_keys
 
     state = rd.check_resumable(cfg)
     rd.begin(cfg, sources)
@@ -423,13 +332,13 @@ def _run_in(rd: RunDir, cfg: C.TrainConfig, sources: dict, callbacks=()) -> dict
     return result
 
 
-def run_or_reuse(cfg: C.TrainConfig, overwrite: bool = False) -> tuple:
+def run_or_reuse(cfg: configs.TrainConfig, overwrite: bool = False) -> tuple:
     """``(metrics, reused)``: a finished run's metrics, or those of training it now."""
     rd = RunDir(cfg.out)
     if rd.finished and not overwrite:
         # a run that never reads the auxiliary (classic) is the same whatever corpus is named;
         # every other setting changes the result, the number of epochs included
-        aux = C.auxiliary_of(cfg.target)
+        aux = configs.auxiliary_of(cfg.target)
         ignore = () if cfg.alpha > 0 or cfg.beta > 0 else (f"{aux}_dir",)
         diff = rd.config_difference(cfg, ignore, reuse=True)
         if diff:

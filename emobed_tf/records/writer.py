@@ -18,8 +18,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from emobed_tf import io, schema
-from emobed_tf.schema import DataError, Item, Manifest, ModalityInfo, ShardInfo
+from emobed_tf import io
+from emobed_tf.records import schema
+from emobed_tf.records.manifest import Manifest, ModalityInfo, ShardInfo, standardisation
+from emobed_tf.records.schema import DataError, Item
 
 DEFAULT_MAX_SHARD_BYTES = 64 * 1024 * 1024
 
@@ -134,10 +136,7 @@ class _RunningStats:
     def finalize(self):
         if self.n == 0:
             return (), ()
-        mean = self.sum / self.n
-        var = np.maximum(self.sumsq / self.n - mean * mean, 0.0)
-        std = np.sqrt(var)
-        std[std < 1e-8] = 1.0  # constant features: leave them centred, unscaled
+        mean, std = standardisation(self.sum, self.sumsq, self.n)
         return tuple(mean.tolist()), tuple(std.tolist())
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import median_filter
 
-from emobed_tf.metrics import ccc
+from emobed_tf.model.metrics import ccc
 
 MEDIAN_WINDOWS_S = (0.12, 0.20, 0.28, 0.36, 0.44)
 SHIFTS_S = tuple(round(0.04 * i, 2) for i in range(1, 16))

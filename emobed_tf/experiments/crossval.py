@@ -1,0 +1,232 @@
+"""The library of ``python -m emobed_tf.crossval``: speaker-independent cross-validation of
+the paper's systems (the folds themselves: :func:`emobed_tf.data.speakers.make_folds`), paired
+tests over folds, the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+
+import numpy as np
+
+from emobed_tf import configs
+from emobed_tf.data import speakers
+from emobed_tf.experiments import experiment, figures
+from emobed_tf.io import markdown_table
+
+
+# --------------------------------------------------------------------------
+# statistics
+
+
+def paired_tests(diffs) -> dict:
+    """Two-sided Wilcoxon signed-rank and sign tests of paired differences.
+
+    Example:
+    >>> r = paired_tests([0.02, 0.01, 0.03, -0.01, 0.02, 0.04])
+    >>> r["wins"], r["losses"], round(r["p_sign"], 4)
+    (5, 1, 0.2188)
+    """
+    from scipy.stats import binomtest, wilcoxon
+
+    d = np.asarray(diffs, np.float64)
+    wins, losses = int(np.sum(d > 0)), int(np.sum(d < 0))
+    out = {"n_pairs": int(d.size), "mean_diff": float(d.mean()) if d.size else math.nan,
+           "wins": wins, "losses": losses, "ties": int(d.size - wins - losses)}
+    if wins + losses == 0:
+        out.update(p_wilcoxon=1.0, p_sign=1.0)
+        return out
+    out["p_wilcoxon"] = float(wilcoxon(d, zero_method="wilcox").pvalue) if np.any(d) else 1.0
+    out["p_sign"] = float(binomtest(wins, wins + losses, 0.5).pvalue)
+    return out
+
+
+def summarise(results: dict, keys, baseline: str = "classic") -> dict:
+    """Per system: per-fold means, mean +- sd over fold x seed runs, paired tests.
+
+    ``results``: ``{mode: {(fold, seed): {key: test score}}}``.
+    """
+    out = {"keys": list(keys), "baseline": baseline if baseline in results else None,
+           "systems": {}}
+    for mode, runs in results.items():
+        row = {"n_runs": len(runs)}
+        for k in keys:
+            vals = np.array([r[k] for r in runs.values()], np.float64)
+            row[f"{k}_mean"] = float(vals.mean())
+            row[f"{k}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+            folds = sorted({f for f, _ in runs})
+            row[f"{k}_per_fold"] = [float(np.mean([r[k] for (f, _), r in runs.items()
+                                                   if f == fold])) for fold in folds]
+        if out["baseline"] and mode != baseline:
+            base = results[baseline]
+            pairs = sorted(set(runs) & set(base))
+            for k in keys:
+                t = paired_tests([runs[p][k] - base[p][k] for p in pairs])
+                row[f"{k}_vs_{baseline}"] = t
+            row["p_vs_classic"] = row[f"{keys[0]}_vs_{baseline}"]["p_wilcoxon"]
+            row["n_pairs"] = len(pairs)
+        out["systems"][mode] = row
+    return out
+
+
+def format_markdown(summary: dict, title: str, folds: list) -> str:
+    keys = summary["keys"]
+    rows = []
+    for mode, row in summary["systems"].items():
+        cells = [mode, row["n_runs"]]
+        cells += [f"{row[f'{k}_mean']:.4f} +- {row[f'{k}_sd']:.4f}" for k in keys]
+        t = row.get(f"{keys[0]}_vs_{summary['baseline']}")
+        if t:
+            cells += [f"{100 * t['mean_diff']:+.2f} pt", f"{t['wins']}/{t['losses']}",
+                      f"{t['p_wilcoxon']:.4f}", f"{t['p_sign']:.4f}"]
+        else:
+            cells += ["", "", "", ""]
+        rows.append(cells)
+    per_fold = []
+    for i, f in enumerate(folds):
+        vals = [summary["systems"][m][f"{keys[0]}_per_fold"][i]
+                if i < len(summary["systems"][m][f"{keys[0]}_per_fold"]) else math.nan
+                for m in summary["systems"]]
+        left_out = summary.get("auxiliary_excluded", {}).get(f"fold{f.index}")
+        per_fold.append([f.index, ",".join(f.test)] + [f"{v:.4f}" for v in vals]
+                        + ([", ".join(f"{m} {n}" for m, n in left_out.items())]
+                           if left_out is not None else []))
+    lines = [f"# {title}", "",
+             f"{len(folds)} speaker-independent folds; test scores of the target modality "
+             "alone, mean +- sd over the fold x seed runs.", "",
+             markdown_table(["system", "runs", *keys, "diff vs classic", "wins/losses",
+                             "p (Wilcoxon)", "p (sign)"], rows),
+             "", f"Per fold ({keys[0]}, mean over seeds):", "",
+             markdown_table(["fold", "test speakers", *summary["systems"]]
+                            + (["auxiliary items left out"] if summary.get("auxiliary_excluded")
+                               else []), per_fold)]
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, folds: list, path: str) -> None:
+    """Per-fold scores of each system and the paired differences against classic."""
+    plt = figures.pyplot()
+    key = summary["keys"][0]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    x = np.arange(len(folds))
+    for mode, row in summary["systems"].items():
+        ax1.plot(x, row[f"{key}_per_fold"], marker="o", label=f"{mode} ({row[f'{key}_mean']:.3f})")
+    ax1.set_xticks(x, [",".join(f.test) if len(f.test) < 3 else str(f.index) for f in folds],
+                   rotation=60, fontsize=7)
+    ax1.set_xlabel("fold (test speakers)")
+    ax1.set_ylabel(f"test {key}")
+    ax1.legend(fontsize=8)
+    diffs = {m: r for m, r in summary["systems"].items() if f"{key}_vs_{summary['baseline']}" in r}
+    if diffs:
+        data = [np.array(r["diffs_vs_classic"]) * 100 for r in diffs.values()]
+        ax2.boxplot(data, tick_labels=list(diffs))
+        ax2.axhline(0, color="grey", lw=0.8)
+        ax2.set_ylabel(f"{key} - classic (points), per fold x seed")
+    figures.save(fig, path)
+
+
+# --------------------------------------------------------------------------
+# running
+
+
+def parse_system(name: str) -> tuple:
+    """``"emobed"`` -> ``("emobed", None)``; ``"emobed+prototype"`` -> ``("emobed", "prototype")``.
+
+    A system is one of the paper's modes, optionally with another
+    crossmodal loss than the configured one.
+
+    Example:
+    >>> parse_system("triplet+prototype")
+    ('triplet', 'prototype')
+    """
+    mode, _, loss = name.partition("+")
+    if mode not in configs.MODES:
+        raise configs.ConfigError(f"unknown system {name!r}: the mode must be one of {configs.MODES}")
+    if loss and loss not in configs.CROSSMODAL_LOSSES:
+        raise configs.ConfigError(f"unknown system {name!r}: the crossmodal loss after '+' must be one "
+                            f"of {configs.CROSSMODAL_LOSSES}")
+    return mode, loss or None
+
+
+def system_config(base: configs.TrainConfig, system: str) -> configs.TrainConfig:
+    """``base`` trained as ``system`` (see :func:`parse_system`)."""
+    mode, loss = parse_system(system)
+    lc = base.loss
+    if loss:
+        lc = dataclasses.replace(lc, crossmodal_loss=loss)
+    if mode == "classic":  # never reads the auxiliary: a warm-up on it does not apply
+        lc = dataclasses.replace(lc, aux_warmup_epochs=0)
+    return dataclasses.replace(base, mode=mode, loss=lc)
+
+
+def fold_config(base: configs.TrainConfig, system: str, fold: speakers.Fold, seed: int,
+                out: str) -> configs.TrainConfig:
+    """The configuration of one run: ``system`` on ``fold`` with ``seed``, in ``OUT/runs``."""
+    data = dataclasses.replace(base.data, train_speakers=fold.train, dev_speakers=fold.dev,
+                               test_speakers=fold.test)
+    return dataclasses.replace(system_config(base, system), seed=seed, data=data,
+                               out=os.path.join(out, "runs", system,
+                                                f"fold{fold.index}-seed{seed}"))
+
+
+def check_before_training(base: configs.TrainConfig, folds: list, modes, out: str) -> dict:
+    """Checks every fold's data before any run trains; returns the auxiliary items each
+    fold leaves out: ``{"fold<i>": {modality: items}}`` (empty without an auxiliary).
+
+    Opens both corpora as the systems that read the auxiliary do (task,
+    labels, speakers: a held-out target speaker missing from an auxiliary
+    corpus that shares speakers is an error here, not after hours of
+    training), and checks no run folder is or holds a data folder.
+    """
+    crossmodal = [m for m in modes if m != "classic"]
+    probe = system_config(base, crossmodal[0] if crossmodal else modes[0])
+    plain = dataclasses.replace(probe, data=dataclasses.replace(
+        probe.data, train_speakers=(), dev_speakers=(), test_speakers=()))
+    sources = experiment.resolve_sources(plain)
+    experiment.check_out_is_not_data(out, sources)
+    excluded = {}
+    for fold in folds:
+        cfg = fold_config(base, probe.mode if crossmodal else modes[0], fold, 0, out)
+        speakers.speaker_fold_sources(cfg, sources)  # validates the fold (raises DataError)
+        if len(sources) > 1:
+            excluded[f"fold{fold.index}"] = speakers.auxiliary_exclusions(cfg, sources)
+    return excluded
+
+
+def run_crossval(base: configs.TrainConfig, folds: list, modes, seeds, out: str,
+                 overwrite: bool = False, log=print) -> dict:
+    """Trains every mode x fold x seed (reusing finished runs); returns the summary dict."""
+    keys = None
+    results = {m: {} for m in modes}
+    todo = [(m, f, s) for s in seeds for f in folds for m in modes]
+    t0, trained = time.time(), 0
+    for i, (mode, fold, seed) in enumerate(todo, 1):
+        cfg = fold_config(base, mode, fold, seed, out)
+        t1 = time.time()
+        res, reused = experiment.run_or_reuse(cfg, overwrite)
+        if not reused:
+            trained += 1
+        if keys is None:
+            keys = (["f1_macro", "uar", "accuracy"] if res["task"] == "classification"
+                    else [k for k in res["headline"]] + ["ccc_mean"])
+        results[mode][(fold.index, seed)] = {k: res["test"][k] for k in keys}
+        left = len(todo) - i
+        rate = (time.time() - t0) / trained if trained else 0.0
+        eta = f"ETA {left * rate / 60:.1f} min" if trained else "ETA -"
+        log(f"[{i}/{len(todo)}] {mode} fold {fold.index} seed {seed}: test {keys[0]} "
+            f"{res['test'][keys[0]]:.4f} ({'reused' if reused else f'{time.time() - t1:.0f} s'})"
+            f" {eta}")
+    summary = summarise(results, keys)
+    base_runs = results.get("classic")
+    for mode, row in summary["systems"].items():
+        if base_runs is not None and mode != "classic":
+            pairs = sorted(set(results[mode]) & set(base_runs))
+            row["diffs_vs_classic"] = [results[mode][p][keys[0]] - base_runs[p][keys[0]] for p in pairs]
+    summary["runs"] = {m: {f"fold{f}-seed{s}": v for (f, s), v in r.items()}
+                       for m, r in results.items()}
+    summary["folds"] = [dataclasses.asdict(f) for f in folds]
+    summary["seeds"] = list(seeds)
+    summary["config"] = dataclasses.replace(base, out=out).to_json()
+    return summary

@@ -1,0 +1,2 @@
+"""The EmoBed model (``emobed``), its encoder stacks (``stacks``), losses and metrics. Imports
+Keras; of the package only the ground floor."""
