@@ -264,8 +264,9 @@ class DataConfig(_Validated):
                                    check=strings, hparam=False)
     shared_speakers: str = setting("auto", "whether the auxiliary corpus records the target's "
                                    "speakers, so a held-out target speaker must be found and "
-                                   "left out there too: yes, no, or auto (yes when both "
-                                   "manifests carry the same corpus name)",
+                                   "left out there too: yes, no, or auto (yes when the "
+                                   "auxiliary comes from another data folder whose manifest "
+                                   "carries the same corpus name)",
                                    choices=SHARED_SPEAKERS, hparam=False)
 
     @property

@@ -201,12 +201,22 @@ def fold_view(source: Source, modality: str, speakers: Mapping[str, Sequence[str
 
 
 def shares_speakers(cfg: configs.TrainConfig, sources: dict) -> bool:
-    """Whether the auxiliary corpus records the target's speakers (``--shared-speakers``;
-    ``auto``: both manifests carry the same corpus name, e.g. ``ravdess``)."""
+    """Whether the auxiliary corpus records the target's speakers, so that every held-out
+    target speaker must be found among its items (``--shared-speakers``).
+
+    ``auto``: yes when the auxiliary comes from another data folder whose
+    manifest carries the same corpus name (e.g. two extractions of
+    ``ravdess``, whose ids may be spelled differently). Within one data
+    folder the ids were written by one reader, so they match by construction
+    and a held-out speaker's items of either modality are left out by id,
+    whether or not the other modality has that speaker (the demo's video
+    corpus is other people).
+    """
     if cfg.data.shared_speakers != "auto":
         return cfg.data.shared_speakers == "yes"
+    folders = {os.path.realpath(src.data_dir) for src in sources.values()}
     names = {src.manifest.name for src in sources.values()}
-    return len(sources) > 1 and len(names) == 1
+    return len(sources) > 1 and len(folders) > 1 and len(names) == 1
 
 
 def require_speaker_ids(source: Source, modality: str, stats: dict) -> None:

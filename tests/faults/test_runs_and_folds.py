@@ -195,3 +195,23 @@ def test_crossval_checks_both_corpora_before_the_first_run(tmp_path, capsys):
     code, err = _exit(crossval.main, _cv(audio, out, video=video), capsys)
     assert code == 2 and "disagree on the task or label set" in err
     assert not (out / "runs").exists()  # found before the classic runs trained
+
+
+def test_one_data_folder_with_other_people_in_the_auxiliary_is_not_shared(tmp_path):
+    # the demo's layout: audio and video in one folder (one corpus name), other people
+    data = tmp_path / "d"
+    with DatasetWriter(str(data), "demo", "classification", CLASSES, {"audio": 3, "video": 2}) as w:
+        for mod, prefix in (("audio", "a"), ("video", "v")):
+            for s in range(4):
+                for i in range(3):
+                    w.add(Item(mod, np.full((1, 3 if mod == "audio" else 2), float(i), np.float32),
+                               i, corpus="demo", speaker=f"{prefix}{s}",
+                               recording=f"{mod}-{s}-{i}"))
+    cfg = configs.default_config("custom", "unused", "audio", "emobed", data_dir=str(data))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_speakers=("a0",),
+                                                            dev_speakers=("a1",)))
+    sources = experiment.resolve_sources(cfg)
+    assert sources["video"].speakers["train"] == ("v0", "v1", "v2", "v3")
+    with pytest.raises(DataError, match="held-out audio speakers"):  # declared shared: checked
+        experiment.resolve_sources(dataclasses.replace(cfg, data=dataclasses.replace(
+            cfg.data, shared_speakers="yes")))
