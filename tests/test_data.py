@@ -24,8 +24,8 @@ def test_mixed_batches_hold_both_modalities(cls_data, cache):
     ds = pipeline.make_mixed_dataset(src, "audio", {"audio": 5, "video": 3}, seed=1,
                               options=pipeline.PipelineOptions(cache=cache))
     batches = _batches(ds)
-    # the target stream (24 items, batch 5) defines the epoch
-    assert len(batches) == 5
+    # the target stream (24 items, batch 5) defines the epoch, known before reading
+    assert len(batches) == 5 and int(ds.cardinality()) == 5
     assert [b["audio"]["label"].shape[0] for b in batches] == [5, 5, 5, 5, 4]
     assert all(b["video"]["features"].shape[0] == 3 for b in batches)
     assert all(b["video"]["features"].shape[2] == 10 and b["audio"]["features"].shape[2] == 6

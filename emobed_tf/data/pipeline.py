@@ -480,6 +480,9 @@ def make_modality_dataset(source: Source, modality: str, split: str, batch_size:
         # iterator, seeded by a per-iterator draw, keeps a seeded run identical.
         ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
         ds = ds.flat_map(_plain(_with_tensor_seed(one_iteration)))
+        # endless, as a repeat is (flat_map hides it): zipped with the target stream, the
+        # epoch keeps the target's known length (Keras' progress bar and step count)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
     else:
         ds = one_iteration(seed)
     if streamed:
