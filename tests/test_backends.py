@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emobed_tf.model.metrics import DEV_SCORE
+from emobed_tf.model.metrics import SCORES
 from emobed_tf.model.emobed import EmoBed
 from tests.conftest import OutsideProcess, write_classification
 
@@ -139,7 +139,7 @@ def _agree(terms, grads, new, logs, jx, task):
     # the step's logs: every tracker and the streaming score (macro-F1, or the mean CCC over
     # the batch's valid frames), so the metrics of an epoch agree too
     assert set(logs) == {k[4:] for k in jx.files if k.startswith("log/")}
-    assert {"loss", "target_loss", "triplet_loss", DEV_SCORE[task]} <= set(logs)
+    assert {"loss", "target_loss", "triplet_loss", SCORES[task].score_name} <= set(logs)
     for k in logs:
         assert float(jx[f"log/{k}"]) == pytest.approx(logs[k], rel=2e-5, abs=1e-6), (task, k)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from emobed_tf import train
-from tests.conftest import (OutsideProcess, child_env, saved_predictions, sklearn_scores,
-                            write_classification)
+from tests.conftest import (OutsideProcess, child_env, numpy_ccc, saved_predictions,
+                            sklearn_scores, write_classification)
 
 
 
@@ -54,6 +54,43 @@ def test_mirrored_strategy_and_mixed_precision_train(cls_data, tmp_path):
         want = sklearn_scores(p)
         assert m[split]["f1_macro"] == pytest.approx(want["f1_macro"])
         assert m[split]["accuracy"] == pytest.approx(want["accuracy"])
+
+
+def test_multiworker_loop_selects_on_the_mean_ccc_like_fit(reg_data, tmp_path, monkeypatch):
+    """The multi-worker loop's dev score is what ``fit`` monitors (``val_ccc``): on a
+    two-dimension regression run, the CCC pooled per dimension and averaged over both, not
+    the first dimension's CCC."""
+    from emobed_tf.experiments import distribute
+    from emobed_tf.experiments.scoring import predict_split
+
+    class Captured(Exception):
+        pass
+
+    seen = {}
+
+    def loop(model, strategy, train_ds, epochs, start, ckpt, dev_score, verbose=1):
+        seen["score"], seen["model"] = dev_score(model), model
+        raise Captured
+
+    # the run as --strategy multiworker starts it, on one process without a cluster
+    monkeypatch.setattr(distribute, "make_strategy", lambda name: None)
+    monkeypatch.setattr(distribute, "fit_multiworker", loop)
+    d, manifest, _ = reg_data
+    assert list(manifest.label_names) == ["arousal", "valence"]
+    with pytest.raises(Captured):
+        train.main(_args(d, str(tmp_path / "r"), "multiworker", "--mode", "classic",
+                         "--encoder-layers", "1", "--shared-layers", "1"))
+    from emobed_tf.data.source import Source
+    from emobed_tf.experiments.experiment import pipeline_options
+    from emobed_tf.experiments.rundir import RunDir
+
+    src = Source.open(d)  # the run's own pipeline options (normalisation, label delay)
+    p = predict_split(seen["model"], src, "audio", "dev",
+                      options=pipeline_options(RunDir(str(tmp_path / "r")).config(), src.manifest))
+    gold, pred = p.pooled()
+    per_dim = [numpy_ccc(gold[:, k], pred[:, k]) for k in range(2)]
+    assert abs(per_dim[0] - per_dim[1]) > 1e-3  # the two readings differ on this run
+    assert seen["score"] == pytest.approx(np.mean(per_dim), rel=1e-4, abs=1e-5)
 
 
 def start_two_workers(root, beside):

@@ -65,9 +65,9 @@ OVERWRITE_HINT = ("pass --overwrite to start the search afresh (its trials are d
 def dev_monitors() -> set:
     """The objectives a trial may log (imported here: emobed_tf.model.metrics imports Keras, which
     must wait for ``--backend``)."""
-    from emobed_tf.model.metrics import dev_monitor, DEV_SCORE
+    from emobed_tf.model.metrics import SCORES
 
-    return {dev_monitor(task) for task in DEV_SCORE}
+    return {s.monitor for s in SCORES.values()}
 
 
 class SearchError(EmobedError, RuntimeError):

@@ -275,7 +275,7 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
                             f"KERAS_BACKEND={cfg.backend} (train --backend does it)")
 
     from emobed_tf.experiments.distribute import fit_multiworker, make_strategy
-    from emobed_tf.model.metrics import dev_monitor, headline_keys
+    from emobed_tf.model.metrics import dev_key, dev_monitor, headline_keys
 
     state = rd.check_resumable(cfg)
     rd.begin(cfg, sources)
@@ -297,9 +297,9 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
         try:
             if cfg.strategy == "multiworker":
                 src = sources[cfg.target]
-                headline = headline_keys(src.manifest.task, output_names(cfg, src.manifest))[0]
+                key = dev_key(src.manifest.task)  # the quantity fit monitors (mean CCC)
                 fit_multiworker(model, strategy, train_ds, cfg.epochs, start, ckpt,
-                                lambda m: score(m, src, cfg.target, "dev", cfg)[headline],
+                                lambda m: score(m, src, cfg.target, "dev", cfg)[key],
                                 cfg.verbose)
             else:
                 # shuffle=False: the pipeline shuffles (Keras warns that it ignores True)

@@ -9,10 +9,10 @@ from emobed_tf.io import markdown_table, write_json_and_markdown
 
 
 def score_keys(result: dict) -> list:
-    from emobed_tf.model.metrics import HEADLINE  # here: it imports Keras (--backend comes first)
+    from emobed_tf.model.metrics import dev_key  # here: it imports Keras (--backend comes first)
 
     if result["task"] == "classification":
-        return [HEADLINE["classification"]]
+        return [dev_key("classification")]
     return [k for k in result["headline"]]
 
 

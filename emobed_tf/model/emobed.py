@@ -195,9 +195,10 @@ class EmoBed(keras.Model):
         if self.l2 > 0:
             self.trackers["l2_loss"] = keras.metrics.Mean(name="l2_loss")
         if seq:
-            self.score = metrics.ConcordanceCC(self.num_outputs, name=metrics.DEV_SCORE["regression"])
+            self.score = metrics.ConcordanceCC(self.num_outputs,
+                                               name=metrics.SCORES["regression"].score_name)
         else:
-            name = metrics.DEV_SCORE["classification"]
+            name = metrics.SCORES["classification"].score_name
             self.score = metrics.ConfusionScore(self.num_outputs, name, name=name)
 
     # -- properties ---------------------------------------------------------

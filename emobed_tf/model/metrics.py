@@ -8,6 +8,8 @@ computes; equal to accuracy for single-label data), UAR and accuracy.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 from keras import ops
@@ -122,8 +124,40 @@ def classification_scores(y_true, y_pred, num_classes: int) -> dict:
 
 
 CLASSIFICATION_SCORES = ("f1_macro", "f1_micro", "uar", "accuracy")
-HEADLINE = {"classification": "f1_macro", "regression": "ccc_mean"}  # the summary's first score
-DEV_SCORE = {"classification": "f1_macro", "regression": "ccc"}  # the model's streaming dev score
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskScore:
+    """What a task is selected and summarised on: the one table of dev and headline scores.
+
+    ``score_name``: the model's streaming dev metric, logged as ``val_<score_name>``
+    (the monitor of early stopping, checkpoints and tuning); ``dev_key``: the key of
+    :func:`~emobed_tf.experiments.scoring.score_predictions`' scores that measures the
+    same quantity (the multi-worker loop's dev score, the summary's first score);
+    ``headline``: the scores a summary shows (``None``: the CCC of each dimension).
+    """
+
+    score_name: str
+    dev_key: str
+    headline: tuple | None
+
+    @property
+    def monitor(self) -> str:
+        return f"val_{self.score_name}"
+
+    def headline_keys(self, names) -> list:
+        return list(self.headline) if self.headline is not None else [f"ccc_{n}" for n in names]
+
+
+# regression: the streaming CCC is the mean over the dimensions, as ccc_mean
+SCORES = {"classification": TaskScore("f1_macro", "f1_macro", CLASSIFICATION_SCORES),
+          "regression": TaskScore("ccc", "ccc_mean", None)}
+
+
+def task_score(task: str) -> TaskScore:
+    if task not in SCORES:
+        raise ValueError(f"task must be one of {sorted(SCORES)}, got {task!r}")
+    return SCORES[task]
 
 
 def dev_monitor(task: str) -> str:
@@ -132,7 +166,16 @@ def dev_monitor(task: str) -> str:
     >>> dev_monitor("classification"), dev_monitor("regression")
     ('val_f1_macro', 'val_ccc')
     """
-    return f"val_{DEV_SCORE[task]}"
+    return task_score(task).monitor
+
+
+def dev_key(task: str) -> str:
+    """The score (of the one scorer's dict) equal to the monitored dev score.
+
+    >>> dev_key("classification"), dev_key("regression")
+    ('f1_macro', 'ccc_mean')
+    """
+    return task_score(task).dev_key
 
 
 def headline_keys(task: str, names) -> list:
@@ -141,9 +184,7 @@ def headline_keys(task: str, names) -> list:
     >>> headline_keys("regression", ["arousal", "valence"])
     ['ccc_arousal', 'ccc_valence']
     """
-    if task == "classification":
-        return list(CLASSIFICATION_SCORES)
-    return [f"ccc_{n}" for n in names]
+    return task_score(task).headline_keys(names)
 
 
 def per_class_f1(cm: np.ndarray, names) -> dict:
