@@ -1,0 +1,185 @@
+"""From a recording to an emotion: real media -> tfrecords_tools -> a tiny run -> export ->
+``emobed_tf.predict`` on the raw files, checked against the run's own scorer."""
+
+import contextlib
+import csv
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.conftest import saved_predictions, train_cli
+from tests.tools.media_fixtures import tone, write_audio, write_wav
+
+LABELS = ("happy", "sad")
+
+
+def _csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _softmax_if_logits(p):
+    p = np.asarray(p, np.float64)
+    if np.allclose(p.sum(-1), 1.0, atol=1e-4) and (p >= 0).all():
+        return p
+    e = np.exp(p - p.max(-1, keepdims=True))  # a head that outputs logits: the export's softmax
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def audio_model(tmp_path_factory):
+    """Ten tones (wav and flac) -> eGeMAPS data set -> classic run (1 epoch) -> export."""
+    from emobed_tf.export import main as export_main
+    from tfrecords_tools import extract
+
+    root = tmp_path_factory.mktemp("predict")
+    media = root / "media"
+    rows = []
+    for i in range(10):
+        spk = f"s{i % 2}"
+        os.makedirs(media / spk, exist_ok=True)
+        freq = 150 + 40 * i
+        path = media / spk / f"t{i}.{'flac' if i == 7 else 'wav'}"
+        sig = tone(0.6 + 0.1 * (i % 3), freq=freq, seed=i)
+        if i == 7:
+            write_audio(str(path), sig, "flac")
+        else:
+            write_wav(str(path), sig)
+        split = "train" if i < 6 else ("dev" if i < 8 else "test")
+        rows.append((str(path), "audio", LABELS[i % 2], split, spk))
+    with open(root / "m.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "modality", "label", "split", "speaker"])
+        w.writerows(rows)
+    data = str(root / "data")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert extract.main(["--corpus", "manifest", "--csv", str(root / "m.csv"), "--labels",
+                             ",".join(LABELS), "--out", data, "--workers", "1"]) == 0
+    run = str(root / "run")
+    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
+               "--epochs", "1", "--batch-size", "4", "--encoder-units", "8",
+               "--shared-units", "8", "--encoder-layers", "1", "--shared-layers", "1",
+               "--verbose", "0"])
+    sm = str(root / "sm" / "toy")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert export_main(["--run", run, "--out", sm]) == 0
+    return {"root": root, "media": media, "rows": rows, "run": run, "model": sm}
+
+
+def _scorer_probs(run):
+    """{recording: probabilities} of the run's own scorer over every split."""
+    out = {}
+    for split in ("train", "dev", "test"):
+        p = saved_predictions(run, split)
+        for rec, probs in zip(p.recordings, _softmax_if_logits(p.pred)):
+            out[rec] = probs
+    return out
+
+
+def test_recipe_in_the_export(audio_model):
+    meta = json.load(open(os.path.join(audio_model["model"], "1", "assets.extra",
+                                       "emobed_export.json")))
+    r = meta["recipe"]
+    assert meta["label_names"] == list(LABELS) and r["label_names"] == list(LABELS)
+    assert r["modality"] == "audio" and r["dim"] == 88 and r["task"] == "classification"
+    assert r["extraction_options"]["audio_mode"] == "utterance" and r["reader"] is None
+    assert r["normalize"] == "corpus"
+
+
+def test_local_and_server_predictions_equal_the_scorer(audio_model, tmp_path, capsys):
+    from emobed_tf.predict import main as predict_main
+    from emobed_tf.serving import predict as lib
+    from emobed_tf.serving.loopback import LoopbackServer
+
+    bad = tmp_path / "in" / "broken.wav"
+    os.makedirs(bad.parent)
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 3)
+    out = tmp_path / "p" / "predictions.csv"
+    code = predict_main(["--model", audio_model["model"], str(audio_model["media"]), str(bad),
+                         "--out", str(out)])
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    assert "11 inputs -> 10 predicted, 0 already done, 1 failed" in said.out
+    rows = _csv(out)
+    assert list(rows[0])[:2] == ["path", "label"] and list(rows[0])[2:] == list(LABELS)
+    fails = _csv(tmp_path / "p" / "failures.csv")
+    assert [f["path"] for f in fails] == [str(bad)] and "broken.wav" in fails[0]["reason"]
+    ref = _scorer_probs(audio_model["run"])
+    got = {os.path.splitext(os.path.basename(r["path"]))[0]:
+           np.array([float(r[c]) for c in LABELS]) for r in rows}
+    assert set(got) == set(ref) and len(ref) == 10
+    for rec in ref:
+        np.testing.assert_allclose(got[rec], ref[rec], atol=1e-5)
+    for r in rows:
+        assert r["label"] == LABELS[int(np.argmax([float(r[c]) for c in LABELS]))]
+    js = json.load(open(tmp_path / "p" / "predictions.json"))
+    assert len(js["predictions"]) == 10 and js["summary"]["failed"] == 1
+
+    # a rerun skips the finished inputs (the failed one is tried again)
+    assert predict_main(["--model", audio_model["model"], str(audio_model["media"]), str(bad),
+                         "--out", str(out)]) == 0
+    assert "0 predicted, 10 already done, 1 failed" in capsys.readouterr().out
+    assert len(_csv(out)) == 10
+
+    # through the loopback server: REST and gRPC give the local numbers (batched requests)
+    with LoopbackServer(os.path.dirname(audio_model["model"] + "/"), "toy") as server:
+        for url in (server.rest_url, "grpc://" + server.grpc_target):
+            s = lib.predict([str(audio_model["media"])], out=str(tmp_path / url[:4] / "p.csv"),
+                            server=url, name="toy", batch_size=4, progress=False)
+            assert s["predicted"] == 10
+            remote = {r["path"]: [float(r[c]) for c in LABELS]
+                      for r in _csv(tmp_path / url[:4] / "p.csv")}
+            for r in rows:
+                np.testing.assert_allclose(remote[r["path"]], [float(r[c]) for c in LABELS],
+                                           atol=1e-6)
+        # a server that is not there: one line after the retries
+        with pytest.raises(lib.PredictError, match="cannot reach the server"):
+            lib.predict([str(audio_model["media"])], out=str(tmp_path / "x.csv"),
+                        server="http://127.0.0.1:9", name="toy", retries=1, timeout=2,
+                        progress=False)
+
+
+def test_segments(audio_model, tmp_path):
+    from emobed_tf.serving import predict as lib
+
+    wav = str(tmp_path / "long.wav")
+    write_wav(wav, tone(2.5, freq=200))
+    s = lib.predict([wav], out=str(tmp_path / "seg.csv"), model=audio_model["model"],
+                    segment=1.0, progress=False)
+    rows = _csv(tmp_path / "seg.csv")
+    assert s["predicted"] == 1 and [(float(r["start"]), float(r["end"])) for r in rows] == [
+        (0.0, 1.0), (1.0, 2.0), (2.0, 2.5)]
+
+
+def test_refusals(audio_model, tmp_path, capsys):
+    from emobed_tf.predict import main as predict_main
+    from emobed_tf.serving import predict as lib
+
+    # an old export without the recipe: one line saying what is missing
+    old = tmp_path / "old"
+    shutil.copytree(audio_model["model"], old)
+    meta_path = old / "1" / "assets.extra" / "emobed_export.json"
+    meta = json.load(open(meta_path))
+    for k in ("recipe", "label_names"):
+        meta.pop(k)
+    json.dump(meta, open(meta_path, "w"))
+    assert predict_main(["--model", str(old), str(audio_model["media"]),
+                         "--out", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no feature recipe" in err[0] and "re-export" in err[0]
+    # a missing input and a wrong model folder
+    assert predict_main(["--model", audio_model["model"], str(tmp_path / "nope.wav")]) == 2
+    assert "nope.wav: no such file" in capsys.readouterr().err
+    # an encoder file with another SHA-256 is refused, naming both hashes
+    fp = {"encoder": "keras", "encoder_model_sha256": "a" * 64, "layer": "feat"}
+    other = tmp_path / "enc.keras"
+    other.write_bytes(b"another model")
+    have = {**fp, "encoder_model_sha256": lib.sha256_of(str(other))}
+    with pytest.raises(lib.WeightsMismatch) as e:
+        lib.check_fingerprint(fp, have, {"--encoder-model": str(other)})
+    assert "a" * 64 in str(e.value) and have["encoder_model_sha256"] in str(e.value)
+    assert "--encoder-model" in str(e.value)
