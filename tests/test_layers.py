@@ -1,5 +1,6 @@
 """The package's layers: each subpackage imports only from its own or lower layers (no import
-circle), and ``import emobed_tf`` loads neither Keras nor TensorFlow."""
+circle), ``tfrecords_tools`` has no import circle either, and ``import emobed_tf`` loads neither
+Keras nor TensorFlow."""
 
 import ast
 import os
@@ -86,6 +87,53 @@ def test_no_import_circle():
 
     for module in sorted(graph):
         if module != "emobed_tf" and not state.get(module):
+            visit(module, [module])
+
+
+def _package_graph(package: str) -> dict:
+    """``{module: modules of package it imports}`` (module level or inside functions); a name
+    taken from a package counts as its submodule when there is one."""
+    root = os.path.join(ROOT, package)
+    modules = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+                modules[rel.removesuffix(".__init__")] = path
+    graph = {}
+    for module, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module.split(".")[0] != package:
+                    continue
+                targets.add(node.module)
+                targets |= {f"{node.module}.{a.name}" for a in node.names
+                            if f"{node.module}.{a.name}" in modules}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name in modules}
+        graph[module] = {t for t in targets if t in modules and t != module} - {package}
+    return graph
+
+
+def test_tfrecords_tools_has_no_import_circle():
+    graph = _package_graph("tfrecords_tools")
+    assert "tfrecords_tools.options" in graph and "tfrecords_tools.extract" in graph
+    state = {}
+
+    def visit(node, trail):
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                raise AssertionError("import circle: " + " -> ".join(
+                    trail[trail.index(nxt):] + [nxt]))
+            if not state.get(nxt):
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if not state.get(module):
             visit(module, [module])
 
 

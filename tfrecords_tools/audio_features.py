@@ -19,12 +19,11 @@ import time
 import numpy as np
 
 from emobed_tf.configs import EGEMAPS_DIM
+from tfrecords_tools.common import pool_frames
 from tfrecords_tools.media import AUDIO_RATE, MediaError, decode_audio
 
-EGEMAPS_LLD_DIM = 25  # eGeMAPSv02 low-level descriptors per 10 ms frame
 LLD_STEP_S = 0.01  # openSMILE's eGeMAPS LLD frame step
 _SMILES = {}  # feature level -> opensmile.Smile, one per worker process
-AUDIO_MODES = ("utterance", "windowed", "lld")
 
 
 def _smile(level: str = "Functionals"):
@@ -35,22 +34,6 @@ def _smile(level: str = "Functionals"):
         _SMILES[level] = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                                          feature_level=getattr(opensmile.FeatureLevel, level))
     return _SMILES[level]
-
-
-def pool_frames(frames: np.ndarray, n: int) -> np.ndarray:
-    """Means of consecutive groups of ``n`` frames (the last, shorter group kept).
-
-    Example:
-    >>> pool_frames(np.arange(10, dtype="float32")[:, None], 4)[:, 0].tolist()
-    [1.5, 5.5, 8.5]
-    """
-    if n <= 1:
-        return frames
-    t = len(frames)
-    idx = np.arange(t) // n
-    sums = np.zeros((idx[-1] + 1, frames.shape[1]), np.float64)
-    np.add.at(sums, idx, frames)
-    return (sums / np.bincount(idx)[:, None]).astype(np.float32)
 
 
 def lld_sequence(signal: np.ndarray, rate: int = AUDIO_RATE, hop_s: float = 0.1) -> np.ndarray:

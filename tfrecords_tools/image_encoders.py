@@ -55,6 +55,8 @@ import re
 
 import numpy as np
 
+from tfrecords_tools.common import OptionsError
+
 KINDS = ("keras-hub", "onnx")
 POOLS = ("flatten", "avg", "cls")
 HSEMOTION_ONNX = ("https://github.com/av-savchenko/face-emotion-recognition/tree/main/models/"
@@ -202,8 +204,6 @@ def parse_size(value) -> tuple | None:
     >>> parse_size("224"), parse_size("260x200"), parse_size((112, 112)), parse_size(None)
     ((224, 224), (260, 200), (112, 112), None)
     """
-    from tfrecords_tools.options import OptionsError
-
     if value is None or value == "" or value == ():
         return None
     parts = (re.split(r"[x,\s]+", value.strip()) if isinstance(value, str)
@@ -221,8 +221,6 @@ def parse_size(value) -> tuple | None:
 
 def parse_floats(value, flag: str) -> tuple:
     """``"0.5,0.5,0.5"`` or a sequence -> a tuple of 1 or 3 floats (``()`` when not given)."""
-    from tfrecords_tools.options import OptionsError
-
     if value is None or value == "" or value == ():
         return ()
     parts = value.split(",") if isinstance(value, str) else (

@@ -26,13 +26,12 @@ True
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from typing import ClassVar
 
 from emobed_tf.configs import EGEMAPS_DIM
-from tfrecords_tools.audio_features import AUDIO_MODES, EGEMAPS_LLD_DIM
-from emobed_tf.errors import EmobedError
+from tfrecords_tools.common import (AUDIO_MODES, EGEMAPS_LLD_DIM, OptionsError, file_sha256,
+                                    files_sha256)
 
 VIDEO_POOLS = ("mean", "frames", "functionals")
 ENCODERS = ("vggface", "keras", "keras-hub", "onnx")
@@ -55,10 +54,6 @@ FLAGS = {"audio_mode": "--audio-mode", "window": "--window", "hop": "--hop",
          "keras-hub": "the keras-hub version"}
 
 
-class OptionsError(EmobedError, ValueError):
-    """An extraction option out of range; the message names the flag."""
-
-
 def _ids(value) -> tuple:
     """``"a, b"`` or ``("a", "b")`` -> ``("a", "b")``; None -> ``()``."""
     if value is None:
@@ -66,22 +61,6 @@ def _ids(value) -> tuple:
     if isinstance(value, str):
         return tuple(x.strip() for x in value.split(",") if x.strip())
     return tuple(str(x).strip() for x in value if str(x).strip())
-
-
-def file_sha256(path: str) -> str:
-    """SHA-256 of a file's content (hex).
-
-    >>> import tempfile
-    >>> with tempfile.NamedTemporaryFile(delete=False) as fh:
-    ...     _ = fh.write(b"abc")
-    >>> file_sha256(fh.name)[:16]
-    'ba7816bf8f01cfea'
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _positive(value, flag, allow_none=False):
@@ -133,11 +112,11 @@ class AudioOptions:
     >>> AudioOptions(mode="loud")
     Traceback (most recent call last):
     ...
-    tfrecords_tools.options.OptionsError: --audio-mode loud: choose among utterance, windowed, lld
+    tfrecords_tools.common.OptionsError: --audio-mode loud: choose among utterance, windowed, lld
     >>> AudioOptions(encoder="whisper")
     Traceback (most recent call last):
     ...
-    tfrecords_tools.options.OptionsError: --audio-encoder whisper: choose among egemaps,
+    tfrecords_tools.common.OptionsError: --audio-encoder whisper: choose among egemaps,
     keras-hub, hf, ct2
     """
 
@@ -218,11 +197,11 @@ class AudioOptions:
             from tfrecords_tools import speech_encoders
 
             info = self.encoder_info()
+            weights = speech_encoders.weight_files(self.encoder, self.model)
+            configs = speech_encoders.config_files(self.encoder, self.model)
             fp = {"audio_encoder": self.encoder, "model_type": info["model_type"],
-                  "audio_model_sha256": speech_encoders.files_sha256(speech_encoders.weight_files(self.encoder,
-                                                                        self.model)),
-                  "audio_model_config_sha256": speech_encoders.files_sha256(speech_encoders.config_files(self.encoder,
-                                                                               self.model)),
+                  "audio_model_sha256": files_sha256(weights),
+                  "audio_model_config_sha256": files_sha256(configs),
                   "audio_layer": list(info["layer_ids"]), "audio_pool": self.pool}
             if self.pool == "frames" and self.hop is not None:
                 fp["hop"] = float(self.hop)
@@ -458,13 +437,12 @@ class VideoOptions:
         """keras-hub/onnx: the weights' and config files' SHA-256, the layer, pooling and the
         resolved preprocessing."""
         from tfrecords_tools import image_encoders
-        from tfrecords_tools import speech_encoders
 
         kind, path = self.encoder, self.encoder_model
-        fp = {"encoder": kind, "encoder_model_sha256": speech_encoders.files_sha256(image_encoders.weight_files(kind,
-                                                                                   path))}
+        fp = {"encoder": kind,
+              "encoder_model_sha256": files_sha256(image_encoders.weight_files(kind, path))}
         if kind == "keras-hub":
-            fp["encoder_config_sha256"] = speech_encoders.files_sha256(image_encoders.config_files(kind, path))
+            fp["encoder_config_sha256"] = files_sha256(image_encoders.config_files(kind, path))
         fp.update(layer=self.layer_name, layer_pool=self.pool_name, **self.prep().fingerprint())
         package = {"keras-hub": "keras-hub", "onnx": "onnxruntime"}[kind]
         fp[package] = _version(package)

@@ -48,6 +48,8 @@ import struct
 
 import numpy as np
 
+from tfrecords_tools.common import OptionsError, pool_frames
+
 RATE = 16000
 KINDS = ("ct2", "hf", "keras-hub")
 BATCHABLE = ("wav2vec2", "hubert", "wavlm", "whisper")  # padding masked exactly
@@ -153,8 +155,6 @@ def pool(frames: np.ndarray, how: str, hop_s: float | None = None,
     >>> pool(f, "frames", hop_s=0.04, frame_rate=50).tolist()
     [[1.0], [5.0]]
     """
-    from tfrecords_tools.audio_features import pool_frames
-
     f = np.asarray(frames, np.float64)
     if how == "mean":
         return f.mean(0, keepdims=True).astype(np.float32)
@@ -249,27 +249,6 @@ def config_files(kind: str, path: str) -> list:
     return [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
 
 
-@functools.lru_cache(maxsize=64)
-def _sha_cached(path, size, mtime_ns):
-    from tfrecords_tools.options import file_sha256
-
-    return file_sha256(path)
-
-
-def files_sha256(files) -> str:
-    """SHA-256 of one file, or of the ``name sha`` lines of several."""
-    shas = []
-    for f in files:
-        st = os.stat(f)
-        shas.append((os.path.basename(f), _sha_cached(os.path.abspath(f), st.st_size,
-                                                      st.st_mtime_ns)))
-    if len(shas) == 1:
-        return shas[0][1]
-    import hashlib
-
-    return hashlib.sha256("\n".join(f"{n} {s}" for n, s in shas).encode()).hexdigest()
-
-
 def ct2_variables(path: str) -> dict:
     """``{name: shape}`` of a CTranslate2 ``model.bin`` (its header; the weights are skipped)."""
     out = {}
@@ -344,8 +323,6 @@ def parse_layers(layer, n_layers: int, kind: str = "hf") -> tuple:
     >>> parse_layers(None, 4), parse_layers("-1", 4), parse_layers("1, 2", 4)
     ((4,), (4,), (1, 2))
     """
-    from tfrecords_tools.options import OptionsError
-
     if layer is None or layer == "" or layer == ():
         raw = [n_layers]
     else:
