@@ -6,8 +6,8 @@ The package is layered; each layer imports only from the layers below it:
 ``emobed_tf.errors``,       the ground: the exception base, atomic files and locks, every setting
 ``io``, ``configs``
 ``emobed_tf.records``       the TFRecord schema, the manifest, the writer, the graph record parser
-``emobed_tf.data.pipeline``          data folders (``source``), speakers and folds, the ``tf.data`` pipeline
-``emobed_tf.model.emobed``         the EmoBed model, its encoder stacks, losses and metrics
+``emobed_tf.data``          data folders (``source``), speakers and folds, the ``tf.data`` pipeline
+``emobed_tf.model``         the EmoBed model, its encoder stacks, losses and metrics
 ``emobed_tf.experiments``   runs: one experiment, its run folder, scoring, comparisons, reports
 ``emobed_tf.serving``       the monomodal SavedModel export for TF Serving
 ``emobed_tf.cli`` and the   the command lines: ``python -m emobed_tf.train|compare|sweep|
@@ -56,7 +56,7 @@ _PUBLIC = {
     "RunError": "emobed_tf.experiments.rundir",
     "run": "emobed_tf.experiments.experiment",
     "run_or_reuse": "emobed_tf.experiments.experiment",
-    "export_monomodal": "emobed_tf.export",
+    "export_monomodal": "emobed_tf.serving.export",
 }
 
 __all__ = ["__version__", *_PUBLIC]
