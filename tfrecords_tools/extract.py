@@ -474,6 +474,11 @@ def _extract_locked(source, out, audio, video, workers, engine, beam_args, compr
             skipped = reading.skipped
             jobs, names = reading.jobs, reading.label_names
             stats.update(reading.stats)
+            if reading.features is not None:  # how to read new inputs alike (the export's recipe)
+                stats["reader"] = source.corpus
+                if source.corpus == "openface":
+                    stats.update(openface_features=list(source.openface_features),
+                                 openface_pool=source.openface_pool)
             stats["skipped_by_kind"] = _count_kinds(skipped)
             if stats["skipped_by_kind"].get("duplicate"):
                 stats["duplicates"] = stats["skipped_by_kind"]["duplicate"]

@@ -352,6 +352,10 @@ def export_monomodal(run_dir: str, modality: str, out: str, version: int | None 
     meta = {"run": os.path.abspath(run_dir), "modality": modality, "task": model.task,
             "outputs": list(model.output_names_), "input_dim": int(model.input_dims[modality]),
             "postprocess": post, "normalize": "speaker" if per_speaker else "corpus"}
+    from emobed_tf.serving import recipe
+
+    # the feature recipe: what emobed_tf.predict extracts from a new recording
+    meta.update(recipe.from_run(run_dir, modality, meta["normalize"]))
     if per_speaker:  # what training used for items without a speaker or with few frames
         meta.update(fallback_mean=mean.tolist(), fallback_std=std.tolist(),
                     min_speaker_frames=MIN_SPEAKER_FRAMES)

@@ -880,6 +880,7 @@ def predict(inputs, out: str = "predictions.csv", model: str | None = None,
         raise PredictError(f"--segment {segment}: must be a positive number of seconds")
     t_start = time.perf_counter()
     net, meta = open_model(model, server, name, version, signature, timeout, retries)
+    load_s = time.perf_counter() - t_start
     r = meta[recipes.RECIPE_KEY]
     per_speaker = meta.get("normalize") == "speaker"
     if isinstance(inputs, str):
@@ -940,7 +941,8 @@ def predict(inputs, out: str = "predictions.csv", model: str | None = None,
     elapsed = time.perf_counter() - t_start
     summary = {"inputs": len(items), "predicted": counts["predicted"],
                "already_done": skipped, "failed": counts["failed"],
-               "seconds": round(elapsed, 3), "model_seconds": round(timing["model_s"], 3),
+               "seconds": round(elapsed, 3), "load_seconds": round(load_s, 3),
+               "model_seconds": round(timing["model_s"], 3),
                "model": os.path.normpath(model) if model and not server else None,
                "server": server, "normalize": meta.get("normalize", "corpus"),
                "feature_set": r.get("feature_set"), "notes": extractor.notes,
