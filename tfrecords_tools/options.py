@@ -488,7 +488,7 @@ class CorpusOptions:
     >>> CorpusOptions("omg", csv_dir="csvs").check()
     Traceback (most recent call last):
     ...
-    tfrecords_tools.corpora.CorpusError: --corpus omg needs --clips-dir
+    tfrecords_tools.corpora.shared.CorpusError: --corpus omg needs --clips-dir
     """
 
     corpus: str
