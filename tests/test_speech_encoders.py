@@ -126,8 +126,8 @@ def test_log_mel_matches_transformers_and_librosa():
         import librosa
     except ImportError:
         return
-    np.testing.assert_allclose(speech_encoders.mel_filters(), librosa.filters.mel(sr=16000, n_fft=400,
-                                                                     n_mels=80), atol=1e-7)
+    np.testing.assert_allclose(speech_encoders.mel_filters(),
+                               librosa.filters.mel(sr=16000, n_fft=400, n_mels=80), atol=1e-7)
 
 
 # -- hf: transformers encoders ----------------------------------------------------
@@ -140,37 +140,40 @@ SMALL = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, interme
 def _hf_model(folder, kind, seed=0, mask=True):
     """A tiny transformers model of ``kind`` saved with its feature extractor; its folder."""
     import torch
-    import transformers as T
+    import transformers
 
     torch.manual_seed(seed)
     if kind == "whisper":
-        cfg = T.WhisperConfig(vocab_size=60, d_model=16, encoder_layers=2, decoder_layers=1,
-                              encoder_attention_heads=2, decoder_attention_heads=2,
-                              encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
-                              max_source_positions=1500, max_target_positions=32,
-                              decoder_start_token_id=1, pad_token_id=0, bos_token_id=1,
-                              eos_token_id=2)
-        T.WhisperForConditionalGeneration(cfg).save_pretrained(folder)
-        T.WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+        cfg = transformers.WhisperConfig(vocab_size=60, d_model=16, encoder_layers=2,
+                                         decoder_layers=1, encoder_attention_heads=2,
+                                         decoder_attention_heads=2, encoder_ffn_dim=32,
+                                         decoder_ffn_dim=32, num_mel_bins=80,
+                                         max_source_positions=1500, max_target_positions=32,
+                                         decoder_start_token_id=1, pad_token_id=0,
+                                         bos_token_id=1, eos_token_id=2)
+        transformers.WhisperForConditionalGeneration(cfg).save_pretrained(folder)
+        transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
         return str(folder)
-    cfg_cls, model_cls = {"wav2vec2": (T.Wav2Vec2Config, T.Wav2Vec2Model),
-                          "hubert": (T.HubertConfig, T.HubertModel),
-                          "wavlm": (T.WavLMConfig, T.WavLMModel),
-                          "data2vec-audio": (T.Data2VecAudioConfig, T.Data2VecAudioModel)}[kind]
+    cfg_cls, model_cls = {
+        "wav2vec2": (transformers.Wav2Vec2Config, transformers.Wav2Vec2Model),
+        "hubert": (transformers.HubertConfig, transformers.HubertModel),
+        "wavlm": (transformers.WavLMConfig, transformers.WavLMModel),
+        "data2vec-audio": (transformers.Data2VecAudioConfig, transformers.Data2VecAudioModel),
+    }[kind]
     extra = {"feat_extract_norm": "layer"} if mask and kind != "data2vec-audio" else {}
     model_cls(cfg_cls(**SMALL, **extra)).save_pretrained(folder)
-    T.Wav2Vec2FeatureExtractor(return_attention_mask=mask, do_normalize=True).save_pretrained(
-        folder)
+    transformers.Wav2Vec2FeatureExtractor(return_attention_mask=mask,
+                                          do_normalize=True).save_pretrained(folder)
     return str(folder)
 
 
 def _hf_direct(path, signals, layers):
     """Each signal through the model alone (no padding): the averaged hidden states [T, D]."""
     import torch
-    import transformers as T
+    import transformers
 
-    fe = T.AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
-    model = T.AutoModel.from_pretrained(path, local_files_only=True).eval()
+    fe = transformers.AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
+    model = transformers.AutoModel.from_pretrained(path, local_files_only=True).eval()
     out = []
     for x in signals:
         with torch.no_grad():

@@ -77,8 +77,8 @@ class EncoderFn(beam.DoFn):
         if self.audio.encoder == "keras-hub":
             self.encoder = audio_features.init_encoder(spec)
         else:
-            self.pool = mp.get_context("spawn").Pool(1, initializer=audio_features._encoder_worker_init,
-                                                     initargs=(spec,))
+            self.pool = mp.get_context("spawn").Pool(
+                1, initializer=audio_features._encoder_worker_init, initargs=(spec,))
 
     def process(self, jobs):
         from tfrecords_tools.audio_features import encoder_batch

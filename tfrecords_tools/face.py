@@ -50,7 +50,8 @@ class FaceDetector:
 
     def detect(self, frame: np.ndarray):
         """(box xywh, landmarks [5, 2]) of the best face, or None."""
-        faces = [f for f in self.mtcnn.detect_faces(frame) if f["confidence"] >= self.min_confidence]
+        faces = [f for f in self.mtcnn.detect_faces(frame)
+                 if f["confidence"] >= self.min_confidence]
         if not faces:
             return None
         best = max(faces, key=lambda f: f["confidence"])
@@ -167,7 +168,8 @@ class VGGFaceEncoder:
 
     Args:
         weights: path of the keras-vggface VGG16 ``.h5`` weight file.
-        layer: descriptor layer (``fc6``, ``fc7``, ``fc7_relu`` ...; Keras 3 names cannot hold the published ``/``, those layers carry no weights).
+        layer: descriptor layer (``fc6``, ``fc7``, ``fc7_relu`` ...; Keras 3 names cannot
+            hold the published ``/``, those layers carry no weights).
         input_size, fc_units: network size (224 / 4096 for the published weights).
     """
 
