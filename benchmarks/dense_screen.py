@@ -31,6 +31,8 @@ CANDIDATES = {
     "dropout .5, 256 units": ["--dense-dropout", "0.5", "--encoder-units", "256",
                               "--shared-units", "256"],
     "dropout .5, l2 1e-3": ["--dense-dropout", "0.5", "--l2", "1e-3"],
+    "dropout .5, l2 1e-2": ["--dense-dropout", "0.5", "--l2", "1e-2"],
+    "dropout .5, linear": ["--dense-dropout", "0.5", "--dense-activation", "linear"],
     "dropout .5, lr 3e-4, patience 20": ["--dense-dropout", "0.5", "--learning-rate", "3e-4",
                                          "--patience", "20", "--epochs", "100"],
     "dropout .5, 2+2 layers": ["--dense-dropout", "0.5", "--encoder-layers", "2",
