@@ -161,6 +161,13 @@ def sklearn_scores(p):
             "accuracy": skm.accuracy_score(gold, pred), "n": len(gold)}
 
 
+def numpy_softmax(logits):
+    """Probabilities of logits along the last axis."""
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
 def numpy_ccc(gold, pred):
     """Lin's concordance correlation coefficient, from its definition."""
     gold, pred = np.asarray(gold, np.float64), np.asarray(pred, np.float64)

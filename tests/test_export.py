@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import numpy_softmax
+
 from emobed_tf.export import main as export_main
 from emobed_tf.serving import export
 from emobed_tf.experiments import postprocess
@@ -26,7 +28,10 @@ def _reference(run, modality, x, lengths):
     mask = np.arange(x.shape[1])[None, :] < np.asarray(lengths)[:, None]
     xs = (x - np.asarray(m["mean"], np.float32)) / np.asarray(m["std"], np.float32) * mask[..., None]
     out = model.forward(modality, {"features": xs.astype(np.float32), "mask": mask})
-    return {k: np.asarray(v) for k, v in out.items()}, mask
+    ref = {k: np.asarray(v) for k, v in out.items()}
+    if model.task == "classification":  # the model's logits; what is served: probabilities
+        ref["probabilities"] = numpy_softmax(ref["prediction"])
+    return ref, mask
 
 
 LOADER = r"""
@@ -113,7 +118,8 @@ def test_classification_export_reloads_without_emobed_and_matches(cls_run, serve
     assert code == 0, err[-2000:]
     got = json.loads(out.strip().splitlines()[-1])
     assert got["emobed_tf_imported"] is False
-    np.testing.assert_allclose(got["probabilities"], ref["prediction"], atol=1e-5)
+    np.testing.assert_allclose(got["probabilities"], ref["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(np.sum(got["probabilities"], -1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(got["class_id"], ref["prediction"].argmax(-1))
     np.testing.assert_allclose(got["embedding"], ref["embedding"], atol=1e-5)
 
@@ -133,7 +139,7 @@ def test_saved_model_cli_show_and_run(cls_run, served):
     assert code == 0, err[-2000:]
     outdir = served["root"] / "cli-out"
     ref, _ = _reference(cls_run.path, "audio", np.ones((2, 4, 6), np.float32), [4, 2])
-    np.testing.assert_allclose(np.load(outdir / "probabilities.npy"), ref["prediction"],
+    np.testing.assert_allclose(np.load(outdir / "probabilities.npy"), ref["probabilities"],
                                atol=1e-5)
     np.testing.assert_array_equal(np.load(outdir / "class_id.npy"), ref["prediction"].argmax(-1))
 

@@ -114,8 +114,10 @@ def test_ccc_loss_pools_frames_and_respects_mask():
 
 def test_classification_loss_is_cross_entropy():
     p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
-    assert float(classification_loss([0, 2], p)) == pytest.approx(
-        -(np.log(0.7) + np.log(0.8)) / 2, rel=1e-5)
+    want = -(np.log(0.7) + np.log(0.8)) / 2
+    # of logits (the head's output): any logits whose softmax is p
+    assert float(classification_loss([0, 2], np.log(p) + 3.0)) == pytest.approx(want, rel=1e-5)
+    assert float(classification_loss([0, 2], p, from_logits=False)) == pytest.approx(want, rel=1e-5)
 
 
 def reference_prototype(ya, ea, yb, eb, k, va=None, vb=None, t=0.1):

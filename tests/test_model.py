@@ -6,6 +6,7 @@ import tensorflow as tf
 from emobed_tf.model import losses
 from emobed_tf.model.emobed import EmoBed
 from emobed_tf.model.stacks import GRUStack
+from tests.conftest import numpy_softmax
 
 
 def _model(task="classification", **kw):
@@ -89,8 +90,9 @@ def test_output_shapes(task):
                        "mask": np.ones((2, 5), bool)}})
     assert set(out) == {"audio"}
     if task == "classification":
-        assert out["audio"]["prediction"].shape == (2, 3)
-        np.testing.assert_allclose(out["audio"]["prediction"].numpy().sum(-1), 1, rtol=1e-5)
+        assert out["audio"]["prediction"].shape == (2, 3)  # logits
+        np.testing.assert_allclose(np.asarray(m.probabilities(out["audio"]["prediction"])),
+                                   numpy_softmax(out["audio"]["prediction"]), rtol=1e-5)
         assert out["audio"]["embedding"].shape == (2, 8)
     else:
         assert out["audio"]["prediction"].shape == (2, 5, 2)
@@ -133,8 +135,15 @@ def test_loss_terms_follow_eq8(task):
         emb = np.concatenate([sel(y["embedding"]).reshape(-1, 8) for y in (ya, yv)])
         valid = np.concatenate([sel(data[k]["mask"]).reshape(-1) for k in ("audio", "video")])
     lt = losses.batch_hard_triplet_loss(lab, emb, valid)
-    kernels = [v for v in m.trainable_variables if "kernel" in v.name]
-    l2 = 1e-3 * sum(float(np.sum(np.square(k))) for k in kernels)
+    # R: the squared weight matrices of the GRUs (input and recurrent) and of the head, taken
+    # from the layers themselves (not the biases, nor anything found by its name)
+    grus = [g for stack in (m.audio_encoder, m.video_encoder, m.shared) for g in stack.grus]
+    assert len(grus) == 3
+    kernels = [w for g in grus for w in (g.cell.kernel, g.cell.recurrent_kernel)] + [m.head.kernel]
+    assert sum(int(np.prod(k.shape)) for k in kernels) == (
+        (6 + 8 + 10 + 8 + 8 + 8) * 3 * 8  # GRU input + recurrent kernels: (in + 8) x 3 gates x 8
+        + 8 * (3 if task == "classification" else 2))  # head: 8 x outputs
+    l2 = 1e-3 * sum(float(np.sum(np.square(np.asarray(k)))) for k in kernels)
     assert float(terms["target_loss"]) == pytest.approx(float(la), rel=1e-5)
     assert float(terms["auxiliary_loss"]) == pytest.approx(float(lv), rel=1e-5)
     assert float(terms["triplet_loss"]) == pytest.approx(float(lt), rel=1e-4, abs=1e-6)
@@ -199,6 +208,69 @@ def test_fit_reduces_loss_tracks_each_term_and_the_keras_file_round_trips(task, 
     np.testing.assert_allclose(m(x)["audio"]["prediction"], back(x)["audio"]["prediction"],
                                rtol=1e-6, atol=1e-6)
     assert int(back.optimizer.iterations) == 60  # optimizer state travels too
+
+
+def _saved_by_the_old_form(model, path):
+    """``model`` saved as a ``.keras`` file of the form before ``logits_head`` existed: a
+    softmax head, and a configuration without the setting."""
+    import json
+    import zipfile
+
+    tmp = str(path).replace(".keras", "-today.keras")
+    model.save(tmp)
+    with zipfile.ZipFile(tmp) as src, zipfile.ZipFile(str(path), "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "config.json":
+                cfg = json.loads(data)
+                del cfg["config"]["logits_head"]
+                data = json.dumps(cfg).encode()
+            dst.writestr(info, data)
+
+
+def test_head_outputs_logits_and_the_loss_takes_them():
+    rng = np.random.default_rng(4)
+    m = _model(l2=0.0, alpha=0.0, beta=0.0)
+    assert m.logits_head and m.head.activation is keras.activations.linear
+    data = _batch("classification", rng)
+    logits = np.asarray(m.forward("audio", data["audio"])["prediction"])
+    assert not np.allclose(logits.sum(-1), 1.0)
+    terms, _ = m.compute_terms(data)
+    p = numpy_softmax(logits)
+    want = -np.mean(np.log(p[np.arange(len(p)), data["audio"]["label"]]))
+    assert float(terms["target_loss"]) == pytest.approx(want, rel=1e-5)
+
+
+def test_a_file_saved_with_a_softmax_head_loads_and_scores_as_before(tmp_path):
+    """Runs saved before the head gave logits: the head keeps its softmax, probabilities are
+    not taken twice, the loss reads probabilities; a new file keeps its logits head."""
+    from emobed_tf.experiments.scoring import _forward_fn
+    from emobed_tf.model.emobed import load_model
+
+    rng = np.random.default_rng(5)
+    data = _batch("classification", rng)
+    x = {"features": data["audio"]["features"], "mask": data["audio"]["mask"]}
+    old = _model(logits_head=False, l2=0.0, alpha=0.0, beta=0.0)
+    old_probs = np.asarray(old.forward("audio", x)["prediction"])
+    np.testing.assert_allclose(old_probs.sum(-1), 1.0, rtol=1e-5)  # the old head's softmax
+    _saved_by_the_old_form(old, tmp_path / "old.keras")
+    back = load_model(str(tmp_path / "old.keras"), compile=False)
+    assert back.logits_head is False
+    # what scoring (and export) report: the probabilities, not a softmax of them
+    got, _ = _forward_fn(back, "audio")(x["features"], x["mask"])
+    np.testing.assert_allclose(got, old_probs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(back.probabilities(old_probs)), old_probs)
+    terms, _ = back.compute_terms(data)
+    want = -np.mean(np.log(old_probs[np.arange(len(old_probs)), data["audio"]["label"]]))
+    assert float(terms["target_loss"]) == pytest.approx(want, rel=1e-5)
+    # a file of today's form keeps its logits head
+    new = _model(l2=0.0, alpha=0.0, beta=0.0)
+    new.save(str(tmp_path / "new.keras"))
+    again = load_model(str(tmp_path / "new.keras"), compile=False)
+    assert again.logits_head is True
+    got, _ = _forward_fn(again, "audio")(x["features"], x["mask"])
+    np.testing.assert_allclose(got, numpy_softmax(new.forward("audio", x)["prediction"]),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_invalid_arguments():

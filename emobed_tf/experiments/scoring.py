@@ -65,7 +65,7 @@ def _forward_fn(model, modality: str):
         @tf.function(reduce_retracing=True)
         def traced(features, mask):
             out = model.forward(modality, {"features": features, "mask": mask}, training=False)
-            return out["prediction"], out["embedding"]
+            return model.probabilities(out["prediction"]), out["embedding"]
 
         def run(features, mask):
             pred, emb = traced(features, mask)
@@ -79,7 +79,7 @@ def _forward_fn(model, modality: str):
             with keras.StatelessScope(state_mapping=mapping):
                 out = model.forward(modality, {"features": features, "mask": mask},
                                     training=False)
-            return out["prediction"], out["embedding"]
+            return model.probabilities(out["prediction"]), out["embedding"]
 
         jitted = jax.jit(pure)
 
@@ -95,7 +95,7 @@ def _forward_fn(model, modality: str):
             with torch.no_grad():
                 out = model.forward(modality, {"features": np.asarray(features),
                                                "mask": np.asarray(mask)}, training=False)
-            return (keras.ops.convert_to_numpy(out["prediction"]),
+            return (keras.ops.convert_to_numpy(model.probabilities(out["prediction"])),
                     keras.ops.convert_to_numpy(out["embedding"]))
     fns[modality] = run
     return run
@@ -104,7 +104,8 @@ def _forward_fn(model, modality: str):
 def predict_split(model, source: Source, modality: str, split: str, batch_size: int = 64,
                   options: pipeline.PipelineOptions = pipeline.PipelineOptions(),
                   with_embeddings: bool = False) -> Predictions:
-    """Runs ``model`` on every item of ``split`` (whole sequences, no windows)."""
+    """Runs ``model`` on every item of ``split`` (whole sequences, no windows); classification
+    predictions are probabilities (the softmax of the model's logits)."""
 
     # one pass: streaming is cheaper than filling a cache that is read once
     ds = pipeline.make_modality_dataset(source, modality, split, batch_size, training=False,

@@ -100,6 +100,11 @@ class EmoBed(keras.Model):
             classes for triplet mining (default: high/low around 0 per
             dimension).
         output_names: class names or dimension names.
+        logits_head: the classification head outputs logits (the Keras
+            convention; the loss takes them ``from_logits``, and
+            :meth:`probabilities` turns them into probabilities). ``False``
+            is the form of files saved before this setting existed (a
+            softmax head), which load with it.
 
     Example:
     >>> model = EmoBed("classification", 7, {"audio": 88, "video": 4096},
@@ -113,7 +118,8 @@ class EmoBed(keras.Model):
                  triplet_form="paper", triplet_margin=0.0, triplet_reduction="mean",
                  triplet_frame_stride=10, triplet_thresholds=(0.0,), output_names=None,
                  crossmodal_loss="triplet", temperature=0.1, encoder_type="gru",
-                 dense_activation="relu", aux_warmup_epochs=0, dense_dropout=0.5, **kwargs):
+                 dense_activation="relu", aux_warmup_epochs=0, dense_dropout=0.5,
+                 logits_head=True, **kwargs):
         super().__init__(**kwargs)
         input_dims = dict(input_dims or {"audio": 88, "video": 4096})
         if task not in ("classification", "regression"):
@@ -169,6 +175,7 @@ class EmoBed(keras.Model):
         self.dense_dropout = float(dense_dropout)
         self.aux_warmup_epochs = int(aux_warmup_epochs)
         self._aux_warmup = False  # the phase; set per epoch by AuxWarmup
+        self.logits_head = bool(logits_head)
 
         drop = dense_dropout if encoder_type == "dense" else dropout
         for m in configs.MODALITIES:
@@ -181,7 +188,9 @@ class EmoBed(keras.Model):
         self.shared = make_stack(encoder_type, shared_units, shared_layers, seq, drop,
                                  dense_activation, name="shared")
         self.shared.build((None, None, encoder_units))
-        self.head = keras.layers.Dense(num_outputs, activation=None if seq else "softmax",
+        # classification: logits (a softmax only in files saved before logits_head existed)
+        softmax_head = not seq and not self.logits_head
+        self.head = keras.layers.Dense(num_outputs, activation="softmax" if softmax_head else None,
                                        name="head", dtype="float32")
         self.head.build((None, shared_units))
         self.built = True
@@ -274,12 +283,21 @@ class EmoBed(keras.Model):
         return self.encoders[modality](features, mask=mask, training=training)
 
     def predict_from_embedding(self, embedding, mask=None, training=False):
-        """y = f(e): [B, T, K] for regression, [B, K] probabilities otherwise."""
+        """y = f(e): [B, T, K] for regression, [B, K] logits otherwise (see
+        :meth:`probabilities`)."""
         h = self.shared(embedding, mask=mask, training=training)
         return self.head(h)
 
+    def probabilities(self, prediction):
+        """Class probabilities from the head's output ``prediction`` (a softmax of the logits;
+        a softmax head's output as it is); regression predictions unchanged."""
+        if self.task == "classification" and self.logits_head:
+            return ops.softmax(ops.cast(prediction, "float32"), axis=-1)
+        return prediction
+
     def forward(self, modality, batch, training=False):
-        """Runs one modality; returns prediction and (pooled) embedding."""
+        """Runs one modality; returns prediction (classification: logits, see
+        :meth:`probabilities`) and (pooled) embedding."""
         mask = batch.get("mask")
         e = self.encode(modality, batch["features"], mask, training)
         y = self.predict_from_embedding(e, mask, training)
@@ -342,7 +360,8 @@ class EmoBed(keras.Model):
 
     def task_loss(self, batch, prediction):
         if self.task == "classification":
-            return losses.classification_loss(batch["label"], prediction)
+            return losses.classification_loss(batch["label"], prediction,
+                                              from_logits=self.logits_head)
         fn = losses.REGRESSION_LOSSES[self.regression_loss]
         return fn(batch["label"], prediction, batch.get("mask"))
 
@@ -574,8 +593,13 @@ class EmoBed(keras.Model):
             "output_names": self.output_names_,
             "crossmodal_loss": self.crossmodal_loss, "temperature": self.temperature,
             "encoder_type": self.encoder_type, "dense_activation": self.dense_activation,
-            "aux_warmup_epochs": self.aux_warmup_epochs,
+            "aux_warmup_epochs": self.aux_warmup_epochs, "logits_head": self.logits_head,
         }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # a file saved before logits_head existed has a softmax head: it keeps it
+        return cls(**{"logits_head": False, **config})
 
 
 def load_model(path: str, compile: bool = True) -> EmoBed:

@@ -285,10 +285,11 @@ def masked_mse(y_true, y_pred, mask=None):
     return ops.sum(err * w) / ops.maximum(ops.sum(w), 1.0)
 
 
-def classification_loss(labels, probabilities):
-    """Sparse categorical cross-entropy averaged over the batch."""
+def classification_loss(labels, logits, from_logits: bool = True):
+    """Sparse categorical cross-entropy averaged over the batch, of logits (or, with
+    ``from_logits=False``, probabilities)."""
     return ops.mean(keras.losses.sparse_categorical_crossentropy(
-        ops.cast(labels, "int32"), ops.cast(probabilities, "float32")))
+        ops.cast(labels, "int32"), ops.cast(logits, "float32"), from_logits=from_logits))
 
 
 REGRESSION_LOSSES = {"ccc": ccc_loss, "mse": masked_mse}

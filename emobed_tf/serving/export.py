@@ -298,7 +298,8 @@ def build_serving_functions(model, modality: str, mean, std, postprocess=None):
     def serve(features, lengths, *speaker):
         out, mask = _forward(features, lengths, *speaker)
         y = tf.cast(out["prediction"], tf.float32)
-        if classification:
+        if classification:  # the model's logits -> probabilities, as scoring reports them
+            y = tf.cast(model.probabilities(y), tf.float32)
             return {"probabilities": y, "class_id": tf.argmax(y, -1, output_type=tf.int32)}
         if postprocess:
             from emobed_tf.experiments.postprocess import apply_chain_tf
