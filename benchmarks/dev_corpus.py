@@ -195,13 +195,31 @@ def pretrained_report(studies: dict) -> dict:
         with open(path) as fh:
             rep = json.load(fh)
         cfg = rep["config"]
+        systems = {m: summary_row(r) for m, r in rep["systems"].items()}
+        for m, row in systems.items():  # folds are the independent units (REFERENCES.md)
+            if m != "classic" and "classic" in rep["runs"]:
+                row["over_folds"] = fold_mean_test(rep["runs"][m], rep["runs"]["classic"])
         out[key] = {"target": cfg["target"], "folds": len(rep["folds"]), "seeds": rep["seeds"],
                     "encoder_type": cfg["model"].get("encoder_type"),
                     "aux_warmup_epochs": cfg["loss"].get("aux_warmup_epochs", 0),
                     "normalize": cfg["data"]["normalize"],
                     "train_speakers": len(rep["folds"][0]["train"]),
-                    "systems": {m: summary_row(r) for m, r in rep["systems"].items()}}
+                    "systems": systems}
     return out
+
+
+def fold_mean_test(runs: dict, base: dict) -> dict:
+    """Each system's score averaged over the seeds within a fold, then the paired Wilcoxon
+    test over folds (seeds on one fold are not independent)."""
+    from emobed_tf.experiments.crossval import paired_tests
+
+    folds = sorted({k.split("-")[0] for k in runs} & {k.split("-")[0] for k in base})
+
+    def mean(r, fold):
+        vals = [v["f1_macro"] for k, v in r.items() if k.split("-")[0] == fold]
+        return sum(vals) / len(vals)
+
+    return paired_tests([mean(runs, f) - mean(base, f) for f in folds])
 
 
 def pretrained_markdown(study: dict) -> str:
@@ -211,11 +229,14 @@ def pretrained_markdown(study: dict) -> str:
              "--audio-pool mean+std`); faces: the face CNN as above; AUs: the OpenFace clip "
              "means. 8 speaker folds x 3 seeds, package defaults (dense encoders for these "
              "one-frame features), test macro-F1 of the target model alone; p: paired Wilcoxon "
-             "against the study's classic over the same fold x seed pairs. `_warmup`: "
+             "against the study's classic over the same fold x seed pairs; over folds: each "
+             "system's mean over the seeds within a fold, compared over the 8 folds (the "
+             "independent units); the learning curve has 2 seeds. `_warmup`: "
              f"`--aux-warmup-epochs {WARMUP_EPOCHS}` (the shared network trained on the "
              "auxiliary alone first).", "",
              "| study | target | train speakers | system | macro-F1 | diff vs classic | "
-             "wins/losses | p (Wilcoxon) | pairs |", "|---|---|---|---|---|---|---|---|---|"]
+             "wins/losses | p (Wilcoxon) | pairs | folds won | p over folds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, q in study.items():
         for system, r in q["systems"].items():
             cells = [key, q["target"], str(q["train_speakers"]), system,
@@ -223,8 +244,10 @@ def pretrained_markdown(study: dict) -> str:
             if "p_vs_classic" in r:
                 cells += [f"{100 * r['diff_vs_classic']:+.2f} pt", f"{r['wins']}/{r['losses']}",
                           f"{r['p_vs_classic']:.4f}", str(r["n_pairs"])]
+                f = r.get("over_folds")
+                cells += [f"{f['wins']}/{f['n_pairs']}", f"{f['p_wilcoxon']:.4f}"] if f else ["", ""]
             else:
-                cells += ["", "", "", str(r["n_runs"])]
+                cells += ["", "", "", str(r["n_runs"]), "", ""]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + [""])
 
