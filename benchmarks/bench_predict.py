@@ -6,7 +6,13 @@ same N files are predicted locally and through the loopback server (REST and gRP
 Reported: files/s end to end (model load included) and after the load, and the share
 of the time spent in extraction vs the model calls.
 
-``python -m benchmarks.bench_predict [--files 40]`` -> results/predict.{json,md}
+Faces (``--encoder keras``, a tiny CNN on 32x32 faces, ``--layer-pool avg --no-detect``,
+5 frames/s averaged): N PNG photographs and M short videos (the test's fixtures,
+``tests/test_predict.make_face_model``), a tiny classic video run, predicted locally and
+through the loopback server; photographs and videos measured apart.
+
+``python -m benchmarks.bench_predict [--files 40] [--images 40] [--videos 8]``
+-> results/predict.{json,md}
 """
 
 import argparse
@@ -34,7 +40,8 @@ def _setup(root, n):
     for i in range(n):
         path = os.path.join(media, f"t{i:03d}.wav")
         write_wav(path, tone(3.0, freq=120 + 7 * i, seed=i))
-        rows.append((path, "audio", ("a", "b")[i % 2], ("train", "dev", "test")[i % 3], f"s{i % 4}"))
+        rows.append((path, "audio", ("a", "b")[i % 2], ("train", "dev", "test")[i % 3],
+                     f"s{i % 4}"))
     with open(os.path.join(root, "m.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "modality", "label", "split", "speaker"])
@@ -64,6 +71,9 @@ def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--files", type=int, default=40)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--images", type=int, default=40, help="face photographs")
+    p.add_argument("--videos", type=int, default=8, help="face videos")
+    p.add_argument("--video-seconds", type=float, default=3.0)
     args = p.parse_args(argv)
     from emobed_tf import cli
     from emobed_tf.serving import predict as lib
@@ -85,20 +95,75 @@ def main(argv=None):
         s = lib.predict([media], out=os.path.join(root, "local2.csv"), model=sm,
                         workers=args.workers, progress=False)
         results["audio_local_warm"] = _measure(s, args.files)
+        results.update(_faces(os.path.join(root, "faces"), args))
     lines = ["# Prediction speed (emobed_tf.predict)", "",
              f"{args.files} WAV files of 3 s, eGeMAPS utterance functionals, {args.workers} "
              "extraction workers, tiny classic model; machine: "
              f"{os.cpu_count()} CPUs visible (shared).", "",
              "| setting | files/s | files/s after model load | extraction share | model share |",
              "|---|---|---|---|---|"]
-    for k, r in results.items():
-        lines.append(f"| {k} | {r['files_per_s']} | {r['files_per_s_after_load']} | "
-                     f"{r['extraction_share']:.0%} | {r['model_share']:.0%} |")
-    lines += ["", "Each run starts its own openSMILE workers (spawned processes); the machine is "
-              "shared with other jobs, so the numbers vary by tens of percent between runs. The model share of the loopback runs is the "
-              "time of the requests. Video (face pipeline) is not measured here yet.", ""]
-    common.write("predict", {"files": args.files, "workers": args.workers, "results": results},
+    audio_rows = [k for k in results if k.startswith("audio")]
+    face_rows = [k for k in results if k.startswith("face")]
+    for k in audio_rows:
+        lines.append(_row(k, results[k]))
+    lines += ["", f"Faces: {args.images} PNG photographs (48x48) and {args.videos} silent mp4 "
+              f"videos of {args.video_seconds:g} s (128x128, 25 fps), --encoder keras (a tiny "
+              "CNN on 32x32, layer feat, --layer-pool avg), --no-detect, 5 frames/s averaged "
+              "(mean pool), tiny classic video model; extraction in the predicting process "
+              "(the face path has no worker processes).", "",
+              "| setting | files/s | files/s after model load | extraction share | "
+              "model share |", "|---|---|---|---|---|"]
+    for k in face_rows:
+        lines.append(_row(k, results[k]))
+    lines += ["", "Each audio run starts its own openSMILE workers (spawned processes); the "
+              "machine is shared with other jobs, so the numbers vary by tens of percent "
+              "between runs. The model share of the loopback runs is the time of the requests. "
+              "Model load is the SavedModel's (or the server's metadata); each face run loads "
+              "the face CNN again at its first input, counted in extraction. The runs follow "
+              "one another (photographs first), so the first also pays TensorFlow's warm-up.",
+              ""]
+    common.write("predict", {"files": args.files, "workers": args.workers,
+                             "images": args.images, "videos": args.videos,
+                             "video_seconds": args.video_seconds, "results": results},
                  "\n".join(lines))
+
+
+def _row(k, r):
+    return (f"| {k} | {r['files_per_s']} | {r['files_per_s_after_load']} | "
+            f"{r['extraction_share']:.0%} | {r['model_share']:.0%} |")
+
+
+def _faces(root, args):
+    """Face photographs and videos: local and loopback (REST, gRPC) predictions."""
+    import glob
+    import shutil
+
+    from emobed_tf.serving import predict as lib
+    from emobed_tf.serving.loopback import LoopbackServer
+    from tests.test_predict import make_face_model
+
+    os.makedirs(root)
+    with contextlib.redirect_stdout(io.StringIO()):  # 128x128 videos at 25 fps
+        fm = make_face_model(root, n_images=args.images, videos=(args.video_seconds,) *
+                             args.videos, video_size=(128, 128), video_fps=25)
+    images = sorted(glob.glob(os.path.join(fm["media"], "*", "*.png")))
+    videos = sorted(glob.glob(os.path.join(fm["media"], "*", "*.mp4")))
+    out = {}
+    for kind, files in (("images", images), ("videos", videos)):
+        s = lib.predict(files, out=os.path.join(root, f"{kind}.csv"), model=fm["model"],
+                        encoder_model=fm["encoder"], progress=False)
+        assert s["predicted"] == len(files), s
+        out[f"face_{kind}_local"] = _measure(s, len(files))
+    with LoopbackServer(fm["model"], "face") as server:
+        for proto, url in (("rest", server.rest_url), ("grpc", "grpc://" + server.grpc_target)):
+            for kind, files in (("images", images), ("videos", videos)):
+                s = lib.predict(files, out=os.path.join(root, f"{kind}_{proto}.csv"),
+                                server=url, name="face", encoder_model=fm["encoder"],
+                                progress=False)
+                assert s["predicted"] == len(files), s
+                out[f"face_{kind}_loopback_{proto}"] = _measure(s, len(files))
+    shutil.rmtree(fm["media"], ignore_errors=True)
+    return out
 
 
 if __name__ == "__main__":

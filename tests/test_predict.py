@@ -183,3 +183,196 @@ def test_refusals(audio_model, tmp_path, capsys):
         lib.check_fingerprint(fp, have, {"--encoder-model": str(other)})
     assert "a" * 64 in str(e.value) and have["encoder_model_sha256"] in str(e.value)
     assert "--encoder-model" in str(e.value)
+
+
+# --------------------------------------------------------------------------
+# faces: a Keras face CNN (--encoder keras), photographs and short videos
+
+
+def face_cnn(path, seed=0):
+    """A tiny face CNN on 32x32x3 with a named layer ``feat`` (4-D: pooled by --layer-pool avg).
+
+    Functional, not ``keras.Sequential``: a Sequential model reloaded from ``.keras`` has no
+    ``model.input`` in Keras 3, which ``tfrecords_tools.face.KerasModelEncoder`` needs.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv")(inp)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="feat")(x)
+    out = keras.layers.Dense(2, name="out")(keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inp, out).save(path)
+    return path
+
+
+def face_media(media, n_images=10, videos=(0.6, 1.2), size=48, video_size=(64, 64),
+               video_fps=10):
+    """``n_images`` crops of the astronaut photo (PNG) and short silent videos (mp4), in two
+    speaker folders; returns ``[(path, label, split, speaker)]``."""
+    from PIL import Image
+    from skimage import data
+
+    from tests.tools.media_fixtures import write_video
+
+    img = data.astronaut()
+    rows = []
+    for i in range(n_images):
+        spk = f"s{i % 2}"
+        os.makedirs(os.path.join(media, spk), exist_ok=True)
+        y, x = (13 * i) % 260, 100 + (11 * i) % 200
+        path = os.path.join(media, spk, f"f{i}.png")
+        Image.fromarray(img[y:y + 200, x:x + 200]).resize((size, size)).save(path)
+        split = "train" if i < 0.6 * n_images else ("dev" if i < 0.8 * n_images else "test")
+        rows.append((path, LABELS[i % 2], split, spk))
+    for j, seconds in enumerate(videos):
+        path = os.path.join(media, f"s{j % 2}", f"v{j}.mp4")
+        write_video(path, seconds=seconds, fps=video_fps, audio=False, size=video_size, seed=j)
+        rows.append((path, LABELS[j % 2], "test", f"s{j % 2}"))
+    return rows
+
+
+def make_face_model(root, n_images=10, videos=(0.6, 1.2), **media_kw):
+    """Faces -> ``--encoder keras`` data set -> classic video run (1 epoch) -> export."""
+    from emobed_tf.export import main as export_main
+    from tfrecords_tools import extract
+
+    root = str(root)
+    enc = face_cnn(os.path.join(root, "face.keras"))
+    media = os.path.join(root, "media")
+    rows = face_media(media, n_images, videos, **media_kw)
+    with open(os.path.join(root, "m.csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "modality", "label", "split", "speaker"])
+        w.writerows((p, "video", lab, split, spk) for p, lab, split, spk in rows)
+    data = os.path.join(root, "data")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert extract.main(["--corpus", "manifest", "--csv", os.path.join(root, "m.csv"),
+                             "--labels", ",".join(LABELS), "--out", data, "--encoder", "keras",
+                             "--encoder-model", enc, "--layer", "feat", "--layer-pool", "avg",
+                             "--no-detect", "--workers", "1"]) == 0
+    run = os.path.join(root, "run")
+    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
+               "--target", "video", "--epochs", "1", "--batch-size", "4",
+               "--encoder-units", "8", "--shared-units", "8", "--encoder-layers", "1",
+               "--shared-layers", "1", "--verbose", "0"])
+    sm = os.path.join(root, "sm", "face")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert export_main(["--run", run, "--target", "video", "--out", sm]) == 0
+    return {"root": root, "media": media, "rows": rows, "run": run, "model": sm,
+            "encoder": enc}
+
+
+@pytest.fixture(scope="module")
+def face_model(tmp_path_factory):
+    return make_face_model(tmp_path_factory.mktemp("predict_face"))
+
+
+def _face_scorer_probs(run):
+    out = {}
+    for split in ("train", "dev", "test"):
+        p = saved_predictions(run, split, "video")
+        for rec, probs in zip(p.recordings, _softmax_if_logits(p.pred)):
+            out[rec] = probs
+    return out
+
+
+def test_face_recipe_in_the_export(face_model):
+    from emobed_tf.serving import predict as lib
+
+    meta = json.load(open(os.path.join(face_model["model"], "1", "assets.extra",
+                                       "emobed_export.json")))
+    r = meta["recipe"]
+    assert r["modality"] == "video" and r["dim"] == 8 and r["reader"] is None
+    fp = r["extraction_options"]
+    assert fp["encoder"] == "keras" and fp["layer"] == "feat" and fp["layer_pool"] == "avg"
+    assert fp["detect"] is False and fp["encoder_model_sha256"] == lib.sha256_of(
+        face_model["encoder"])
+
+
+def test_face_images_and_videos_equal_the_scorer(face_model, tmp_path, capsys):
+    """The raw PNGs and mp4s, re-extracted by predict through tfrecords_tools' face pipeline,
+    give the probabilities of the run's own scorer on the extracted data set; locally and
+    through the loopback server."""
+    from emobed_tf.predict import main as predict_main
+    from emobed_tf.serving import predict as lib
+    from emobed_tf.serving.loopback import LoopbackServer
+
+    out = tmp_path / "p" / "predictions.csv"
+    code = predict_main(["--model", face_model["model"], face_model["media"],
+                         "--encoder-model", face_model["encoder"], "--out", str(out)])
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    n = len(face_model["rows"])
+    assert f"{n} inputs -> {n} predicted, 0 already done, 0 failed" in said.out
+    rows = _csv(out)
+    ref = _face_scorer_probs(face_model["run"])
+    got = {os.path.splitext(os.path.basename(r["path"]))[0]:
+           np.array([float(r[c]) for c in LABELS]) for r in rows}
+    assert set(got) == set(ref) and len(ref) == n
+    assert {"v0", "v1"} <= set(got)  # the videos, not only the photographs
+    for rec in ref:
+        np.testing.assert_allclose(got[rec], ref[rec], atol=1e-5, err_msg=rec)
+    assert not np.allclose(got["v0"], got["v1"], atol=1e-6)  # two videos, two predictions
+    for r in rows:
+        assert r["label"] == LABELS[int(np.argmax([float(r[c]) for c in LABELS]))]
+
+    # --segment on a video: one row per second; an image is one row without times
+    seg = lib.predict([os.path.join(face_model["media"], "s1", "v1.mp4"),
+                       os.path.join(face_model["media"], "s0", "f0.png")],
+                      out=str(tmp_path / "seg.csv"), model=face_model["model"],
+                      encoder_model=face_model["encoder"], segment=1.0, progress=False)
+    assert seg["predicted"] == 2 and seg["failed"] == 0
+    spans = [(r["start"], r["end"]) for r in _csv(tmp_path / "seg.csv")]
+    assert sorted(spans) == sorted([("0.0", "1.0"), ("1.0", "1.2"), ("", "")])
+
+    # a corrupt image is a failure row, the others are predicted
+    bad = tmp_path / "in" / "broken.png"
+    os.makedirs(bad.parent)
+    bad.write_bytes(b"\x89PNG junk" * 5)
+    s = lib.predict([str(bad), os.path.join(face_model["media"], "s0")],
+                    out=str(tmp_path / "b.csv"), model=face_model["model"],
+                    encoder_model=face_model["encoder"], progress=False)
+    assert s["failed"] == 1 and s["predicted"] == sum(r[3] == "s0" for r in face_model["rows"])
+    assert "broken.png" in _csv(tmp_path / "failures.csv")[0]["reason"]
+
+    # through the loopback server (REST and gRPC): the local numbers
+    with LoopbackServer(face_model["model"], "face") as server:
+        for url in (server.rest_url, "grpc://" + server.grpc_target):
+            s = lib.predict([face_model["media"]], out=str(tmp_path / url[:4] / "p.csv"),
+                            server=url, name="face", encoder_model=face_model["encoder"],
+                            batch_size=4, progress=False)
+            assert s["predicted"] == n
+            remote = {r["path"]: [float(r[c]) for c in LABELS]
+                      for r in _csv(tmp_path / url[:4] / "p.csv")}
+            for r in rows:
+                np.testing.assert_allclose(remote[r["path"]], [float(r[c]) for c in LABELS],
+                                           atol=1e-6)
+
+
+def test_face_refusals(face_model, tmp_path, capsys):
+    """Another weight file (the same CNN re-saved with other weights) is refused through the
+    command line, naming both SHA-256 hashes, in one line; so is a missing --encoder-model."""
+    import keras
+
+    from emobed_tf.predict import main as predict_main
+    from emobed_tf.serving import predict as lib
+
+    net = keras.models.load_model(face_model["encoder"], compile=False)
+    net.set_weights([w * 1.5 + 0.01 for w in net.get_weights()])
+    other = str(tmp_path / "face.keras")  # same name, other weights
+    net.save(other)
+    want, have = lib.sha256_of(face_model["encoder"]), lib.sha256_of(other)
+    assert want != have
+    out = tmp_path / "o.csv"
+    assert predict_main(["--model", face_model["model"], face_model["media"],
+                         "--encoder-model", other, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert want in err[0] and have in err[0] and "--encoder-model" in err[0]
+    assert not out.exists()  # refused before anything was predicted
+    assert predict_main(["--model", face_model["model"], face_model["media"],
+                         "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--encoder-model FILE" in err[0] and want in err[0]

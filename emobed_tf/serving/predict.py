@@ -753,6 +753,12 @@ def _fmt(x) -> str:
     return repr(float(np.float32(x)))
 
 
+def _fmt_time(x) -> str:
+    """Seconds (segment bounds, curve times) to the microsecond: ``_fmt`` would widen 1.2 to
+    float32's 1.2000000476837158, and ``k * step`` gives 0.12000000000000001."""
+    return repr(round(float(x), 6))
+
+
 # --------------------------------------------------------------------------
 # the run
 
@@ -817,7 +823,7 @@ def _run_model(model, meta: dict, items: list, batch_size: int, timing: dict) ->
         for j, (it, a, b, f) in enumerate(chunk):
             base = {"path": it.inp.path}
             if a is not None or b is not None:
-                base.update(start=_fmt(a or 0.0), end=_fmt(b) if b is not None else "")
+                base.update(start=_fmt_time(a or 0.0), end=_fmt_time(b) if b is not None else "")
             if per_speaker:
                 base["normalization"] = it.note
             if r["task"] == "classification":
@@ -829,7 +835,7 @@ def _run_model(model, meta: dict, items: list, batch_size: int, timing: dict) ->
                 names = meta.get("outputs") or r["label_names"]
                 step = float(r.get("frame_step_s") or 0.04)
                 for k in range(lengths[j]):
-                    row = {**base, "time": _fmt((a or 0.0) + k * step)}
+                    row = {**base, "time": _fmt_time((a or 0.0) + k * step)}
                     row.update({n: _fmt(np.asarray(out[n])[j, k]) for n in names})
                     rows.append(row)
     return rows
