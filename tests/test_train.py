@@ -83,7 +83,7 @@ def test_interrupted_run_resumes_and_finished_run_is_kept(cls_data, tmp_path):
     assert open(os.path.join(out, "metrics.json")).read() == before
     other = cli.config_from_args(args, out, "emobed")
     os.remove(os.path.join(out, "metrics.json"))
-    with pytest.raises(RunError, match="different configuration"):
+    with pytest.raises(RunError, match="holds an unfinished run with other settings"):
         experiment.run(other)
     # overwrite=True replaces it: tests/faults/test_training.py (same code path, finished run)
 
@@ -195,8 +195,9 @@ def test_a_finished_run_is_reused_only_with_the_same_configuration(classic_run, 
     # classic never reads the auxiliary: naming another video corpus reuses it
     assert experiment.run_or_reuse(dataclasses.replace(cfg, video_dir=str(tmp_path / "other")))[1]
     other = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, normalize="speaker"))
-    with pytest.raises(RunError, match=r"finished run with a different configuration \(data\)"):
+    with pytest.raises(RunError, match=r"holds a finished run with other settings "
+                                       r"\(data.normalize 'corpus' -> 'speaker'\)"):
         experiment.run_or_reuse(other)
-    with pytest.raises(RunError, match=r"\(learning_rate\)"):
+    with pytest.raises(RunError, match=r"\(learning_rate [^,]* -> [^,]*\);"):
         experiment.run_or_reuse(dataclasses.replace(cfg, learning_rate=0.5))
     assert json.load(open(os.path.join(path, "metrics.json"))) == metrics  # nothing rewritten

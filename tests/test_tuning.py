@@ -166,7 +166,7 @@ def test_a_worker_searches_and_leaves_the_folder_to_the_chief(finished_search, s
     # another search is refused by a worker too
     assert main(_search_args(elsewhere, directory, 3, "--target", "video")) == 2
     err = capsys.readouterr().err
-    assert f"{directory}: holds another search" in err and 'target: "audio" there' in err
+    assert f"{directory}: holds another search" in err and "target 'audio' -> " in err
     assert "data_dirs" not in err
     # a worker reads its own tuner file only: another worker's may be half-written
     with open(os.path.join(directory, "tuner1.json"), "w") as fh:

@@ -594,11 +594,6 @@ def describe_differences(old: dict, new: dict) -> str:
     >>> describe_differences({"audio_mode": "utterance"}, {"audio_mode": "windowed", "window": 4.0})
     "--audio-mode 'utterance' -> 'windowed', --window (unset) -> 4.0"
     """
-    parts = []
-    for key in list(old) + [k for k in new if k not in old]:
-        a, b = old.get(key, "(unset)"), new.get(key, "(unset)")
-        if a != b:
-            fmt = (lambda v: v if v == "(unset)" else (v[:12] + "..." if isinstance(v, str)
-                                                       and len(v) == 64 else repr(v)))
-            parts.append(f"{FLAGS.get(key, key)} {fmt(a)} -> {fmt(b)}")
-    return ", ".join(parts)
+    from emobed_tf import fingerprint  # the one comparison of recorded settings
+
+    return fingerprint.changes(fingerprint.differences(old, new), old, new, FLAGS)

@@ -44,7 +44,8 @@ import shutil
 import numpy as np
 
 from emobed_tf.io import read_json, save_npy, write_json, write_text
-from tfrecords_tools.options import describe_differences
+from emobed_tf import fingerprint
+from tfrecords_tools.options import FLAGS
 from emobed_tf.errors import EmobedError
 
 WORK = ".work"
@@ -189,7 +190,7 @@ class WorkCache:
         >>> cache.bind_options({"audio": {"audio_mode": "windowed"}})
         Traceback (most recent call last):
         ...
-        tfrecords_tools.workcache.CacheError: ...: audio items were cached with other options ...
+        tfrecords_tools.workcache.CacheError: ...: holds audio items with other settings ...
         >>> cache.bind_options({"audio": {"audio_mode": "windowed"}}, overwrite=True)
         ['audio']
         """
@@ -208,16 +209,17 @@ class WorkCache:
         for mod, want in fingerprints.items():
             have = stored.get(mod)
             if have is None and self._has_items(mod):
-                problems.append(f"{mod} items were cached without recorded options")
+                problems.append(f"{mod} items cached without recorded options")
                 discard.append(mod)
             elif have is not None and have != want:
-                problems.append(f"{mod} items were cached with other options "
-                                f"({describe_differences(have, want)})")
+                diffs = fingerprint.differences(have, want)
+                problems.append(f"{mod} items with other settings "
+                                f"({fingerprint.changes(diffs, have, want, FLAGS)})")
                 discard.append(mod)
         if problems and not overwrite:
-            raise CacheError(f"{self.root}: {'; '.join(problems)}; rerun with the same options, "
-                             "pass --overwrite to extract them again with the new ones, or "
-                             "choose another --out")
+            raise CacheError(f"{self.root}: holds {'; '.join(problems)}; rerun with the same "
+                             "options, pass --overwrite to extract them again with the new ones, "
+                             "or choose another --out")
         for mod in discard:
             self.clear(mod)
         write_json(self.options_path, {**stored, **fingerprints})

@@ -42,7 +42,7 @@ import os
 import shutil
 import sys
 
-from emobed_tf import cli, io
+from emobed_tf import cli, fingerprint, io
 from emobed_tf.experiments import figures
 from emobed_tf import configs
 from emobed_tf.data import source
@@ -149,39 +149,24 @@ def differing_fields(old: dict, new: dict) -> list:
     ...                  {"search_space": {"alpha": {"max_value": 1.0}}, "tuner": "bayesian"})
     ['tuner', 'search_space.alpha']
     """
-    a, b = _fields(old), _fields(new)
-    return sorted((k for k in set(a) | set(b)
-                   if k not in NOT_COMPARED and a.get(k, "-") != b.get(k, "-")), key=_order)
+    return sorted(fingerprint.differences(_fields(old), _fields(new), NOT_COMPARED), key=_order)
 
 
-def _show(value) -> str:
-    text = json.dumps(value) if value is not None else "-"
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def describe_differences(old: dict, new: dict) -> str:
-    """One line: what differs between two records (``there`` is ``old``, ``now`` ``new``).
+def describe_differences(directory: str, old: dict, new: dict) -> str:
+    """The folder holds another search: the message, in :mod:`emobed_tf.fingerprint`'s words.
 
     >>> print(describe_differences(
-    ...     {"target": "audio", "search_space": {"beta": {}}, "training": {"epochs": 1}},
+    ...     "s", {"target": "audio", "search_space": {"beta": {}}, "training": {"epochs": 1}},
     ...     {"target": "video", "search_space": {}, "training": {"epochs": 2}}))
-    target: "audio" there, "video" now; search space differs in beta;
-    training settings differ: epochs 1 there, 2 now
+    s: holds another search with other settings (target 'audio' -> 'video',
+    search_space.beta {} -> (unset), training.epochs 1 -> 2); rerun it with its own arguments
+    to continue it, or pass --overwrite to start the search afresh (its trials are deleted)
+    or choose another --out
     """
-    a, b = _fields(old), _fields(new)
-    diff = differing_fields(old, new)
-    parts = [f"{k}: {_show(a.get(k))} there, {_show(b.get(k))} now" for k in diff
-             if not k.startswith(("search_space.", "training."))]
-    space = [k.split(".", 1)[1] for k in diff if k.startswith("search_space.")]
-    if space:
-        parts.append("search space differs in " + ", ".join(space))
-    training = [k for k in diff if k.startswith("training.")]
-    if training:
-        shown = [f"{k.split('.', 1)[1]} {_show(a.get(k))} there, {_show(b.get(k))} now"
-                 for k in training[:4]]
-        more = f", and {len(training) - 4} more" if len(training) > 4 else ""
-        parts.append("training settings differ: " + ", ".join(shown) + more)
-    return "; ".join(parts)
+    return fingerprint.describe(directory, "another search", differing_fields(old, new),
+                                _fields(old), _fields(new),
+                                hint="rerun it with its own arguments to continue it, or "
+                                + OVERWRITE_HINT)
 
 
 def _kerastuner_files(directory: str) -> list:
@@ -210,9 +195,7 @@ def check_folder(directory: str, record: dict, chief: bool = True) -> None:
             old = {k: v for k, v in old.items() if k != "data_dirs"}
             record = {k: v for k, v in record.items() if k != "data_dirs"}
         if differing_fields(old, record):
-            what = describe_differences(old, record)
-            raise SearchError(f"{directory}: holds another search ({what}); rerun it with its "
-                              "own arguments to continue it, or " + OVERWRITE_HINT)
+            raise SearchError(describe_differences(directory, old, record))
     if not chief:
         own = os.path.join(directory, os.environ.get("KERASTUNER_TUNER_ID", "tuner0") + ".json")
         files = [own] if os.path.isfile(own) else []

@@ -340,10 +340,9 @@ def run_or_reuse(cfg: configs.TrainConfig, overwrite: bool = False) -> tuple:
         # every other setting changes the result, the number of epochs included
         aux = configs.auxiliary_of(cfg.target)
         ignore = () if cfg.alpha > 0 or cfg.beta > 0 else (f"{aux}_dir",)
-        diff = rd.config_difference(cfg, ignore, reuse=True)
-        if diff:
-            raise RunError(f"{rd.path}: holds a finished run with a different configuration "
-                           f"({', '.join(diff)}); pass --overwrite to train it again, or choose "
-                           "another --out")
+        other = rd.other_settings(cfg, "a finished run", "pass --overwrite to train it again, "
+                                  "or choose another --out", ignore, reuse=True)
+        if other:
+            raise RunError(other)
         return rd.metrics(), True
     return run(cfg, overwrite=overwrite), False

@@ -31,13 +31,13 @@ import json
 import os
 import shutil
 
-from emobed_tf import configs
+from emobed_tf import configs, fingerprint
 from emobed_tf import io
 from emobed_tf.errors import EmobedError
 
 
 class RunError(EmobedError, RuntimeError):
-    """A problem with the run folder (finished run, different configuration, diverged)."""
+    """A problem with the run folder (finished run, other settings, diverged)."""
 
 
 IGNORED_FOR_RESUME = ("epochs", "verbose", "out")  # a resume may train for longer
@@ -158,10 +158,24 @@ class RunDir:
         a finished one: the number of epochs counts). Settings added to the
         package since the run was written count as their defaults.
         """
-        old = json.loads(json.dumps(self.config().to_json()))  # settings added since: defaults
-        new = json.loads(json.dumps(cfg.to_json()))
+        old, new = self._settings(cfg)
         skip = set(IGNORED_FOR_REUSE if reuse else IGNORED_FOR_RESUME) | set(ignore)
-        return sorted(k for k in new if k not in skip and old.get(k) != new[k])
+        return sorted(k for k in fingerprint.differences(old, new, skip) if k in new)
+
+    def _settings(self, cfg: configs.TrainConfig) -> tuple:
+        """(this run's saved settings, ``cfg``'s), as JSON reads them back."""
+        old = json.loads(json.dumps(self.config().to_json()))  # settings added since: defaults
+        return old, json.loads(json.dumps(cfg.to_json()))
+
+    def other_settings(self, cfg: configs.TrainConfig, what: str, hint: str, ignore=(),
+                       reuse: bool = False) -> str | None:
+        """The message saying this folder holds ``what`` (a run) with other settings than
+        ``cfg``'s (see :meth:`config_difference`), or None when they agree."""
+        diff = self.config_difference(cfg, ignore, reuse)
+        if not diff:
+            return None
+        old, new = self._settings(cfg)
+        return fingerprint.describe(self.path, what, diff, old, new, hint=hint)
 
     def check_resumable(self, cfg: configs.TrainConfig) -> dict | None:
         """Checks the folder can hold ``cfg``'s run; returns the resume state (or None).
@@ -173,12 +187,11 @@ class RunDir:
             raise RunError(f"{self.path}: this run is already finished (metrics.json exists); "
                            "pass --overwrite to train it again, or choose another --out")
         if os.path.isfile(self.config_path):
-            diff = self.config_difference(cfg)
-            if diff:
-                raise RunError(f"{self.path}: holds an unfinished run with a different "
-                               f"configuration ({', '.join(diff)}); resume it with the same "
-                               "arguments, pass --overwrite to discard it, or choose another "
-                               "--out")
+            other = self.other_settings(cfg, "an unfinished run",
+                                        "resume it with the same arguments, pass --overwrite "
+                                        "to discard it, or choose another --out")
+            if other:
+                raise RunError(other)
             return self.resume_state()
         return None
 

@@ -121,7 +121,7 @@ def test_resume_with_other_audio_options_is_refused_never_mixed(tmp_path, wavs, 
     assert extract.main(_audio_argv(csv_path, out, *windowed)) == 2
     err = _one_error_line(capsys, out / ".work", "--audio-mode 'utterance' -> 'windowed'",
                           "--window (unset) -> 1.0", "--overwrite", "--out")
-    assert "audio items were cached with other options" in err
+    assert "holds audio items with other settings" in err
     assert not (out / "manifest.json").exists() and _hashes(out / ".work") == cached
 
     # --overwrite discards the utterance items: the data set holds windowed items only
@@ -167,7 +167,7 @@ def test_resume_with_another_encoder_file_content_is_refused(tmp_path, capsys, m
     capsys.readouterr()
     _face_model(model, 1)  # same path, other weights: other descriptors
     assert extract.main(argv) == 2
-    _one_error_line(capsys, "video items were cached with other options",
+    _one_error_line(capsys, "holds video items with other settings",
                     "--encoder-model (file content)")
     assert _hashes(out / ".work") == cached and not (out / "manifest.json").exists()
     # a changed --layer-pool or --fps is named the same way

@@ -151,9 +151,9 @@ def test_a_finished_run_is_not_reused_with_other_epochs(cls_run):
                                                                 "config.json")).read()))
     metrics, reused = experiment.run_or_reuse(cfg)
     assert reused and metrics["epochs_trained"] == 3
-    with pytest.raises(RunError, match=r"different configuration \(epochs\)"):
+    with pytest.raises(RunError, match=r"finished run with other settings \(epochs 3 -> 4\)"):
         experiment.run_or_reuse(dataclasses.replace(cfg, epochs=4))
-    with pytest.raises(RunError, match=r"different configuration \(epochs, learning_rate\)"):
+    with pytest.raises(RunError, match=r"other settings \(epochs 3 -> 4, learning_rate "):
         experiment.run_or_reuse(dataclasses.replace(cfg, epochs=4, learning_rate=0.5))
     assert experiment.run_or_reuse(dataclasses.replace(cfg, verbose=2))[1]  # output only: reused
 

@@ -89,12 +89,12 @@ def test_same_search_resumes_without_training_again(data, finished, tmp_path, ca
 
 
 @pytest.mark.parametrize("extra, field", [
-    (["--target", "video"], 'target: "audio" there, "video" now'),
-    (["--mode", "classic"], 'mode: "emobed" there, "classic" now'),
-    (["--mode", "joint"], "search space differs in beta"),
-    (["--tuner", "bayesian"], 'tuner: "random" there, "bayesian" now'),
-    (["--epochs", "2"], "training settings differ: epochs 1 there, 2 now"),
-    (["--seed", "4"], "seed: 3 there, 4 now"),
+    (["--target", "video"], "target 'audio' -> 'video'"),
+    (["--mode", "classic"], "mode 'emobed' -> 'classic'"),
+    (["--mode", "joint"], "search_space.beta {"),
+    (["--tuner", "bayesian"], "tuner 'random' -> 'bayesian'"),
+    (["--epochs", "2"], "training.epochs 1 -> 2"),
+    (["--seed", "4"], "seed 3 -> 4"),
 ])
 def test_another_search_in_the_folder_is_refused(data, finished, capsys, no_training, extra,
                                                  field):
@@ -107,7 +107,7 @@ def test_another_search_in_the_folder_is_refused(data, finished, capsys, no_trai
             args += [flag, value]
     assert search.main(args) == 2
     err = _one_error_line(capsys)
-    assert f"{finished}: holds another search" in err and field in err
+    assert f"{finished}: holds another search with other settings (" in err and field in err
     assert "--overwrite" in err and "another --out" in err
     assert _hashes(finished) == before
 
