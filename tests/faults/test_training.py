@@ -180,9 +180,15 @@ def test_full_disk_while_saving_is_one_line_and_keeps_what_was_saved(cls_data, t
     out = str(tmp_path / "run")
     calls = {"n": 0}
     real_save = keras.Model.save
+    x = np.random.default_rng(0).normal(size=(2, 3, 6)).astype(np.float32)
+    probe = {"features": x, "mask": np.ones((2, 3), bool)}
+    saved = []  # what epoch 1 saved: its weights and its predictions on the probe
 
     def save(self, path, *a, **k):
         calls["n"] += 1
+        if calls["n"] < 3:
+            saved.append(([np.array(w) for w in self.weights],
+                          np.asarray(self.forward("audio", probe)["prediction"])))
         if calls["n"] == 3:  # epoch 1 saved best and last; epoch 2 best fails half-way
             open(path, "wb").write(b"partial")
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -196,7 +202,14 @@ def test_full_disk_while_saving_is_one_line_and_keeps_what_was_saved(cls_data, t
     assert os.path.join(out, "checkpoints") in err and "Traceback" not in err
     assert not glob.glob(os.path.join(out, "**", "*.tmp*"), recursive=True)
     assert json.load(open(RunDir(out).state_path))["epoch"] == 1
-    assert keras.models.load_model(RunDir(out).checkpoint("last")) is not None
+    # the last checkpoint kept is epoch 1's model: its weights and its predictions
+    back = keras.models.load_model(RunDir(out).checkpoint("last"))
+    weights, pred = saved[-1]
+    assert len(back.weights) == len(weights)
+    for got, want in zip(back.weights, weights):
+        np.testing.assert_array_equal(np.asarray(got), want)
+    np.testing.assert_allclose(np.asarray(back.forward("audio", probe)["prediction"]), pred,
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_missing_data_hint_is_a_command_extract_accepts(tmp_path, capsys, monkeypatch):
