@@ -376,3 +376,264 @@ def test_face_refusals(face_model, tmp_path, capsys):
                          "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--encoder-model FILE" in err[0] and want in err[0]
+
+
+# --------------------------------------------------------------------------
+# regression: long recordings -> one row per frame (time, arousal, valence) and --plot
+
+
+def _glide(seconds, rate=16000, seed=0, base=160.0):
+    """A harmonic tone whose pitch and loudness drift slowly (periods of ~7 and ~11 s)."""
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(seed)
+    freq = base * (1.0 + 0.4 * np.sin(2 * np.pi * t / (7.0 + seed)))
+    phase = 2 * np.pi * np.cumsum(freq) / rate
+    sig = sum(np.sin(k * phase) / k for k in range(1, 6))
+    sig = sig * (0.6 + 0.4 * np.sin(2 * np.pi * t / 11.0 + seed)) + 0.03 * rng.normal(size=t.shape)
+    return (0.3 * sig / np.abs(sig).max()).astype(np.float32)
+
+
+def _as_regression(src_dir, out_dir, step):
+    """The manifest corpus (a classification data set whose items carry their arousal/valence
+    repeated over the frames) rewritten as a regression data set: the same features, manifest
+    ``extra`` (the extraction options: the export's recipe) and frame step, per-frame labels
+    (the item's valence; its arousal plus a slow drift)."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from emobed_tf.records.manifest import load_manifest
+    from emobed_tf.records.schema import decode_example
+    from emobed_tf.records.writer import DatasetWriter
+
+    m = load_manifest(src_dir)
+    info = m.modalities["audio"]
+    assert m.dim_names == ("arousal", "valence") and m.frame_step_s == pytest.approx(step)
+    with DatasetWriter(out_dir, "long-tones", "regression", ("arousal", "valence"),
+                       {"audio": info.dim}, {"audio": info.feature_set},
+                       frame_step_s=m.frame_step_s, extra=dict(m.extra)) as w:
+        for split, shards in info.shards.items():
+            for sh in shards:
+                for rec in tf.data.TFRecordDataset(os.path.join(src_dir, sh.path),
+                                                   compression_type=m.compression or None):
+                    item = decode_example(rec.numpy(), sh.path)
+                    lab = np.asarray(item.label_dims, np.float32).copy()
+                    t = np.arange(len(lab)) * step
+                    lab[:, 0] = np.clip(lab[:, 0] + 0.3 * np.sin(2 * np.pi * t / 9.0), -1, 1)
+                    w.add(dataclasses.replace(item, label_class=-1, label_dims=lab))
+
+
+@pytest.fixture(scope="module")
+def regression_model(tmp_path_factory):
+    """Three 20-24 s recordings (manifest CSV with per-item arousal/valence) -> eGeMAPS LLD
+    sequences (--audio-mode lld, 40 ms frames) -> regression data set -> 1 epoch -> export."""
+    from emobed_tf.export import main as export_main
+    from tfrecords_tools import extract
+
+    root = tmp_path_factory.mktemp("predict_reg")
+    media = root / "media"
+    os.makedirs(media)
+    rows = []
+    for i, split in enumerate(("train", "dev", "test")):
+        path = media / f"long{i}.wav"
+        write_wav(str(path), _glide(20 + 2 * i, seed=i, base=140 + 30 * i))
+        rows.append((str(path), "audio", "neutral", split, f"r{i}", f"{0.6 * i - 0.9:.2f}",
+                     f"{0.5 - 0.3 * i:.2f}"))
+    with open(root / "m.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "modality", "label", "split", "speaker", "arousal", "valence"])
+        w.writerows(rows)
+    cls_data, data = str(root / "cls"), str(root / "data")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert extract.main(["--corpus", "manifest", "--csv", str(root / "m.csv"), "--labels",
+                             "neutral", "--audio-mode", "lld", "--out", cls_data,
+                             "--workers", "1"]) == 0
+    _as_regression(cls_data, data, 0.04)
+    run = str(root / "run")
+    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
+               "--epochs", "1", "--batch-size", "2", "--encoder-units", "8",
+               "--shared-units", "8", "--encoder-layers", "1", "--shared-layers", "1",
+               "--verbose", "0"])
+    sm = str(root / "sm" / "reg")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert export_main(["--run", run, "--out", sm]) == 0
+    return {"root": root, "media": media, "rows": rows, "run": run, "model": sm}
+
+
+def test_regression_frames_equal_the_pipeline(regression_model, tmp_path, capsys):
+    """Every frame of every long recording: predict's arousal/valence are the run's own
+    pipeline predictions for that recording, at time = frame index x frame_step_s; --plot
+    writes one PNG per recording."""
+    from emobed_tf.predict import main as predict_main
+    from emobed_tf.serving import predict as lib
+
+    meta = json.load(open(os.path.join(regression_model["model"], "1", "assets.extra",
+                                       "emobed_export.json")))
+    r = meta["recipe"]
+    assert r["task"] == "regression" and r["extraction_options"]["audio_mode"] == "lld"
+    step = r["frame_step_s"]
+    assert step == pytest.approx(0.04) and lib.frame_step(r) == step
+    # LLDs every --hop 0.1 s: a frame per 0.1 s, whatever the data set's frame_step_s says
+    assert lib.frame_step({**r, "extraction_options": {**r["extraction_options"],
+                                                       "hop": 0.1}}) == 0.1
+    names = meta["outputs"]
+    assert sorted(names) == ["arousal", "valence"]
+
+    out, plots = tmp_path / "p" / "predictions.csv", tmp_path / "plots"
+    code = predict_main(["--model", regression_model["model"], str(regression_model["media"]),
+                         "--out", str(out), "--plot", str(plots), "--batch-size", "3"])
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    assert "3 inputs -> 3 predicted, 0 already done, 0 failed" in said.out
+    rows = _csv(out)
+    assert list(rows[0]) == ["path", "time", *names]
+    got = {}
+    for row in rows:
+        rec = os.path.splitext(os.path.basename(row["path"]))[0]
+        got.setdefault(rec, []).append(row)
+
+    ref = {}
+    for split in ("train", "dev", "test"):
+        p = saved_predictions(regression_model["run"], split)
+        ref.update(zip(p.recordings, p.pred))
+    assert set(got) == set(ref) == {f"long{i}" for i in range(3)}
+    for rec, want in ref.items():
+        want = np.asarray(want)
+        seconds = 20 + 2 * int(rec[-1])
+        assert len(got[rec]) == len(want) and len(want) >= 0.9 * seconds / step, rec
+        np.testing.assert_allclose([float(x["time"]) for x in got[rec]],
+                                   np.round(np.arange(len(want)) * step, 6), atol=1e-9)
+        pred = np.array([[float(x[n]) for n in names] for x in got[rec]])
+        np.testing.assert_allclose(pred, want, atol=1e-5, err_msg=rec)
+    assert not np.allclose(np.std(pred, 0), 0.0)  # curves, not constants
+
+    pngs = sorted(os.listdir(plots))
+    assert len(pngs) == 3 and all(p.endswith(".png") for p in pngs)
+    for p in pngs:
+        with open(plots / p, "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.split("_")[-1] for p in pngs) == [f"long{i}.wav.png" for i in range(3)]
+
+
+# --------------------------------------------------------------------------
+# --normalize speaker: each speaker's statistics from its own inputs
+
+
+@pytest.fixture(scope="module")
+def speaker_model(tmp_path_factory):
+    """Eight short tones (eGeMAPS LLD sequences, two speakers) -> classic run trained with
+    --normalize speaker -> export (signature inputs speaker_mean/speaker_std)."""
+    from emobed_tf.export import main as export_main
+    from tfrecords_tools import extract
+
+    root = tmp_path_factory.mktemp("predict_spk")
+    rows = []
+    for i in range(8):
+        spk = f"s{i % 2}"
+        os.makedirs(root / "media" / spk, exist_ok=True)
+        path = root / "media" / spk / f"t{i}.wav"
+        write_wav(str(path), tone(0.6 + 0.1 * (i % 3), freq=150 + 40 * i, seed=i))
+        split = "train" if i < 4 else ("dev" if i < 6 else "test")
+        rows.append((str(path), "audio", LABELS[i % 2], split, spk))
+    with open(root / "m.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "modality", "label", "split", "speaker"])
+        w.writerows(rows)
+    data = str(root / "data")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert extract.main(["--corpus", "manifest", "--csv", str(root / "m.csv"), "--labels",
+                             ",".join(LABELS), "--audio-mode", "lld", "--out", data,
+                             "--workers", "1"]) == 0
+    run = str(root / "run")
+    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
+               "--normalize", "speaker", "--epochs", "1", "--batch-size", "4",
+               "--encoder-units", "8", "--shared-units", "8", "--encoder-layers", "1",
+               "--shared-layers", "1", "--verbose", "0"])
+    sm = str(root / "sm" / "spk")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert export_main(["--run", run, "--out", sm]) == 0
+    return {"root": root, "run": run, "model": sm}
+
+
+def test_speaker_normalisation(speaker_model, tmp_path, capsys):
+    """--speaker-from folder: each speaker folder's inputs are standardised with the mean/std
+    over all that speaker's frames (numpy, here), said in the normalization column; a speaker
+    under min_speaker_frames gets the export's fallback statistics; --speaker-from file: a
+    single file is its own speaker."""
+    import tensorflow as tf
+
+    from emobed_tf.predict import main as predict_main
+    from emobed_tf.serving import predict as lib
+
+    version = os.path.join(speaker_model["model"], "1")
+    meta = json.load(open(os.path.join(version, "assets.extra", "emobed_export.json")))
+    assert meta["normalize"] == "speaker" and meta["recipe"]["normalize"] == "speaker"
+    minimum = meta["min_speaker_frames"]
+    fb_mean = np.asarray(meta["fallback_mean"], np.float32)
+    fb_std = np.asarray(meta["fallback_std"], np.float32)
+    serve = tf.saved_model.load(version).signatures["serving_default"]
+
+    # new recordings: speakers A (3 inputs) and B (2), and C whose one input is too short
+    inp = tmp_path / "in"
+    files = {"A": [1.0, 0.7, 1.3], "B": [0.8, 1.1], "C": [0.2]}
+    paths = {}
+    for spk, durs in files.items():
+        os.makedirs(inp / spk)
+        paths[spk] = []
+        for k, d in enumerate(durs):
+            p = str(inp / spk / f"{spk.lower()}{k}.wav")
+            write_wav(p, tone(d, freq=120 + 60 * k + 25 * len(spk + p), seed=10 + k))
+            paths[spk].append(p)
+    feats = {i.path: f[0][2] for i, f, why in lib.Extractor(meta["recipe"]).extract(
+        [lib.Input(p) for ps in paths.values() for p in ps])}
+    assert all(f is not None and f.ndim == 2 for f in feats.values())
+    assert len(feats[paths["C"][0]]) < minimum
+
+    def numpy_stats(ps):
+        x = np.concatenate([feats[p] for p in ps]).astype(np.float64)
+        s = x.std(0)
+        s[s < 1e-8] = 1.0
+        return x.mean(0).astype(np.float32), s.astype(np.float32)
+
+    def served(p, mean, std):
+        f = feats[p]
+        out = serve(features=tf.constant(f[None]), lengths=tf.constant([len(f)], tf.int32),
+                    speaker_mean=tf.constant(mean[None]), speaker_std=tf.constant(std[None]))
+        return _softmax_if_logits(out["probabilities"].numpy())[0]
+
+    out = tmp_path / "p" / "predictions.csv"
+    code = predict_main(["--model", speaker_model["model"], str(inp), "--out", str(out),
+                         "--speaker-from", "folder", "--batch-size", "2"])
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    assert "6 inputs -> 6 predicted, 0 already done, 0 failed" in said.out
+    assert "per-speaker normalisation" in said.out
+    rows = {r["path"]: r for r in _csv(out)}
+    assert set(rows) == {p for ps in paths.values() for p in ps}
+    assert list(next(iter(rows.values())))[-1] == "normalization"
+    for spk, ps in paths.items():
+        n = sum(len(feats[p]) for p in ps)
+        if spk == "C":
+            mean, std = fb_mean, fb_std
+            note = f"fallback statistics (speaker C: {n} frames < {minimum})"
+        else:
+            mean, std = numpy_stats(ps)
+            note = f"speaker {spk} ({n} frames of {len(ps)} inputs)"
+        for p in ps:
+            assert rows[p]["normalization"] == note
+            np.testing.assert_allclose([float(rows[p][c]) for c in LABELS],
+                                       served(p, mean, std), atol=1e-5, err_msg=p)
+    # the speaker's statistics matter: A's first input with B's gives other numbers
+    a0 = paths["A"][0]
+    assert not np.allclose(served(a0, *numpy_stats(paths["A"])),
+                           served(a0, *numpy_stats(paths["B"])), atol=1e-6)
+
+    # one file, --speaker-from file: the file is its own speaker
+    one = paths["B"][1]
+    s = lib.predict([one], out=str(tmp_path / "one.csv"), model=speaker_model["model"],
+                    speaker_from="file", progress=False)
+    assert s["predicted"] == 1 and s["normalize"] == "speaker"
+    (row,) = _csv(tmp_path / "one.csv")
+    assert row["normalization"] == f"speaker {one} ({len(feats[one])} frames of 1 inputs)"
+    np.testing.assert_allclose([float(row[c]) for c in LABELS],
+                               served(one, *numpy_stats([one])), atol=1e-5)

@@ -798,6 +798,26 @@ def _speaker_stats(items: list, meta: dict):
             it.mean, it.std, it.note = m, s, note
 
 
+def frame_step(recipe: dict) -> float:
+    """Seconds between the model's input frames (the ``time`` of regression rows).
+
+    An audio recipe with a ``hop`` (eGeMAPS windowed/lld, an encoder's frames pooled over
+    ``--hop``) has one frame per hop: the data set's ``frame_step_s`` is the writer's default
+    0.04 whatever ``--hop`` was (``tfrecords_tools.extract`` keeps only a reader's measured
+    step), so ``--hop 0.1`` would put every frame at 2/5 of its time.
+
+    >>> frame_step({"modality": "audio", "frame_step_s": 0.04,
+    ...             "extraction_options": {"audio_mode": "lld", "hop": 0.1}})
+    0.1
+    >>> frame_step({"modality": "video", "frame_step_s": 0.2, "extraction_options": {}})
+    0.2
+    """
+    fp = recipe.get("extraction_options") or {}
+    if recipe.get("modality") == "audio" and fp.get("hop"):
+        return float(fp["hop"])
+    return float(recipe.get("frame_step_s") or 0.04)
+
+
 def _run_model(model, meta: dict, items: list, batch_size: int, timing: dict) -> list:
     """Rows of ``items`` (each with features), batched calls of ``model``."""
     r = meta[recipes.RECIPE_KEY]
@@ -833,7 +853,7 @@ def _run_model(model, meta: dict, items: list, batch_size: int, timing: dict) ->
                 rows.append(row)
             else:
                 names = meta.get("outputs") or r["label_names"]
-                step = float(r.get("frame_step_s") or 0.04)
+                step = frame_step(r)
                 for k in range(lengths[j]):
                     row = {**base, "time": _fmt_time((a or 0.0) + k * step)}
                     row.update({n: _fmt(np.asarray(out[n])[j, k]) for n in names})
