@@ -522,7 +522,10 @@ def _extract_locked(source, out, audio, video, workers, engine, beam_args, compr
                 staging, cache, name, task, names, jobs, dims, feature_sets,
                 dim_names=dim_names, compression=compression, stats=stats, skipped=skipped,
                 features=reading.features, options=options,
-                frame_step_s=reading.frame_step_s)
+                # the reader's measured step, else the audio sequence's hop (an lld data set at
+                # --hop 0.1 has 10 frames a second, not the default 25)
+                frame_step_s=reading.frame_step_s if reading.frame_step_s is not None
+                else audio.frame_step_s if audio_jobs and reading.features is None else None)
             inputs = len(jobs) + len(skipped)
         summary = {"inputs": inputs, "written": written, "failed": len(fails),
                    "skipped": len(skipped), "truncated": len(notes),

@@ -158,6 +158,19 @@ class AudioOptions:
         """eGeMAPS windowed/lld frame step (s)."""
         return DEFAULT_HOP if self.hop is None else float(self.hop)
 
+    @property
+    def frame_step_s(self) -> float | None:
+        """Seconds between the frames of a sequence this extracts (the manifest's
+        ``frame_step_s``), or None when it is not a fixed step the options give
+        (one vector per utterance; an encoder's own frame rate).
+
+        >>> AudioOptions(mode="lld", hop=0.1).frame_step_s, AudioOptions().frame_step_s
+        (0.1, None)
+        """
+        if self.pretrained:
+            return float(self.hop) if self.pool == "frames" and self.hop is not None else None
+        return self.step if self.mode in ("windowed", "lld") else None
+
     def check(self) -> None:
         """Raises ``face.WeightsError``/``OptionsError`` when the encoder settings cannot work."""
         if self.pretrained:

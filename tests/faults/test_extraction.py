@@ -132,6 +132,7 @@ def test_resume_with_other_audio_options_is_refused_never_mixed(tmp_path, wavs, 
     assert m.modalities["audio"].feature_set == "eGeMAPSv02 functionals (windowed)"
     assert m.extra["extraction_options"]["audio"]["audio_mode"] == "windowed"
     assert m.extra["audio_already_done"] == 0 and m.extra["cache_discarded"] == ["audio"]
+    assert m.frame_step_s == 0.04  # the windows' hop (--hop unset: 0.04 s)
 
 
 def _face_model(path, seed):
@@ -383,7 +384,7 @@ def test_kill_9_mid_extraction_then_rerun_gives_the_same_records(tmp_path, capsy
         rows.append((str(tmp_path / f"w{i}.wav"), "audio", ("happy", "sad")[i % 2], "train",
                      f"s{i}"))
     csv_path = _manifest(tmp_path / "m.csv", rows)
-    opts = ("--audio-mode", "windowed", "--window", "1.0", "--hop", "0.02")
+    opts = ("--audio-mode", "windowed", "--window", "1.0", "--hop", "0.02")  # frame step 0.02
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     env = {**os.environ, "PYTHONPATH": ROOT}
     proc = subprocess.Popen([sys.executable, "-m", "tfrecords_tools.extract",
