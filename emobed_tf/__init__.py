@@ -3,8 +3,9 @@
 The package is layered; each layer imports only from the layers below it:
 
 ==========================  ==================================================================
-``emobed_tf.errors``,       the ground: the exception base, atomic files and locks, every setting
-``io``, ``configs``
+``emobed_tf.errors``,       the ground: the exception base, atomic files and locks, every setting,
+``io``, ``configs``,        job fingerprints (a folder that holds another job)
+``fingerprint``
 ``emobed_tf.records``       the TFRecord schema, the manifest, the writer, the graph record parser
 ``emobed_tf.data``          data folders (``source``), speakers and folds, the ``tf.data`` pipeline
 ``emobed_tf.model``         the EmoBed model, its encoder stacks, losses and metrics

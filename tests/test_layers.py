@@ -11,10 +11,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKG = os.path.join(ROOT, "emobed_tf")
 
 # the layer of each part of emobed_tf, from the ground up
-LAYERS = {"errors": 0, "io": 0, "configs": 0, "records": 1, "data": 2, "model": 2,
-          "experiments": 3, "serving": 4, "cli": 5, "train": 5, "compare": 5, "sweep": 5,
+LAYERS = {"errors": 0, "fingerprint": 0, "io": 0, "configs": 0, "records": 1, "data": 2,
+          "model": 2, "experiments": 3, "serving": 4, "cli": 5, "train": 5, "compare": 5, "sweep": 5,
           "crossval": 5, "evaluate": 5, "export": 5, "predict": 5}
-GROUND = {"errors": 0, "io": 1, "configs": 2}  # the ground floor's own order
+GROUND = {"errors": 0, "fingerprint": 0, "io": 1, "configs": 2}  # the ground floor's own order
 
 
 def _part(module: str) -> str:
