@@ -570,3 +570,18 @@ def test_keras_encoder_average_pooling(tmp_path):
     np.testing.assert_allclose(sym.preprocess(faces), avg.preprocess(faces) * 2 - 1, atol=1e-6)
     with pytest.raises(face.WeightsError, match="needs a 4-D"):
         face.KerasModelEncoder(path, "flat", pool="avg")
+
+
+def test_keras_encoder_reads_a_sequential_model_saved_as_keras(tmp_path):
+    # a Sequential model loaded from .keras has inputs but no .input until it is called
+    net = keras.Sequential([keras.Input((8, 8, 3)),
+                            keras.layers.Conv2D(2, 3, padding="same", name="conv"),
+                            keras.layers.GlobalAveragePooling2D(name="gap")])
+    path = str(tmp_path / "seq.keras")
+    net.save(path)
+    faces = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+    conv = np.asarray(keras.Model(net.inputs, net.get_layer("conv").output)(
+        faces.astype(np.float32) / 255.0))
+    enc = face.KerasModelEncoder(path, "conv", pool="avg")
+    assert enc.dim == 2
+    np.testing.assert_allclose(enc(faces), conv.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)

@@ -235,7 +235,9 @@ class KerasModelEncoder:
             raise WeightsError(f"{path}: layer {layer!r} gives {tuple(out.shape)}, average "
                                "pooling needs a 4-D [batch, H, W, C] output (use --layer-pool "
                                "flatten)")
-        self.model = keras.Model(model.input, out)
+        # inputs (a list) also exists on a Sequential model loaded from .keras, whose
+        # .input raises until it has been called
+        self.model = keras.Model(model.inputs, out)
         self.pool = pool
         self.input_range = (float(input_range[0]), float(input_range[1]))
         self.input_size = (int(shape[1]), int(shape[2]))
