@@ -3,6 +3,7 @@
 
 import contextlib
 import csv
+import glob
 import io
 import json
 import os
@@ -141,6 +142,25 @@ def test_local_and_server_predictions_equal_the_scorer(audio_model, tmp_path, ca
             lib.predict([str(audio_model["media"])], out=str(tmp_path / "x.csv"),
                         server="http://127.0.0.1:9", name="toy", retries=1, timeout=2,
                         progress=False)
+
+
+def test_inputs_an_audio_model_cannot_use_are_listed(audio_model, tmp_path, capsys):
+    from emobed_tf.predict import main as predict_main
+    from tests.tools.media_fixtures import write_video
+
+    silent = tmp_path / "in" / "silent.mp4"
+    os.makedirs(silent.parent)
+    write_video(str(silent), seconds=0.5, audio=False, size=(32, 32))
+    out = tmp_path / "p" / "predictions.csv"
+    wav = sorted(glob.glob(os.path.join(str(audio_model["media"]), "**", "*.wav"),
+                           recursive=True))[0]
+    code = predict_main(["--model", audio_model["model"], wav, str(silent), "--out", str(out)])
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    assert "2 inputs -> 1 predicted, 0 already done, 1 failed" in said.out
+    fails = _csv(tmp_path / "p" / "failures.csv")
+    assert [f["path"] for f in fails] == [str(silent)]
+    assert "no audio stream" in fails[0]["reason"]
 
 
 def test_segments(audio_model, tmp_path):
