@@ -84,15 +84,7 @@ def extract_audio(path: str, mode: str = "utterance", window_s: float = 4.0,
 
     Warnings about the file (cut short ...) are appended to ``notes``.
     """
-    signal = decode_audio(path, notes=notes)
-    if start_s is not None or end_s is not None:
-        a = int((start_s or 0) * AUDIO_RATE)
-        b = int(end_s * AUDIO_RATE) if end_s is not None else len(signal)
-        signal = signal[a:b]
-        if len(signal) == 0:
-            raise MediaError(f"{path}: the segment {start_s}-{end_s} s holds no audio")
-    if len(signal) < AUDIO_RATE // 20:
-        raise MediaError(f"{path}: audio too short ({len(signal) / AUDIO_RATE:.3f} s)")
+    signal = _segment(path, decode_audio(path, notes=notes), start_s, end_s)
     if mode == "utterance":
         feats = functionals(signal)[None, :]
     elif mode == "windowed":
