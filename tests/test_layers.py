@@ -1,6 +1,7 @@
 """The package's layers: each subpackage imports only from its own or lower layers (no import
-circle), ``tfrecords_tools`` has no import circle either, and ``import emobed_tf`` loads neither
-Keras nor TensorFlow."""
+circle), ``tfrecords_tools`` has no import circle either, ``tuning``'s modules import only
+downward (the search folder, then the report and the hypermodel, then the search CLI), and
+``import emobed_tf`` loads neither Keras nor TensorFlow."""
 
 import ast
 import os
@@ -15,6 +16,9 @@ LAYERS = {"errors": 0, "fingerprint": 0, "io": 0, "configs": 0, "records": 1, "d
           "model": 2, "experiments": 3, "serving": 4, "cli": 5, "train": 5, "compare": 5, "sweep": 5,
           "crossval": 5, "evaluate": 5, "export": 5, "predict": 5}
 GROUND = {"errors": 0, "fingerprint": 0, "io": 1, "configs": 2}  # the ground floor's own order
+# the layer of each module of tuning: folder.py (search.json, refusals, trials), then report.py
+# and hypermodel.py, then search.py (the CLI)
+TUNING = {"tuning.folder": 0, "tuning.report": 1, "tuning.hypermodel": 1, "tuning.search": 2}
 
 
 def _part(module: str) -> str:
@@ -135,6 +139,15 @@ def test_tfrecords_tools_has_no_import_circle():
     for module in sorted(graph):
         if not state.get(module):
             visit(module, [module])
+
+
+def test_tuning_imports_only_go_down():
+    graph = _package_graph("tuning")
+    modules = set(graph) - {"tuning"}
+    assert modules == set(TUNING), sorted(modules ^ set(TUNING))
+    wrong = [f"{m} -> {t}" for m in sorted(TUNING) for t in sorted(graph[m])
+             if TUNING[t] >= TUNING[m]]
+    assert not wrong, wrong
 
 
 def test_import_emobed_tf_loads_no_framework():

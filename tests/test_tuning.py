@@ -16,7 +16,8 @@ from emobed_tf.experiments import experiment
 from emobed_tf import train
 from tuning.hypermodel import EmoBedHyperModel
 import tuning.search
-from tuning.search import completed_trials, main
+from tuning.folder import completed_trials
+from tuning.search import main
 from tests.conftest import search_args, tree_hashes, write_classification
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -175,6 +175,7 @@ def test_ctrl_c_during_a_search_keeps_the_finished_trials_and_a_rerun_continues(
         search_data, tmp_path, capsys, monkeypatch):
     from tuning import hypermodel
     from tuning import search
+    from tuning.folder import completed_trials
 
     directory = str(tmp_path / "search")
     argv = search_args(search_data, directory, trials=2)
@@ -192,11 +193,11 @@ def test_ctrl_c_during_a_search_keeps_the_finished_trials_and_a_rerun_continues(
     assert _one_line(capsys.readouterr().err, "interrupted: ") == (
         f"interrupted: 1 finished trial is kept in {directory}; rerun the same command to "
         "continue the search")
-    done = [t for t in search.completed_trials(directory) if t["status"] == "COMPLETED"]
+    done = [t for t in completed_trials(directory) if t["status"] == "COMPLETED"]
     assert len(done) == 1 and not os.path.exists(os.path.join(directory, "summary.md"))
     assert search.main(argv) == 0
     capsys.readouterr()
-    after = {t["trial_id"]: t for t in search.completed_trials(directory)}
+    after = {t["trial_id"]: t for t in completed_trials(directory)}
     assert [t["status"] for t in after.values()] == ["COMPLETED", "COMPLETED"]
     assert after[done[0]["trial_id"]]["score"] == done[0]["score"]  # kept, not retrained
     assert os.path.isfile(os.path.join(directory, "summary.md"))

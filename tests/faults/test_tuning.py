@@ -14,6 +14,7 @@ import pytest
 
 from emobed_tf import io
 from tuning import search
+from tuning.folder import completed_trials
 from tuning.hypermodel import EmoBedHyperModel
 from tests.conftest import search_args
 
@@ -84,7 +85,7 @@ def test_same_search_resumes_without_training_again(data, finished, tmp_path, ca
     trials = {p: h for p, h in _hashes(directory).items() if p.endswith("trial.json")}
     assert search.main(_args(data, directory)) == 0  # one trial asked, one finished: nothing to do
     assert {p: h for p, h in _hashes(directory).items() if p.endswith("trial.json")} == trials
-    assert len(search.completed_trials(directory)) == 1
+    assert len(completed_trials(directory)) == 1
     assert "KerasTuner search: 1 completed trials" in capsys.readouterr().out
 
 
@@ -140,7 +141,7 @@ def test_overwrite_starts_another_search(data, finished, tmp_path, monkeypatch):
                         "mixed_bfloat16", "--strategy", "mirrored")) == 0
     rec = io.read_json(os.path.join(directory, "search.json"))
     assert rec["target"] == "video"
-    assert len(search.completed_trials(directory)) == 1  # the audio trial is gone
+    assert len(completed_trials(directory)) == 1  # the audio trial is gone
     assert seen == [("mixed_bfloat16", "MirroredStrategy")]
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
     assert rec["training"]["precision"] == "mixed_bfloat16"
