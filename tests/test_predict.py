@@ -253,8 +253,11 @@ def face_media(media, n_images=10, videos=(0.6, 1.2), size=48, video_size=(64, 6
     return rows
 
 
-def make_face_model(root, n_images=10, videos=(0.6, 1.2), **media_kw):
-    """Faces -> ``--encoder keras`` data set -> classic video run (1 epoch) -> export."""
+def make_face_model(root, n_images=10, videos=(0.6, 1.2), detect=False, **media_kw):
+    """Faces -> ``--encoder keras`` data set -> classic video run (1 epoch) -> export.
+
+    ``detect``: extract with MTCNN detection and alignment (the extraction's default);
+    else ``--no-detect`` (the crops are resized to the encoder's input)."""
     from emobed_tf.export import main as export_main
     from tfrecords_tools import extract
 
@@ -271,7 +274,7 @@ def make_face_model(root, n_images=10, videos=(0.6, 1.2), **media_kw):
         assert extract.main(["--corpus", "manifest", "--csv", os.path.join(root, "m.csv"),
                              "--labels", ",".join(LABELS), "--out", data, "--encoder", "keras",
                              "--encoder-model", enc, "--layer", "feat", "--layer-pool", "avg",
-                             "--no-detect", "--workers", "1"]) == 0
+                             *([] if detect else ["--no-detect"]), "--workers", "1"]) == 0
     run = os.path.join(root, "run")
     train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
                "--target", "video", "--epochs", "1", "--batch-size", "4",
@@ -396,6 +399,255 @@ def test_face_refusals(face_model, tmp_path, capsys):
                          "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--encoder-model FILE" in err[0] and want in err[0]
+
+
+# --------------------------------------------------------------------------
+# faces with detection on (MTCNN, the extraction's default): no face in any frame
+
+
+@pytest.fixture(scope="module")
+def face_detect_model(tmp_path_factory):
+    """Eight 96x96 astronaut crops (MTCNN finds the face in each) and a 128x128 video,
+    extracted with detection and alignment -> classic run (1 epoch) -> export."""
+    return make_face_model(tmp_path_factory.mktemp("predict_detect"), n_images=8,
+                           videos=(0.6,), detect=True, size=96, video_size=(128, 128))
+
+
+def test_no_face_in_any_frame_is_a_listed_failure(face_detect_model, tmp_path, capsys):
+    """With detection on, a video whose frames hold no face and a blank photograph are rows of
+    failures.csv whose reason says no face was detected (and in how many sampled frames), the
+    summary counts them, the exit code stays 0 and every other input equals the scorer."""
+    from PIL import Image
+
+    from emobed_tf.predict import main as predict_main
+    from tests.tools.media_fixtures import write_video
+
+    m = face_detect_model
+    meta = json.load(open(os.path.join(m["model"], "1", "assets.extra", "emobed_export.json")))
+    fp = meta["recipe"]["extraction_options"]
+    assert fp["detect"] is True and fp["fps"] == 5.0
+
+    blank_video = str(tmp_path / "in" / "blank.mp4")
+    os.makedirs(os.path.dirname(blank_video))
+    write_video(blank_video, seconds=1.0, fps=10, audio=False, face=False, size=(128, 128))
+    blank_png = str(tmp_path / "in" / "blank.png")
+    Image.fromarray(np.full((96, 96, 3), 90, np.uint8)).save(blank_png)
+
+    out = tmp_path / "p" / "predictions.csv"
+    code = predict_main(["--model", m["model"], m["media"], blank_video, blank_png,
+                         "--encoder-model", m["encoder"], "--out", str(out)])
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    n = len(m["rows"])
+    assert f"{n + 2} inputs -> {n} predicted, 0 already done, 2 failed" in said.out
+    fails = _csv(tmp_path / "p" / "failures.csv")
+    assert {f["path"]: f["reason"] for f in fails} == {
+        blank_video: f"{blank_video}: no face detected in any of the 5 sampled frames",
+        blank_png: f"{blank_png}: no face detected in any of the 1 sampled frames"}
+    js = json.load(open(tmp_path / "p" / "predictions.json"))
+    assert (js["summary"]["inputs"], js["summary"]["predicted"], js["summary"]["failed"]) == (
+        n + 2, n, 2)
+
+    rows = _csv(out)
+    assert {blank_video, blank_png}.isdisjoint(r["path"] for r in rows)
+    ref = _face_scorer_probs(m["run"])
+    got = {os.path.splitext(os.path.basename(r["path"]))[0]:
+           np.array([float(r[c]) for c in LABELS]) for r in rows}
+    assert set(got) == set(ref) and len(ref) == n and "v0" in got
+    for rec in ref:
+        np.testing.assert_allclose(got[rec], ref[rec], atol=1e-5, err_msg=rec)
+
+
+# --------------------------------------------------------------------------
+# features read, not extracted: OpenFace CSVs and a feature table
+
+
+def _openface_clip(path, n_frames, seed, shift=0.0, low_conf=(), groups=None):
+    """An OpenFace 2 FeatureExtraction-style CSV (``frame, face_id, ...`` header, its columns in
+    another order than the reader's); the frames in ``low_conf`` have confidence 0.5."""
+    from tfrecords_tools import corpora
+
+    cols = corpora.openface_columns(groups or corpora.OPENFACE_GROUPS)[::-1]
+    header = ["frame", "face_id", "timestamp", "confidence", "success", *cols]
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as fh:
+        fh.write(", ".join(header) + "\n")
+        for k in range(n_frames):
+            conf = 0.5 if k in low_conf else 0.97
+            vals = np.round(rng.uniform(0, 3, len(cols)) + shift, 4)
+            fh.write(", ".join([str(k + 1), "0", f"{k * 0.033:.3f}", str(conf), "1",
+                                *(f"{v:g}" for v in vals)]) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def openface_model(tmp_path_factory):
+    """Eight OpenFace CSVs (+ a labels CSV) -> --corpus openface --openface-pool functionals
+    -> classic video run (1 epoch) -> export."""
+    from emobed_tf.export import main as export_main
+    from tfrecords_tools import extract
+
+    root = tmp_path_factory.mktemp("predict_openface")
+    clips = root / "openface"
+    os.makedirs(clips)
+    with open(root / "labels.csv", "w") as fh:
+        fh.write("clip,label,speaker,split\n")
+        for i in range(8):
+            _openface_clip(str(clips / f"c{i}.csv"), 6 + i % 3, seed=i, shift=0.5 * (i % 2),
+                           low_conf=(1,) if i % 3 == 0 else ())
+            split = "train" if i < 5 else ("dev" if i < 6 else "test")
+            fh.write(f"c{i},{LABELS[i % 2]},s{i % 2},{split}\n")
+    data = str(root / "data")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert extract.main(["--corpus", "openface", "--openface-dir", str(clips),
+                             "--labels-csv", str(root / "labels.csv"), "--openface-pool",
+                             "functionals", "--labels", ",".join(LABELS), "--out", data]) == 0
+    run = str(root / "run")
+    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
+               "--target", "video", "--epochs", "1", "--batch-size", "4",
+               "--encoder-units", "8", "--shared-units", "8", "--encoder-layers", "1",
+               "--shared-layers", "1", "--verbose", "0"])
+    sm = str(root / "sm" / "of")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert export_main(["--run", run, "--target", "video", "--out", sm]) == 0
+    return {"root": root, "clips": clips, "run": run, "model": sm}
+
+
+def test_openface_csvs_equal_the_scorer(openface_model, tmp_path, capsys):
+    """A model trained on OpenFace CSVs takes OpenFace CSVs: the probabilities are the run's
+    own scorer's (frames under the recipe's minimum confidence dropped, functionals pooled
+    alike); a CSV without a usable frame and one lacking a feature group are failure rows."""
+    from emobed_tf.predict import main as predict_main
+    from tfrecords_tools import corpora
+
+    m = openface_model
+    meta = json.load(open(os.path.join(m["model"], "1", "assets.extra", "emobed_export.json")))
+    r = meta["recipe"]
+    assert r["extraction_options"] is None and r["dim"] == 80
+    assert r["reader"]["corpus"] == "openface" and r["reader"]["openface_pool"] == "functionals"
+    assert r["reader"]["min_confidence"] == 0.8
+    assert r["reader"]["openface_features"] == list(corpora.OPENFACE_GROUPS)
+
+    bad = tmp_path / "in"
+    os.makedirs(bad)
+    dark = _openface_clip(str(bad / "dark.csv"), 4, seed=20, low_conf=range(4))
+    nopose = _openface_clip(str(bad / "nopose.csv"), 4, seed=21, groups=("au_r", "au_c", "gaze"))
+    out = tmp_path / "p" / "predictions.csv"
+    code = predict_main(["--model", m["model"], str(m["clips"]), dark, nopose,
+                         "--out", str(out)])
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    assert "10 inputs -> 8 predicted, 0 already done, 2 failed" in said.out
+    fails = {f["path"]: f["reason"] for f in _csv(tmp_path / "p" / "failures.csv")}
+    assert fails[dark] == (f"{dark}: no usable frame: all 4 frames have success 0 or "
+                           "confidence < 0.8")
+    assert fails[nopose].startswith(
+        f"{nopose}: no columns ['pose_Rx', 'pose_Ry', 'pose_Rz'] of --openface-features pose")
+    assert len(fails) == 2
+
+    ref = _face_scorer_probs(m["run"])
+    got = {os.path.splitext(os.path.basename(row["path"]))[0]:
+           np.array([float(row[c]) for c in LABELS]) for row in _csv(out)}
+    assert set(got) == set(ref) == {f"c{i}" for i in range(8)}
+    for rec in ref:
+        np.testing.assert_allclose(got[rec], ref[rec], atol=1e-5, err_msg=rec)
+
+
+FEATURES = ("f1", "f2", "f3", "f4", "f5")
+
+
+@pytest.fixture(scope="module")
+def table_model(tmp_path_factory):
+    """A ten-row feature table (id, label, speaker, split, f1..f5) -> --corpus table
+    --modality audio -> classic run (1 epoch) -> export."""
+    from emobed_tf.export import main as export_main
+    from tfrecords_tools import extract
+
+    root = tmp_path_factory.mktemp("predict_table")
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=(10, len(FEATURES))) + np.arange(10)[:, None] % 2, 5)
+    rows = []
+    for i in range(10):
+        split = "train" if i < 6 else ("dev" if i < 8 else "test")
+        rows.append({"id": f"r{i}", "label": LABELS[i % 2], "speaker": f"s{i % 3}",
+                     "split": split, **{c: repr(float(v)) for c, v in zip(FEATURES, x[i])}})
+    table = str(root / "table.csv")
+    with open(table, "w", newline="") as fh:
+        w = csv.DictWriter(fh, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    data = str(root / "data")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert extract.main(["--corpus", "table", "--table", table, "--modality", "audio",
+                             "--labels", ",".join(LABELS), "--out", data]) == 0
+    run = str(root / "run")
+    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
+               "--epochs", "1", "--batch-size", "4", "--encoder-units", "8",
+               "--shared-units", "8", "--encoder-layers", "1", "--shared-layers", "1",
+               "--verbose", "0"])
+    sm = str(root / "sm" / "tab")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert export_main(["--run", run, "--out", sm]) == 0
+    return {"root": root, "table": table, "rows": rows, "run": run, "model": sm}
+
+
+def test_feature_table_equals_the_scorer(table_model, tmp_path, capsys):
+    """A model trained on a feature table takes a table: one row per table row (path
+    TABLE#id), the run's own scorer's probabilities; the same rows in a ';'-separated table
+    with the columns in another order (as tfrecords_tools reads it) give the same numbers; a
+    row with a NaN feature is a failure row; a table lacking one of the recipe's feature
+    columns is refused in one line naming the file and the missing columns."""
+    from emobed_tf.predict import main as predict_main
+
+    m = table_model
+    meta = json.load(open(os.path.join(m["model"], "1", "assets.extra", "emobed_export.json")))
+    r = meta["recipe"]
+    assert r["reader"] == {"corpus": "table", "feature_names": list(FEATURES)}
+    assert r["modality"] == "audio" and r["dim"] == len(FEATURES)
+
+    out = tmp_path / "p" / "predictions.csv"
+    code = predict_main(["--model", m["model"], m["table"], "--out", str(out)])
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    assert "10 inputs -> 10 predicted, 0 already done, 0 failed" in said.out
+    rows = _csv(out)
+    assert [row["path"] for row in rows] == [f"{m['table']}#r{i}" for i in range(10)]
+    ref = _scorer_probs(m["run"])
+    got = {row["path"].rsplit("#", 1)[1]: np.array([float(row[c]) for c in LABELS])
+           for row in rows}
+    assert set(got) == set(ref) and len(ref) == 10
+    for rec in ref:
+        np.testing.assert_allclose(got[rec], ref[rec], atol=1e-5, err_msg=rec)
+
+    # ';'-separated, features in another order, no label/split columns, one NaN row
+    semi = str(tmp_path / "semi.csv")
+    order = ["f3", "id", "f5", "f1", "speaker", "f4", "f2"]
+    with open(semi, "w") as fh:
+        fh.write(";".join(order) + "\n")
+        for row in m["rows"]:
+            fh.write(";".join(row[c] for c in order) + "\n")
+        fh.write(";".join("nan" if c.startswith("f") else "bad" for c in order) + "\n")
+    s_out = tmp_path / "s" / "predictions.csv"
+    code = predict_main(["--model", m["model"], semi, "--out", str(s_out)])
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    assert "11 inputs -> 10 predicted, 0 already done, 1 failed" in said.out
+    assert _csv(tmp_path / "s" / "failures.csv") == [
+        {"path": f"{semi}#bad", "reason": f"{semi}#bad: NaN/inf feature values"}]
+    for row in _csv(s_out):
+        np.testing.assert_allclose([float(row[c]) for c in LABELS],
+                                   got[row["path"].rsplit("#", 1)[1]], atol=1e-6)
+
+    # a table without f2 and f4: refused before anything is predicted, one line
+    lacking = str(tmp_path / "lacking.csv")
+    with open(lacking, "w") as fh:
+        fh.write("id,f1,f3,f5\nr0,1,2,3\n")
+    l_out = tmp_path / "l" / "predictions.csv"
+    assert predict_main(["--model", m["model"], lacking, "--out", str(l_out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {lacking}: the model reads the feature columns "
+                   f"{list(FEATURES)}; this table lacks ['f2', 'f4']"]
+    assert not l_out.exists()
 
 
 # --------------------------------------------------------------------------
@@ -657,3 +909,63 @@ def test_speaker_normalisation(speaker_model, tmp_path, capsys):
     assert row["normalization"] == f"speaker {one} ({len(feats[one])} frames of 1 inputs)"
     np.testing.assert_allclose([float(row[c]) for c in LABELS],
                                served(one, *numpy_stats([one])), atol=1e-5)
+
+
+def test_speaker_from_column(speaker_model, tmp_path, capsys):
+    """--speaker-from column: an input list CSV's speaker column groups the inputs (here
+    across their folders A/ and B/): the probabilities and normalization notes are exactly
+    those of the same grouping given by folders X/ and Y/, and differ from --speaker-from file
+    and folder; an empty speaker gets the fallback statistics; a list without a speaker
+    column, or no list at all, is refused in one line."""
+    from emobed_tf.predict import main as predict_main
+
+    files = {"A/a0.wav": (1.0, 130, "X"), "A/a1.wav": (0.8, 210, "Y"),
+             "B/b0.wav": (1.2, 170, "X"), "B/b1.wav": (0.9, 260, "Y"),
+             "B/b2.wav": (0.7, 300, "")}
+    inp, regrouped = tmp_path / "in", tmp_path / "regrouped"
+    for k, (rel, (secs, freq, spk)) in enumerate(files.items()):
+        os.makedirs(inp / os.path.dirname(rel), exist_ok=True)
+        write_wav(str(inp / rel), tone(secs, freq=freq, seed=30 + k))
+        if spk:
+            os.makedirs(regrouped / spk, exist_ok=True)
+            shutil.copy(inp / rel, regrouped / spk / os.path.basename(rel))
+    listing = inp / "list.csv"
+    with open(listing, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "speaker"])
+        w.writerows((rel, spk) for rel, (_, _, spk) in files.items())
+
+    def run(args, out):
+        code = predict_main(["--model", speaker_model["model"], *args, "--out", str(out)])
+        said = capsys.readouterr()
+        assert code == 0, said.err
+        return {os.path.basename(r["path"]): (np.array([float(r[c]) for c in LABELS]),
+                                              r["normalization"]) for r in _csv(out)}
+
+    by_column = run([str(listing), "--speaker-from", "column"], tmp_path / "c" / "p.csv")
+    by_folder = run([str(regrouped), "--speaker-from", "folder"], tmp_path / "f" / "p.csv")
+    assert set(by_column) == {os.path.basename(p) for p in files}
+    assert set(by_folder) == set(by_column) - {"b2.wav"}
+    for name, (probs, note) in by_folder.items():
+        np.testing.assert_allclose(by_column[name][0], probs, atol=1e-6, err_msg=name)
+        assert by_column[name][1] == note
+    assert by_column["a0.wav"][1].startswith("speaker X (") and "of 2 inputs" in \
+        by_column["a0.wav"][1]
+    assert by_column["b2.wav"][1] == "fallback statistics (no speaker)"
+
+    for rule in ("file", "folder"):  # other groupings, other statistics, other numbers
+        other = run([str(listing), "--speaker-from", rule], tmp_path / rule / "p.csv")
+        for name in by_folder:
+            assert not np.allclose(other[name][0], by_column[name][0], atol=1e-6), (rule, name)
+
+    bare = inp / "bare.csv"
+    bare.write_text("path\nA/a0.wav\nB/b0.wav\n")
+    assert predict_main(["--model", speaker_model["model"], str(bare), "--speaker-from",
+                         "column", "--out", str(tmp_path / "x" / "p.csv")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {bare}: --speaker-from column needs a 'speaker' column"]
+    assert predict_main(["--model", speaker_model["model"], str(inp / "A"), "--speaker-from",
+                         "column", "--out", str(tmp_path / "y" / "p.csv")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --speaker-from column needs an input list CSV with a 'speaker' column"]
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -107,12 +107,14 @@ def _read_input_csv(path: str, speaker_from: str) -> list:
 
 
 def _table_inputs(path: str, recipe: dict) -> list:
-    """One input per row of a feature table holding the recipe's feature columns."""
+    """One input per row of a feature table holding the recipe's feature columns.
+
+    Read as ``tfrecords_tools`` reads a table (``corpora.table_items``): ``,`` ``;`` or tab
+    separated, header and values stripped."""
+    from tfrecords_tools.corpora.shared import _read_rows
+
     names = recipe["reader"]["feature_names"]
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in reader.fieldnames or []]
-        rows = [{k.strip(): v for k, v in r.items() if k} for r in reader]
+    header, lines = _read_rows(path)
     lacking = [c for c in names if c not in header]
     if lacking:
         raise PredictError(f"{path}: the model reads the feature columns {names}; this table "
@@ -120,7 +122,7 @@ def _table_inputs(path: str, recipe: dict) -> list:
     idcol = next((c for c in ("id", "clip") if c in header), None)
     spkcol = next((c for c in ("speaker", "actor") if c in header), None)
     out = []
-    for i, r in enumerate(rows, 2):
+    for i, r in lines:
         rid = r[idcol] if idcol else str(i)
         out.append(Input(f"{path}#{rid}", r.get(spkcol, "") if spkcol else "", row=r))
     return out
