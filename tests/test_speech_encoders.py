@@ -288,6 +288,60 @@ def test_keras_hub_whisper_matches_the_backbone(wavs, tmp_path):
         assert len(got) == -(-len(signals[i]) // 320)
 
 
+def _keras_hub_moonshine(folder, seed=0):
+    keras_hub = pytest.importorskip("keras_hub")
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.MoonshineBackbone(
+        vocabulary_size=10, filter_dim=8, encoder_num_layers=2, decoder_num_layers=1,
+        hidden_dim=8, intermediate_dim=16, encoder_num_heads=2, decoder_num_heads=2,
+        feedforward_expansion_factor=2, decoder_use_swiglu_activation=True,
+        encoder_use_swiglu_activation=False)
+    backbone.save_to_preset(str(folder))
+    keras_hub.layers.MoonshineAudioConverter(do_normalize=True).save_to_preset(str(folder))
+    return str(folder), backbone
+
+
+def test_keras_hub_moonshine_matches_the_backbone(wavs, tmp_path):
+    """A Moonshine preset: each utterance through the preset's converter and the whole
+    backbone (dummy decoder input) gives the extracted frames, pools and an inner layer."""
+    paths, csv_path = wavs
+    keras_hub = pytest.importorskip("keras_hub")
+    import keras
+
+    model, backbone = _keras_hub_moonshine(tmp_path / "moon")
+    converter = keras_hub.layers.MoonshineAudioConverter(do_normalize=True)
+    inner = keras.Model(backbone.input, backbone.get_layer("encoder_block_0").output)
+    direct, first = [], []
+    for x in _signals(paths):
+        audio = np.asarray(converter(x[None, :, None]))
+        feed = {"encoder_input_values": audio,
+                "encoder_padding_mask": np.ones(audio.shape[:2], bool),
+                "decoder_token_ids": np.zeros((1, 2), "int32"),
+                "decoder_padding_mask": np.ones((1, 2), bool)}
+        out = np.asarray(backbone.predict_on_batch(feed)["encoder_sequence_output"][0],
+                         np.float64)
+        # keras-hub's output lengths: three strided convolutions (127/64, 7/3, 3/2)
+        n = ((((len(x) - 127) // 64 + 1) - 7) // 3 + 1 - 3) // 2 + 1
+        assert out.shape[0] == n
+        direct.append(out)
+        first.append(np.asarray(inner.predict_on_batch(feed)[0], np.float64))
+    _check_all_pools(csv_path, tmp_path, lambda p: AudioOptions(encoder="keras-hub",
+                                                                model=model, pool=p),
+                     direct, 8)
+    enc = speech_encoders.load_encoder("keras-hub", model, layers="1")
+    assert enc.frame_rate == pytest.approx(16000 / 384)
+    for got, want in zip(enc.frames(_signals(paths)), first):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    # long files: equal chunks of at most 64 s, nothing cut off; under 0.1 s: one clear error
+    parts = enc.split(np.arange(130 * 16000, dtype=np.float32))
+    assert [len(c) for c in parts] == [693334, 693334, 693332]
+    assert np.array_equal(np.concatenate(parts), np.arange(130 * 16000, dtype=np.float32))
+    with pytest.raises(ValueError, match="0.050 s of audio: Moonshine reads 0.1 to 64 s"):
+        enc.frames([np.zeros(800, np.float32)])
+
+
 # -- ct2 --------------------------------------------------------------------------
 
 

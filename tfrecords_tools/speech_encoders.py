@@ -24,7 +24,8 @@ several chunks go through the model per call (``batch_size``).
   the attention mask / valid lengths respected.
 * :class:`KerasHubEncoder`: keras-hub Whisper or Moonshine backbones from a
   local preset folder, cut to an encoder-only sub-model; the preset's own
-  audio converter. It imports TensorFlow/Keras, so it runs in the calling
+  audio converter (Whisper: log-mel over a 30 s window; Moonshine: the raw
+  signal, 0.1 to 64 s a chunk, one chunk per call). It imports TensorFlow/Keras, so it runs in the calling
   process (like the face encoders), never in an openSMILE worker.
 
 Layer indices (``layers``) count hidden states: 0 is the input embeddings,
@@ -130,6 +131,23 @@ def log_mel(signal: np.ndarray, n_samples: int | None = WHISPER_SAMPLES,
     lg = np.log10(np.maximum(mel, 1e-10))
     lg = np.maximum(lg, lg.max() - 8.0)
     return ((lg + 4.0) / 4.0).astype(np.float32)
+
+
+MOONSHINE_MAX = 64 * RATE  # the Moonshine audio converter's limits: 0.1 to 64 s
+MOONSHINE_MIN = RATE // 10
+
+
+def moonshine_valid_frames(n_samples: int) -> int:
+    """Encoder frames of a Moonshine chunk of ``n_samples`` (its three strided
+    convolutions: kernel 127 stride 64, kernel 7 stride 3, kernel 3 stride 2;
+    keras-hub's ``compute_output_lengths``), about 41.7 frames a second.
+
+    >>> moonshine_valid_frames(16000), moonshine_valid_frames(1600)
+    (40, 3)
+    """
+    n = (int(n_samples) - 127) // 64 + 1
+    n = (n - 7) // 3 + 1
+    return max(0, (n - 3) // 2 + 1)
 
 
 def whisper_valid_frames(n_samples: int, max_frames: int = 1500) -> int:
@@ -371,14 +389,17 @@ class SpeechEncoder:
         self.batch_size = max(1, int(batch_size))
         self.threads = int(threads or 0)
 
+    def split(self, s: np.ndarray) -> list:
+        """``s`` cut into chunks of ``window`` samples (the last one shorter)."""
+        step = self.window or max(1, len(s))
+        return [s[a:a + step] for a in range(0, max(1, len(s)), step)]
+
     def frames(self, signals) -> list:
         """The valid frames of each 16 kHz signal (chunks beyond ``window`` concatenated)."""
         chunks, owner = [], []
         for i, s in enumerate(signals):
-            s = np.asarray(s, np.float32).reshape(-1)
-            step = self.window or max(1, len(s))
-            for a in range(0, max(1, len(s)), step):
-                chunks.append(s[a:a + step])
+            for c in self.split(np.asarray(s, np.float32).reshape(-1)):
+                chunks.append(c)
                 owner.append(i)
         outs = []
         for b in range(0, len(chunks), self.batch_size):
@@ -511,18 +532,46 @@ class KerasHubEncoder(SpeechEncoder):
             final = backbone.output["encoder_sequence_output"]
             self.window = int(self.converter.num_samples)
             self.frame_rate = self.converter.sampling_rate / self.converter.stride / 2
-        else:
-            raise _weights_error(f"--audio-model {path}: keras-hub Moonshine encoders are not "
-                                 "supported yet; use a Whisper preset")
+        else:  # moonshine: raw audio through a convolution stem, variable length up to 64 s
+            names = ["encoder_dropout"] + [f"encoder_block_{i}" for i in range(n)]
+            inputs = [backbone.input["encoder_input_values"],
+                      backbone.input["encoder_padding_mask"]]
+            final = backbone.output["encoder_sequence_output"]
+            self.window = MOONSHINE_MAX
+            self.frame_rate = RATE / 384  # strides 64 x 3 x 2
         outs = [final if i == n else backbone.get_layer(names[i]).output for i in self.layers]
         self.model = keras.Model(inputs, outs)
 
+    def split(self, s):
+        """Moonshine: chunks of equal length, at most 64 s each (the converter refuses a
+        chunk outside 0.1-64 s, so no short tail is cut off a long file)."""
+        if self.model_type != "moonshine" or len(s) <= self.window:
+            return super().split(s)
+        k = -(-len(s) // self.window)
+        step = -(-len(s) // k)
+        return [s[a:a + step] for a in range(0, len(s), step)]
+
+    def _average(self, outs):
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        return sum(np.asarray(o, np.float64) for o in outs) / len(outs)
+
     def _encode(self, chunks):
+        if self.model_type == "moonshine":
+            # one chunk per call: the stem's group normalisation spans the time axis, so
+            # zero padding from a longer chunk of the batch would change the features
+            res = []
+            for c in chunks:
+                if len(c) < MOONSHINE_MIN:
+                    raise ValueError(f"{len(c) / RATE:.3f} s of audio: Moonshine reads "
+                                     "0.1 to 64 s")
+                x = np.asarray(self.converter(c[None, :, None]), np.float32)
+                mask = np.ones(x.shape[:2], bool)
+                res.append(self._average(self.model.predict_on_batch([x, mask]))[
+                    0, :moonshine_valid_frames(len(c))])
+            return res
         mels = np.asarray(self.converter(np.stack([np.pad(c, (0, self.window - len(c)))
                                                    for c in chunks])))
-        outs = self.model.predict_on_batch(mels)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        x = sum(np.asarray(o, np.float64) for o in outs) / len(outs)
+        x = self._average(self.model.predict_on_batch(mels))
         return [x[k, :whisper_valid_frames(len(c), x.shape[1])] for k, c in enumerate(chunks)]
 
 
