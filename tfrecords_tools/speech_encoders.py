@@ -143,7 +143,7 @@ def moonshine_valid_frames(n_samples: int) -> int:
     keras-hub's ``compute_output_lengths``), about 41.7 frames a second.
 
     >>> moonshine_valid_frames(16000), moonshine_valid_frames(1600)
-    (40, 3)
+    (40, 2)
     """
     n = (int(n_samples) - 127) // 64 + 1
     n = (n - 7) // 3 + 1
