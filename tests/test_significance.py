@@ -39,3 +39,18 @@ def test_two_proportion_matches_simulated_null_rate():
         b = rng.binomial(n, 0.4) / n
         hits += significance.two_proportion_z_test(a, b, n)["p"] < 0.05
     assert 0.03 < hits / 2000 < 0.07  # one-tailed test at .05 under the null
+
+
+def test_holm_against_hand_values_and_bonferroni_bounds():
+    # by hand: sorted .001 .01 .02 .5 x 4, 3, 2, 1 -> .004 .03 .04 .5
+    assert significance.holm([0.5, 0.02, 0.001, 0.01]) == pytest.approx([0.5, 0.04, 0.004, 0.03])
+    # monotone: a larger raw p never gets a smaller adjusted one; ties; the cap at 1
+    assert significance.holm([0.03, 0.03, 0.9]) == pytest.approx([0.09, 0.09, 0.9])
+    assert significance.holm([0.4, 0.6]) == pytest.approx([0.8, 0.8])
+    rng = np.random.default_rng(0)
+    ps = rng.uniform(size=12)
+    adj = np.array(significance.holm(ps))
+    assert np.all(adj >= ps) and np.all(adj <= np.minimum(1, 12 * ps) + 1e-12)
+    order = np.argsort(ps)
+    assert np.all(np.diff(adj[order]) >= 0)
+    assert significance.holm([]) == []
