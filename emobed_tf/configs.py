@@ -55,6 +55,7 @@ BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3 backends EmoBed trains with
 CACHE_MODES = ("auto", "memory", "none")  # see emobed_tf.data.pipeline.PipelineOptions
 NORMALIZATIONS = ("corpus", "speaker")  # see emobed_tf.data.pipeline.PipelineOptions
 ENCODER_TYPES = ("auto", "dense", "gru")  # auto: see emobed_tf.model.emobed.resolve_encoder_type
+DENSE_L2 = 1e-2  # the dense form's L2 weight, chosen on dev speakers (dense_screen.md)
 DENSE_ACTIVATIONS = ("relu", "tanh", "gelu", "elu", "linear")  # = emobed_tf.model.emobed's
 SHARED_SPEAKERS = ("auto", "yes", "no")  # see emobed_tf.data.speakers.speaker_fold_sources
 
@@ -192,8 +193,12 @@ class LossConfig(_Validated):
     alpha: float = setting(0.5, "weight of the auxiliary modality's loss (Eq. 8)",
                            check=nonneg_float)
     beta: float = setting(0.5, "weight of the crossmodal term (Eq. 8)", check=nonneg_float)
-    l2: float = setting(1e-4, "weight of the L2 term on kernels (paper: 1e-4)",
-                        check=nonneg_float)
+    l2: float = setting(1e-4, "weight of the L2 term on kernels (paper: 1e-4); the GRU form's "
+                        "(--encoder-type gru)", check=nonneg_float)
+    dense_l2: float = setting(DENSE_L2, "weight of the L2 term on kernels when the encoders "
+                              "are dense (--encoder-type dense, or auto on one-frame features; "
+                              "chosen on dev speakers, see benchmarks/results/dense_screen.md)",
+                              check=nonneg_float)
     regression_loss: str = setting("ccc", "regression loss: 1 - CCC (paper) or masked MSE",
                                    choices=REGRESSION_LOSSES)
     triplet_form: str = setting("paper", "triplet form: paper (Eq. 6, no margin), hinge "
@@ -348,6 +353,10 @@ class TrainConfig(_Validated):
         if isinstance(d.get("model"), Mapping) and "encoder_type" not in d["model"]:
             # written before encoder_type existed: every model was a GRU stack
             d = {**d, "model": {**d["model"], "encoder_type": "gru"}}
+        if isinstance(d.get("loss"), Mapping) and "dense_l2" not in d["loss"]:
+            # written before dense_l2 existed: a dense model trained with l2, so a run of
+            # then is never taken for one of today's dense default
+            d = {**d, "loss": {**d["loss"], "dense_l2": d["loss"].get("l2", LossConfig.l2)}}
         parts = {name: _from_dict(klass, d.get(name, {})) for name, klass in SECTIONS.items()
                  if name != "top"}
         return cls(**{**d, **parts})

@@ -101,12 +101,22 @@ def test_encoder_type_auto_resolves_on_the_frame_counts(tmp_path):
         out = tmp_path / f"run-{expected}"
         train_cli(["--dataset", "custom", "--data-dir", str(data), "--out", str(out),
                    "--mode", "classic", "--epochs", "1", "--batch-size", "8",
-                   "--encoder-units", "8", "--shared-units", "8", "--verbose", "0"])
+                   "--encoder-units", "8", "--shared-units", "8", "--verbose", "0",
+                   "--l2", "0.003", "--dense-l2", "0.02"])
         rd = RunDir(str(out))
         assert rd.config().model.encoder_type == "auto"  # as asked
         assert rd.metrics()["encoder_type"] == expected  # as it ran
         model = rd.load_model()
         assert model.encoder_type == expected and isinstance(model.audio_encoder, stack)
+        # each form trains with its own L2 weight: --dense-l2 for dense, the paper's --l2 for gru
+        l2 = {"dense": 0.02, "gru": 0.003}[expected]
+        assert model.l2 == pytest.approx(l2) and rd.metrics()["l2"] == pytest.approx(l2)
+        kernels = [w for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dense)
+                   or isinstance(layer, keras.layers.GRU) for w in layer.weights
+                   if w.path.endswith("kernel")]
+        assert kernels
+        ref = l2 * sum(float(np.sum(np.square(k.numpy()))) for k in kernels)
+        assert float(model.l2_penalty()) == pytest.approx(ref, rel=1e-5)
     # asked for: kept whatever the data
     cfg = configs.default_config("custom", str(tmp_path / "x"), mode="classic", data_dir=str(pooled))
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, encoder_type="gru"))
@@ -117,6 +127,15 @@ def test_a_config_from_before_encoder_type_reads_as_gru():
     d = configs.default_config("custom", "x").to_json()
     del d["model"]["encoder_type"]
     assert configs.TrainConfig.from_json(d).model.encoder_type == "gru"
+
+
+def test_a_config_from_before_dense_l2_keeps_the_l2_its_dense_model_trained_with():
+    """Before --dense-l2, a dense model trained with --l2: such a run reads back with that
+    weight, so it is never reused for a run of today's dense default."""
+    d = configs.default_config("custom", "x").to_json()
+    del d["loss"]["dense_l2"]
+    d["loss"]["l2"] = 3e-3
+    assert configs.TrainConfig.from_json(d).loss.dense_l2 == 3e-3
 
 
 def test_classic_with_warmup_is_refused(tmp_path, capsys):

@@ -39,7 +39,7 @@ def test_hyperparameters_default_to_the_paper(cls_data):
     assert hp.values == {"encoder_type": "auto", "encoder_layers": 1, "encoder_units": 120,
                          "shared_layers": 1, "shared_units": 120, "learning_rate": 1e-3,
                          "l2": 1e-4, "alpha": 0.5, "beta": 0.3, "aux_warmup_epochs": 0,
-                         "dense_dropout": 0.5}
+                         "dense_dropout": 0.5, "dense_l2": 1e-2}
     assert (model.alpha, model.beta, model.encoder_units) == (0.5, 0.3, 120)
     # auto resolved on the data: cls_data has items of 1 to 5 frames
     assert (model.encoder_type, model.aux_warmup_epochs) == ("gru", 0)

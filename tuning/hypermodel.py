@@ -35,6 +35,8 @@ def model_hyperparameters(hp, base: configs.TrainConfig) -> dict:
         "learning_rate": hp.Float("learning_rate", 1e-4, 1e-2, sampling="log",
                                   default=b.learning_rate),
         "l2": hp.Float("l2", 1e-6, 1e-2, sampling="log", default=b.loss.l2),
+        # the L2 weight of the dense form (pooled features): the one a dense model trains with
+        "dense_l2": hp.Float("dense_l2", 1e-5, 1e-1, sampling="log", default=b.loss.dense_l2),
     }
     if b.mode in ("joint", "emobed"):
         hps["alpha"] = hp.Float("alpha", 0.0, 2.0, step=0.1, default=b.loss.alpha)
@@ -59,7 +61,7 @@ def search_space(base: configs.TrainConfig) -> dict:
 
     >>> space = search_space(configs.TrainConfig(dataset="demo", out="unused", mode="joint"))
     >>> sorted(space)  # no beta in joint mode
-    ['alpha', 'aux_warmup_epochs', 'batch_size', 'dense_dropout', 'encoder_layers',
+    ['alpha', 'aux_warmup_epochs', 'batch_size', 'dense_dropout', 'dense_l2', 'encoder_layers',
      'encoder_type', 'encoder_units', 'l2', 'learning_rate', 'shared_layers', 'shared_units']
     >>> space["alpha"]["type"], space["alpha"]["min_value"], space["alpha"]["max_value"]
     ('Float', 0.0, 2.0)
@@ -76,7 +78,8 @@ def search_space(base: configs.TrainConfig) -> dict:
 
 class EmoBedHyperModel(kt.HyperModel):
     """Searches alpha, beta, the encoder type, layer sizes (the latent size among them), the
-    auxiliary warm-up, learning rate, L2 weight and batch size.
+    auxiliary warm-up, learning rate, L2 weights (the GRU form's and the dense form's) and
+    batch size.
 
     Every hyperparameter is named after its ``TrainConfig`` field and
     defaults to the base configuration (the paper's values for registered

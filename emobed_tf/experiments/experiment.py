@@ -150,12 +150,25 @@ def make_datasets(cfg: configs.TrainConfig, sources: dict):
 # model
 
 
+def effective_l2(cfg: configs.TrainConfig, encoder_type: str) -> float:
+    """The L2 weight a model of ``encoder_type`` (resolved) trains with: ``--dense-l2`` for
+    the dense form, ``--l2`` (the paper's) for the GRU form.
+
+    >>> cfg = configs.apply_hparams(configs.TrainConfig(dataset="demo", out="unused"),
+    ...                             {"l2": 1e-4, "dense_l2": 1e-2})
+    >>> effective_l2(cfg, "gru"), effective_l2(cfg, "dense")
+    (0.0001, 0.01)
+    """
+    return cfg.loss.dense_l2 if encoder_type == "dense" else cfg.loss.l2
+
+
 def build_model(cfg: configs.TrainConfig, sources: dict):
     """A compiled :class:`emobed_tf.model.emobed.EmoBed` for ``cfg``.
 
     ``encoder_type`` ``auto`` is resolved here, once, from the manifests of
     the data read (``dense`` when every item of every modality read has one
-    frame); the model records the resolved type (``model.encoder_type``).
+    frame); the model records the resolved type (``model.encoder_type``) and
+    trains with that type's L2 weight (:func:`effective_l2`, ``model.l2``).
     """
     import keras
 
@@ -168,10 +181,11 @@ def build_model(cfg: configs.TrainConfig, sources: dict):
     model_cfg = dataclasses.asdict(cfg.model)
     model_cfg["encoder_type"] = resolve_encoder_type(
         cfg.model.encoder_type, [(s.manifest, m) for m, s in sources.items()])
+    loss_cfg = {k: v for k, v in dataclasses.asdict(lc).items()
+                if k not in ("alpha", "beta", "dense_l2")}
+    loss_cfg["l2"] = effective_l2(cfg, model_cfg["encoder_type"])
     model = EmoBed(task=manifest.task, num_outputs=len(names), input_dims=dims,
-                   target=cfg.target, alpha=cfg.alpha, beta=cfg.beta, **model_cfg,
-                   **{k: v for k, v in dataclasses.asdict(lc).items()
-                      if k not in ("alpha", "beta")},
+                   target=cfg.target, alpha=cfg.alpha, beta=cfg.beta, **model_cfg, **loss_cfg,
                    output_names=names)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
     return model
@@ -324,6 +338,7 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
               "dataset": cfg.dataset, "task": manifest.task, "out": cfg.out,
               "score_name": model.score_name, "headline": headline_keys(manifest.task, names),
               "encoder_type": best.encoder_type,  # what ran (auto resolved)
+              "l2": best.l2,  # the resolved type's L2 weight (--l2 or --dense-l2)
               "best_epoch": ckpt.state["best_epoch"], "epochs_trained": ckpt.state["epoch"],
               "stopped_early": ckpt.state["stopped_early"],
               "train_seconds_this_session": round(time.time() - t0, 1),
