@@ -345,25 +345,33 @@ class _Beside:
     (it only starts and waits for them): beside the session, at the lowest priority, they use
     the CPU time it leaves."""
 
-    def __init__(self):
+    def __init__(self, inline=False):
         self.groups = queue.Queue()
         self.closed = False
+        self.inline = inline
         self.thread = threading.Thread(target=self._run, name="outside-processes", daemon=True)
         self.thread.start()
 
     def add(self, *procs):
-        self.groups.put(procs)
+        if self.inline:  # EMOBED_TESTS_OUTSIDE=inline: run now and wait, nothing beside
+            self._start_and_wait(procs)
+        else:
+            self.groups.put(procs)
+
+    @staticmethod
+    def _start_and_wait(group):
+        for proc in group:
+            proc.start()
+        for proc in group:
+            if proc.proc is not None:
+                proc.proc.wait()
 
     def _run(self):
         while True:
             group = self.groups.get()
             if group is None or self.closed:
                 return
-            for proc in group:
-                proc.start()
-            for proc in group:
-                if proc.proc is not None:
-                    proc.proc.wait()
+            self._start_and_wait(group)
 
     def close(self):
         self.closed = True
@@ -372,7 +380,9 @@ class _Beside:
 
 @pytest.fixture(scope="session")
 def beside():
-    runner = _Beside()
+    # EMOBED_TESTS_OUTSIDE=inline runs each group when it is queued, the session waiting: what
+    # the suite would take without running them beside it (benchmarks/results/test_time.md)
+    runner = _Beside(inline=os.environ.get("EMOBED_TESTS_OUTSIDE") == "inline")
     yield runner
     runner.close()
 
