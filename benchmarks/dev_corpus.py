@@ -202,6 +202,8 @@ def pretrained_report(studies: dict) -> dict:
         out[key] = {"target": cfg["target"], "folds": len(rep["folds"]), "seeds": rep["seeds"],
                     "encoder_type": cfg["model"].get("encoder_type"),
                     "aux_warmup_epochs": cfg["loss"].get("aux_warmup_epochs", 0),
+                    # the dense form's L2 weight (before --dense-l2 existed it was --l2)
+                    "dense_l2": cfg["loss"].get("dense_l2", cfg["loss"]["l2"]),
                     "normalize": cfg["data"]["normalize"],
                     "train_speakers": len(rep["folds"][0]["train"]),
                     "systems": systems}
@@ -261,6 +263,32 @@ def pretrained_markdown(study: dict) -> str:
             else:
                 cells += ["", "", "", str(r["n_runs"]), "", "", ""]
             lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
+
+
+def earlier_markdown(earlier: dict, now: dict) -> str:
+    """The same studies under the previous dense default: how much of a gain a stronger
+    classic baseline leaves (the same folds and seeds)."""
+    l2_now = sorted({q.get("dense_l2", 1e-4) for q in now.values()})
+    lines = ["### The same studies with the earlier dense default", "",
+             f"Dense L2 weight then {', '.join(f'{v:g}' for v in earlier['dense_l2'])}, now "
+             f"{', '.join(f'{v:g}' for v in l2_now)} (chosen on dev speakers, "
+             "`dense_screen.md`); the same folds and seeds. p: over folds.", "",
+             "| study | system | classic then | diff then | p then | classic now | diff now | "
+             "p now |", "|---|---|---|---|---|---|---|---|"]
+    for key, q in earlier["studies"].items():
+        if key not in now:
+            continue
+        for system, r in q["systems"].items():
+            n = now[key]["systems"].get(system)
+            if system == "classic" or not n or "over_folds" not in r or "over_folds" not in n:
+                continue
+            c0, c1 = q["systems"]["classic"], now[key]["systems"]["classic"]
+            lines.append(f"| {key} | {system} | {c0['f1_macro_mean']:.4f} | "
+                         f"{100 * r['diff_vs_classic']:+.2f} pt | "
+                         f"{r['over_folds']['p_wilcoxon']:.4f} | {c1['f1_macro_mean']:.4f} | "
+                         f"{100 * n['diff_vs_classic']:+.2f} pt | "
+                         f"{n['over_folds']['p_wilcoxon']:.4f} |")
     return "\n".join(lines + [""])
 
 
@@ -452,6 +480,8 @@ def markdown(result: dict) -> str:
         lines += [""]
     if result.get("pretrained"):
         lines += [pretrained_markdown(result["pretrained"])]
+    if result.get("pretrained") and result.get("pretrained_earlier"):
+        lines += [earlier_markdown(result["pretrained_earlier"], result["pretrained"])]
     lines += ["## Commands", "", "`$WORK` is any folder for the extracted data and the runs.", "",
               "```bash"] + result["commands"] + result.get("pretrained_commands", []) + ["```", ""]
     return "\n".join(lines)
@@ -517,7 +547,12 @@ def pretrained_stage(dev: str, work: str, report_only: bool = False, only=()) ->
         result = json.load(fh)
     result["commands"] = [portable(c, "/work/shared/dev-data", "/work/devwork")
                           for c in result["commands"]]  # written before commands were portable
-    result["pretrained"] = pretrained_report(studies)
+    new = pretrained_report(studies)
+    old = result.get("pretrained") or {}
+    l2_of = lambda section: {q.get("dense_l2", 1e-4) for q in section.values()}
+    if old and new and l2_of(old) != l2_of(new):  # the dense default changed: keep the last
+        result["pretrained_earlier"] = {"dense_l2": sorted(l2_of(old)), "studies": old}
+    result["pretrained"] = new
     result["pretrained_commands"] = [portable(c, dev, work) for c in commands]
     result["pretrained_wall_seconds_this_invocation"] = round(time.time() - t0)
     with open(path, "w") as fh:
