@@ -14,11 +14,9 @@ They are read-only: a test that changes a run folder works on ``run.copy(tmp_pat
 Each fixture checks at the end of the session that its folder is unchanged.
 
 A few tests check what other Python processes do (other Keras backends, two training
-workers, the cross-validation CLI). Such a process spends most of its time importing
-frameworks and tracing on one core, as the test session does. So that they run beside the
-session instead of holding up their tests: ``_outside_processes_first`` queues, with the first
-test, the processes of the ``OUTSIDE`` fixtures that the selected tests use; ``beside`` runs
-them, one group at a time, in a thread of its own; and the tests that use them run last.
+workers, the cross-validation CLI): their session fixtures start the processes when the first
+test needs them, and stop any still running at the end of the session. (Running them beside
+the session instead saved 25 s of 731 on 2 cores, 1.04x: ``benchmarks/results/test_time.md``.)
 """
 
 import os
@@ -30,10 +28,8 @@ import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import hashlib  # noqa: E402
 import io  # noqa: E402
-import queue  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -283,7 +279,7 @@ def finished_search(shared_root, search_data):
 
 
 # --------------------------------------------------------------------------
-# other processes, run beside the session
+# other processes
 
 
 def child_env(**extra):
@@ -293,39 +289,21 @@ def child_env(**extra):
 
 
 class OutsideProcess:
-    """Another process, started now or by ``_Beside`` (``deferred``, at the lowest CPU
-    priority); its output goes to files (a full pipe would stall it)."""
+    """Another Python process, started now; its output goes to files (a full pipe would
+    stall it)."""
 
-    def __init__(self, argv, folder, name, env=None, deferred=False):
+    def __init__(self, argv, folder, name, env=None):
         self.argv, self.env = list(argv), env or child_env()
-        if deferred and shutil.which("nice"):  # beside the session: the session goes first
-            self.argv = [shutil.which("nice"), "-n", "19", *self.argv]
         self.out_path = os.path.join(str(folder), f"{name}.out")
         self.err_path = os.path.join(str(folder), f"{name}.err")
-        self.proc = None
-        self.stopped = False
-        self.lock = threading.Lock()
-        self.started = threading.Event()
-        if not deferred:
-            self.start()
-
-    def start(self):
-        with self.lock:
-            if not self.stopped:  # never started after the session's end
-                with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-                    self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err, cwd=ROOT,
-                                                 env=self.env)
-        self.started.set()
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err, cwd=ROOT,
+                                         env=self.env)
 
     def wait(self, timeout=600):
         """(returncode, stdout, stderr) once it has ended."""
-        end = time.monotonic() + timeout
-        if not self.started.wait(timeout):
-            raise AssertionError(f"not started within {timeout} s: {self.argv}")
-        if self.proc is None:
-            raise AssertionError(f"stopped before it started: {self.argv}")
         try:
-            code = self.proc.wait(timeout=max(1.0, end - time.monotonic()))
+            code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.stop()
             raise
@@ -333,58 +311,9 @@ class OutsideProcess:
             return code, out.read(), err.read()
 
     def stop(self):
-        with self.lock:
-            self.stopped = True
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class _Beside:
-    """Runs groups of deferred processes one group after the other, in a thread of its own
-    (it only starts and waits for them): beside the session, at the lowest priority, they use
-    the CPU time it leaves."""
-
-    def __init__(self, inline=False):
-        self.groups = queue.Queue()
-        self.closed = False
-        self.inline = inline
-        self.thread = threading.Thread(target=self._run, name="outside-processes", daemon=True)
-        self.thread.start()
-
-    def add(self, *procs):
-        if self.inline:  # EMOBED_TESTS_OUTSIDE=inline: run now and wait, nothing beside
-            self._start_and_wait(procs)
-        else:
-            self.groups.put(procs)
-
-    @staticmethod
-    def _start_and_wait(group):
-        for proc in group:
-            proc.start()
-        for proc in group:
-            if proc.proc is not None:
-                proc.proc.wait()
-
-    def _run(self):
-        while True:
-            group = self.groups.get()
-            if group is None or self.closed:
-                return
-            self._start_and_wait(group)
-
-    def close(self):
-        self.closed = True
-        self.groups.put(None)
-
-
-@pytest.fixture(scope="session")
-def beside():
-    # EMOBED_TESTS_OUTSIDE=inline runs each group when it is queued, the session waiting: what
-    # the suite would take without running them beside it (benchmarks/results/test_time.md)
-    runner = _Beside(inline=os.environ.get("EMOBED_TESTS_OUTSIDE") == "inline")
-    yield runner
-    runner.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @contextlib.contextmanager
@@ -397,51 +326,28 @@ def _stopped_at_the_end(started):
 
 
 @pytest.fixture(scope="session")
-def other_backends(tmp_path_factory, beside):
+def other_backends(tmp_path_factory):
     """tests/test_backends.py's processes (training runs and steps under JAX and torch)."""
     from tests.test_backends import start_other_backends
 
-    with _stopped_at_the_end(start_other_backends(tmp_path_factory.mktemp("backends"),
-                                                  beside)) as started:
+    with _stopped_at_the_end(start_other_backends(tmp_path_factory.mktemp("backends"))) \
+            as started:
         yield started
 
 
 @pytest.fixture(scope="session")
-def crossval_process(tmp_path_factory, beside):
+def crossval_process(tmp_path_factory):
     """tests/test_crossval.py's ``python -m emobed_tf.crossval`` run."""
     from tests.test_crossval import start_crossval
 
-    with _stopped_at_the_end(start_crossval(tmp_path_factory.mktemp("cv"), beside)) as started:
+    with _stopped_at_the_end(start_crossval(tmp_path_factory.mktemp("cv"))) as started:
         yield started
 
 
 @pytest.fixture(scope="session")
-def two_workers(tmp_path_factory, beside):
+def two_workers(tmp_path_factory):
     """tests/test_distribute.py's two training workers on loopback."""
     from tests.test_distribute import start_two_workers
 
-    with _stopped_at_the_end(start_two_workers(tmp_path_factory.mktemp("workers"),
-                                               beside)) as started:
+    with _stopped_at_the_end(start_two_workers(tmp_path_factory.mktemp("workers"))) as started:
         yield started
-
-
-OUTSIDE = ("other_backends", "crossval_process", "two_workers")
-
-
-def _uses_outside(item):
-    return any(name in OUTSIDE for name in getattr(item, "fixturenames", ()))
-
-
-def pytest_collection_modifyitems(config, items):
-    """The tests of other processes run last: their processes run beside the others."""
-    items.sort(key=_uses_outside)  # stable: the order is kept otherwise
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _outside_processes_first(request, _cache):
-    """Queues, with the first test, the processes of the selected tests' ``OUTSIDE``
-    fixtures."""
-    used = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
-    for name in OUTSIDE:
-        if name in used:
-            request.getfixturevalue(name)

@@ -74,10 +74,9 @@ def _available(backend):
     return backend == "jax" or importlib.util.find_spec(backend) is not None
 
 
-def start_other_backends(root, beside):
-    """Queues the outside processes of this module on ``beside`` (the ``other_backends``
-    fixture of conftest, set up with the session): per backend, one training run and one
-    ``backend_step.py`` over both tasks. The TensorFlow side of the step comparison is
+def start_other_backends(root):
+    """Starts the other processes of this module (the ``other_backends`` fixture of
+    conftest): per backend, one training run and one ``backend_step.py`` over both tasks. The TensorFlow side of the step comparison is
     computed once for all backends, here, while the training runs start."""
     data = str(root / "cls")
     write_classification(data)
@@ -87,8 +86,7 @@ def start_other_backends(root, beside):
         procs["train", backend] = OutsideProcess(
             [sys.executable, "-m", "emobed_tf.train", "--backend", backend, "--data-dir", data,
              "--out", str(root / f"run-{backend}"), *TRAIN_ARGS], root, f"train-{backend}",
-            {**ENV, "KERAS_BACKEND": ""}, deferred=True)
-    beside.add(*procs.values())
+            {**ENV, "KERAS_BACKEND": ""})
     expected = {}  # the inputs of the step comparison (a batch, a saved model) and TF's results
     for task in TASKS:
         batch = _batch(task, np.random.default_rng(0))
@@ -102,8 +100,7 @@ def start_other_backends(root, beside):
                      str(root / f"{backend}-{task}-out.npz")]
         procs["step", backend] = OutsideProcess(
             [sys.executable, os.path.join(ROOT, "tests", "backend_step.py"), *argv], root,
-            f"step-{backend}", {**ENV, "KERAS_BACKEND": backend}, deferred=True)
-    beside.add(*(procs["step", b] for b in backends))
+            f"step-{backend}", {**ENV, "KERAS_BACKEND": backend})
     return {"root": root, "data": data, "expected": expected, "procs": procs}
 
 

@@ -118,16 +118,13 @@ CV_ARGV = ("--folds", "speaker:2", "--n-dev-speakers", "1", "--seeds", "0",
            "--modes", "classic,emobed", "--epochs", "1", "--verbose", "0")
 
 
-def start_crossval(root, beside):
-    """Queues ``python -m emobed_tf.crossval`` on a 4-speaker corpus, 2 folds x 2 modes, one
-    seed, on ``beside`` (the ``crossval_process`` fixture of conftest, set up with the
-    session)."""
+def start_crossval(root):
+    """Starts ``python -m emobed_tf.crossval`` on a 4-speaker corpus, 2 folds x 2 modes, one
+    seed (the ``crossval_process`` fixture of conftest)."""
     _, items = write_classification(root / "d", n=(12, 6, 6))
     argv = ["--dataset", "custom", "--data-dir", str(root / "d"), *CV_ARGV,
             "--out", str(root / "cv")]
-    proc = OutsideProcess([sys.executable, "-m", "emobed_tf.crossval", *argv], root, "cv",
-                          deferred=True)
-    beside.add(proc)
+    proc = OutsideProcess([sys.executable, "-m", "emobed_tf.crossval", *argv], root, "cv")
     return {"out": root / "cv", "argv": argv, "items": items, "procs": {"cv": proc}}
 
 

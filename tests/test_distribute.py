@@ -93,9 +93,9 @@ def test_multiworker_loop_selects_on_the_mean_ccc_like_fit(reg_data, tmp_path, m
     assert seen["score"] == pytest.approx(np.mean(per_dim), rel=1e-4, abs=1e-5)
 
 
-def start_two_workers(root, beside):
-    """Queues two ``python -m emobed_tf.train --strategy multiworker`` workers on loopback on
-    ``beside`` (the ``two_workers`` fixture of conftest, set up with the session)."""
+def start_two_workers(root):
+    """Starts two ``python -m emobed_tf.train --strategy multiworker`` workers on loopback
+    (the ``two_workers`` fixture of conftest); they wait for each other."""
     write_classification(root / "d", n=(24, 6, 6))
     ports = _ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -105,9 +105,7 @@ def start_two_workers(root, beside):
                                               "task": {"type": "worker", "index": i}}))
         procs[i] = OutsideProcess(
             [sys.executable, "-m", "emobed_tf.train",
-             *_args(str(root / "d"), str(root / f"run{i}"), "multiworker")], root, f"w{i}", env,
-            deferred=True)
-    beside.add(*procs.values())  # together: they wait for each other
+             *_args(str(root / "d"), str(root / f"run{i}"), "multiworker")], root, f"w{i}", env)
     return {"root": root, "procs": procs}
 
 
