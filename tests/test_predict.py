@@ -18,6 +18,22 @@ from tests.tools.media_fixtures import tone, write_audio, write_wav
 LABELS = ("happy", "sad")
 
 
+
+def _train_and_export(root, data, name, *flags, target=None):
+    """A 1-epoch classic run of a tiny model (one layer of 8 units each) on ``data``, exported
+    to ``root/sm/name``; ``(run folder, SavedModel folder)``."""
+    from emobed_tf.export import main as export_main
+
+    side = ("--target", target) if target else ()
+    run = os.path.join(str(root), "run")
+    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
+               *side, "--epochs", "1", "--encoder-units", "8", "--shared-units", "8",
+               "--encoder-layers", "1", "--shared-layers", "1", "--verbose", "0", *flags])
+    sm = os.path.join(str(root), "sm", name)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert export_main(["--run", run, *side, "--out", sm]) == 0
+    return run, sm
+
 def _csv(path):
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -34,7 +50,6 @@ def _softmax_if_logits(p):
 @pytest.fixture(scope="module")
 def audio_model(tmp_path_factory):
     """Ten tones (wav and flac) -> eGeMAPS data set -> classic run (1 epoch) -> export."""
-    from emobed_tf.export import main as export_main
     from tfrecords_tools import extract
 
     root = tmp_path_factory.mktemp("predict")
@@ -60,14 +75,7 @@ def audio_model(tmp_path_factory):
     with contextlib.redirect_stdout(io.StringIO()):
         assert extract.main(["--corpus", "manifest", "--csv", str(root / "m.csv"), "--labels",
                              ",".join(LABELS), "--out", data, "--workers", "1"]) == 0
-    run = str(root / "run")
-    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
-               "--epochs", "1", "--batch-size", "4", "--encoder-units", "8",
-               "--shared-units", "8", "--encoder-layers", "1", "--shared-layers", "1",
-               "--verbose", "0"])
-    sm = str(root / "sm" / "toy")
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert export_main(["--run", run, "--out", sm]) == 0
+    run, sm = _train_and_export(root, data, "toy", "--batch-size", "4")
     return {"root": root, "media": media, "rows": rows, "run": run, "model": sm}
 
 
@@ -258,7 +266,6 @@ def make_face_model(root, n_images=10, videos=(0.6, 1.2), detect=False, **media_
 
     ``detect``: extract with MTCNN detection and alignment (the extraction's default);
     else ``--no-detect`` (the crops are resized to the encoder's input)."""
-    from emobed_tf.export import main as export_main
     from tfrecords_tools import extract
 
     root = str(root)
@@ -275,14 +282,7 @@ def make_face_model(root, n_images=10, videos=(0.6, 1.2), detect=False, **media_
                              "--labels", ",".join(LABELS), "--out", data, "--encoder", "keras",
                              "--encoder-model", enc, "--layer", "feat", "--layer-pool", "avg",
                              *([] if detect else ["--no-detect"]), "--workers", "1"]) == 0
-    run = os.path.join(root, "run")
-    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
-               "--target", "video", "--epochs", "1", "--batch-size", "4",
-               "--encoder-units", "8", "--shared-units", "8", "--encoder-layers", "1",
-               "--shared-layers", "1", "--verbose", "0"])
-    sm = os.path.join(root, "sm", "face")
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert export_main(["--run", run, "--target", "video", "--out", sm]) == 0
+    run, sm = _train_and_export(root, data, "face", "--batch-size", "4", target="video")
     return {"root": root, "media": media, "rows": rows, "run": run, "model": sm,
             "encoder": enc}
 
@@ -484,7 +484,6 @@ def _openface_clip(path, n_frames, seed, shift=0.0, low_conf=(), groups=None):
 def openface_model(tmp_path_factory):
     """Eight OpenFace CSVs (+ a labels CSV) -> --corpus openface --openface-pool functionals
     -> classic video run (1 epoch) -> export."""
-    from emobed_tf.export import main as export_main
     from tfrecords_tools import extract
 
     root = tmp_path_factory.mktemp("predict_openface")
@@ -502,14 +501,7 @@ def openface_model(tmp_path_factory):
         assert extract.main(["--corpus", "openface", "--openface-dir", str(clips),
                              "--labels-csv", str(root / "labels.csv"), "--openface-pool",
                              "functionals", "--labels", ",".join(LABELS), "--out", data]) == 0
-    run = str(root / "run")
-    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
-               "--target", "video", "--epochs", "1", "--batch-size", "4",
-               "--encoder-units", "8", "--shared-units", "8", "--encoder-layers", "1",
-               "--shared-layers", "1", "--verbose", "0"])
-    sm = str(root / "sm" / "of")
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert export_main(["--run", run, "--target", "video", "--out", sm]) == 0
+    run, sm = _train_and_export(root, data, "of", "--batch-size", "4", target="video")
     return {"root": root, "clips": clips, "run": run, "model": sm}
 
 
@@ -560,7 +552,6 @@ FEATURES = ("f1", "f2", "f3", "f4", "f5")
 def table_model(tmp_path_factory):
     """A ten-row feature table (id, label, speaker, split, f1..f5) -> --corpus table
     --modality audio -> classic run (1 epoch) -> export."""
-    from emobed_tf.export import main as export_main
     from tfrecords_tools import extract
 
     root = tmp_path_factory.mktemp("predict_table")
@@ -580,14 +571,7 @@ def table_model(tmp_path_factory):
     with contextlib.redirect_stdout(io.StringIO()):
         assert extract.main(["--corpus", "table", "--table", table, "--modality", "audio",
                              "--labels", ",".join(LABELS), "--out", data]) == 0
-    run = str(root / "run")
-    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
-               "--epochs", "1", "--batch-size", "4", "--encoder-units", "8",
-               "--shared-units", "8", "--encoder-layers", "1", "--shared-layers", "1",
-               "--verbose", "0"])
-    sm = str(root / "sm" / "tab")
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert export_main(["--run", run, "--out", sm]) == 0
+    run, sm = _train_and_export(root, data, "tab", "--batch-size", "4")
     return {"root": root, "table": table, "rows": rows, "run": run, "model": sm}
 
 
@@ -699,7 +683,6 @@ def _as_regression(src_dir, out_dir, step):
 def regression_model(tmp_path_factory):
     """Three 20-24 s recordings (manifest CSV with per-item arousal/valence) -> eGeMAPS LLD
     sequences (--audio-mode lld, 40 ms frames) -> regression data set -> 1 epoch -> export."""
-    from emobed_tf.export import main as export_main
     from tfrecords_tools import extract
 
     root = tmp_path_factory.mktemp("predict_reg")
@@ -721,14 +704,7 @@ def regression_model(tmp_path_factory):
                              "neutral", "--audio-mode", "lld", "--out", cls_data,
                              "--workers", "1"]) == 0
     _as_regression(cls_data, data, 0.04)
-    run = str(root / "run")
-    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
-               "--epochs", "1", "--batch-size", "2", "--encoder-units", "8",
-               "--shared-units", "8", "--encoder-layers", "1", "--shared-layers", "1",
-               "--verbose", "0"])
-    sm = str(root / "sm" / "reg")
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert export_main(["--run", run, "--out", sm]) == 0
+    run, sm = _train_and_export(root, data, "reg", "--batch-size", "2")
     return {"root": root, "media": media, "rows": rows, "run": run, "model": sm}
 
 
@@ -795,7 +771,6 @@ def test_regression_frames_equal_the_pipeline(regression_model, tmp_path, capsys
 def speaker_model(tmp_path_factory):
     """Eight short tones (eGeMAPS LLD sequences, two speakers) -> classic run trained with
     --normalize speaker -> export (signature inputs speaker_mean/speaker_std)."""
-    from emobed_tf.export import main as export_main
     from tfrecords_tools import extract
 
     root = tmp_path_factory.mktemp("predict_spk")
@@ -816,14 +791,7 @@ def speaker_model(tmp_path_factory):
         assert extract.main(["--corpus", "manifest", "--csv", str(root / "m.csv"), "--labels",
                              ",".join(LABELS), "--audio-mode", "lld", "--out", data,
                              "--workers", "1"]) == 0
-    run = str(root / "run")
-    train_cli(["--dataset", "custom", "--data-dir", data, "--out", run, "--mode", "classic",
-               "--normalize", "speaker", "--epochs", "1", "--batch-size", "4",
-               "--encoder-units", "8", "--shared-units", "8", "--encoder-layers", "1",
-               "--shared-layers", "1", "--verbose", "0"])
-    sm = str(root / "sm" / "spk")
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert export_main(["--run", run, "--out", sm]) == 0
+    run, sm = _train_and_export(root, data, "spk", "--normalize", "speaker", "--batch-size", "4")
     return {"root": root, "run": run, "model": sm}
 
 
