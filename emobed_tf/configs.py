@@ -56,6 +56,7 @@ CACHE_MODES = ("auto", "memory", "none")  # see emobed_tf.data.pipeline.Pipeline
 NORMALIZATIONS = ("corpus", "speaker")  # see emobed_tf.data.pipeline.PipelineOptions
 ENCODER_TYPES = ("auto", "dense", "gru")  # auto: see emobed_tf.model.emobed.resolve_encoder_type
 DENSE_L2 = 1e-2  # the dense form's L2 weight, chosen on dev speakers (dense_screen.md)
+SELECT_ON = ("score", "loss", "last")  # see emobed_tf.model.metrics.selection
 DENSE_ACTIVATIONS = ("relu", "tanh", "gelu", "elu", "linear")  # = emobed_tf.model.emobed's
 SHARED_SPEAKERS = ("auto", "yes", "no")  # see emobed_tf.data.speakers.speaker_fold_sources
 
@@ -304,6 +305,13 @@ class TrainConfig(_Validated):
     learning_rate: float = setting(1e-3, "Adam learning rate", check=positive_float)
     epochs: int = setting(50, "maximum training epochs", check=positive_int)
     patience: int = setting(10, "early stopping patience in epochs", check=positive_int)
+    select_on: str = setting("score", "what early stopping and the kept (best) epoch select "
+                             "on: score (the target's dev macro-F1, or mean CCC; the paper's), "
+                             "loss (the target's dev loss, val_target_loss, lowest kept) or "
+                             "last (no early stopping: all --epochs, the last kept; dev is "
+                             "only reported). On pooled Whisper features no rule beat score "
+                             "on dev speakers (benchmarks/results/dense_screen_nested.md)",
+                             choices=SELECT_ON)
     seed: int = setting(0, "seed of Python, numpy, Keras and the data order", check=nonneg_int,
                         hparam=False)
     verbose: int = setting(1, "Keras progress: 0 silent, 1 progress bar, 2 a line per epoch",
@@ -357,6 +365,9 @@ class TrainConfig(_Validated):
             # written before dense_l2 existed: a dense model trained with l2, so a run of
             # then is never taken for one of today's dense default
             d = {**d, "loss": {**d["loss"], "dense_l2": d["loss"].get("l2", LossConfig.l2)}}
+        if "select_on" not in d:
+            # written before select_on existed: every run selected its epoch on the dev score
+            d = {**d, "select_on": "score"}
         parts = {name: _from_dict(klass, d.get(name, {})) for name, klass in SECTIONS.items()
                  if name != "top"}
         return cls(**{**d, **parts})

@@ -111,6 +111,8 @@ def test_encoder_type_auto_resolves_on_the_frame_counts(tmp_path):
         # each form trains with its own L2 weight: --dense-l2 for dense, the paper's --l2 for gru
         l2 = {"dense": 0.02, "gru": 0.003}[expected]
         assert model.l2 == pytest.approx(l2) and rd.metrics()["l2"] == pytest.approx(l2)
+        # and selects its epoch on the dev score, the paper's (the default of --select-on)
+        assert (rd.metrics()["select_on"], rd.metrics()["monitor"]) == ("score", "val_f1_macro")
         kernels = [w for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dense)
                    or isinstance(layer, keras.layers.GRU) for w in layer.weights
                    if w.path.endswith("kernel")]
@@ -127,6 +129,78 @@ def test_a_config_from_before_encoder_type_reads_as_gru():
     d = configs.default_config("custom", "x").to_json()
     del d["model"]["encoder_type"]
     assert configs.TrainConfig.from_json(d).model.encoder_type == "gru"
+
+
+@pytest.mark.parametrize("select_on,key,pick", [
+    ("loss", "val_target_loss", np.argmin), ("score", "val_f1_macro", np.argmax),
+    ("last", "val_target_loss", lambda v: len(v) - 1)])
+def test_the_kept_epoch_is_the_one_the_selection_asks_for(tmp_path, select_on, key, pick):
+    """``--select-on loss`` keeps the epoch of the lowest dev loss, ``score`` the highest dev
+    macro-F1 (read back from the run's own history, the first epoch where the extreme
+    occurs), ``last`` the last epoch."""
+    data, out = tmp_path / "pooled", tmp_path / "run"
+    write_classification(data, n=(48, 12, 12), dims={"audio": 6}, lengths=(1, 1), seed=4)
+    train_cli(["--dataset", "custom", "--data-dir", str(data), "--out", str(out),
+               "--mode", "classic", "--epochs", "8", "--patience", "8", "--batch-size", "8",
+               "--encoder-units", "4", "--shared-units", "4", "--learning-rate", "0.003",
+               "--verbose", "0", "--select-on", select_on])
+    rd = RunDir(str(out))
+    history = json.load(open(rd.history_path))
+    values = np.array([h[key] for h in history])
+    assert len(values) == 8 and len(set(values.round(6))) > 1  # not all equal: a real choice
+    metrics = rd.metrics()
+    assert metrics["monitor"] == (None if select_on == "last" else key)
+    assert metrics["best_epoch"] == int(pick(values)) + 1 and metrics["epochs_trained"] == 8
+    # the kept model is that epoch's: its dev loss is the history's at that epoch
+    model = rd.load_model()
+    from emobed_tf.data.source import Source
+    from emobed_tf.experiments.scoring import predict_split, prediction_loss
+    p = predict_split(model, Source.open(str(data)), "audio", "dev",
+                      options=experiment.pipeline_options(rd.config(), Source.open(str(data)).manifest))
+    best = history[metrics["best_epoch"] - 1]
+    assert prediction_loss(p) == pytest.approx(best["val_target_loss"], rel=1e-4)
+
+
+def test_a_loss_checkpoint_keeps_the_lowest_and_counts_patience(tmp_path):
+    ckpt = make_run_checkpoint(RunDir(str(tmp_path)), "val_target_loss", patience=2,
+                               higher_is_better=False)
+    ckpt.set_model(_dense(alpha=0.0, beta=0.0))
+    for epoch, loss in enumerate([1.0, 0.7, 0.8, 0.6, 0.65, 0.9]):
+        ckpt.on_epoch_end(epoch, {"loss": 1.0, "val_target_loss": loss})
+        if ckpt.state["stopped_early"]:
+            break
+    st = ckpt.state
+    assert (st["best_epoch"], st["best"], st["wait"], st["epoch"]) == (4, 0.6, 2, 6)
+    assert st["stopped_early"]
+    # no selection: every epoch is kept in turn and patience never runs out
+    ckpt = make_run_checkpoint(RunDir(str(tmp_path / "last")), None, patience=1)
+    ckpt.set_model(_dense(alpha=0.0, beta=0.0))
+    for epoch, loss in enumerate([1.0, 0.7, 0.8, 0.9]):
+        ckpt.on_epoch_end(epoch, {"loss": 1.0, "val_target_loss": loss})
+    assert (ckpt.state["best_epoch"], ckpt.state["stopped_early"]) == (4, False)
+
+
+def test_a_config_from_before_select_on_selected_on_the_score():
+    d = configs.default_config("custom", "x").to_json()
+    del d["select_on"]
+    assert configs.TrainConfig.from_json(d).select_on == "score"
+
+
+def test_prediction_loss_matches_sklearn_and_numpy():
+    from sklearn.metrics import log_loss
+
+    from emobed_tf.experiments.scoring import Predictions, prediction_loss
+    rng = np.random.default_rng(0)
+    probs = numpy_softmax(rng.normal(size=(20, 3)))
+    gold = rng.integers(0, 3, 20)
+    p = Predictions("classification", [str(i) for i in range(20)], gold, probs, ["s"] * 20)
+    assert prediction_loss(p) == pytest.approx(log_loss(gold, probs, labels=[0, 1, 2]), rel=1e-6)
+    g, q = rng.normal(size=(30, 2)), rng.normal(size=(30, 2))
+    r = Predictions("regression", ["a", "b"], [g[:10], g[10:]], [q[:10], q[10:]], ["s", "s"])
+    assert prediction_loss(r, "mse") == pytest.approx(np.mean((g - q) ** 2))
+    from tests.conftest import numpy_ccc
+    assert prediction_loss(r, "ccc") == pytest.approx(
+        1 - np.mean([numpy_ccc(g[:, k], q[:, k]) for k in range(2)]), rel=1e-6)
 
 
 def test_a_config_from_before_dense_l2_keeps_the_l2_its_dense_model_trained_with():
@@ -345,13 +419,13 @@ def test_the_multiworker_loop_has_the_warmup_too(tmp_path):
     w0 = [v.numpy().copy() for v in model.audio_encoder.weights]
     seen = {}
 
-    def dev_score(m):
+    def dev_logs(m):
         seen[len(seen) + 1] = [v.numpy().copy() for v in m.audio_encoder.weights]
-        return 1.0 - 0.1 * len(seen)  # the warm-up epoch would be the best by score
+        return {"val_f1_macro": 1.0 - 0.1 * len(seen)}  # the warm-up epoch would be the best
 
     run = RunDir(cfg.out)
     ckpt = make_run_checkpoint(run, "val_f1_macro", cfg.patience)
-    fit_multiworker(model, strategy, train_ds, cfg.epochs, 0, ckpt, dev_score, verbose=0)
+    fit_multiworker(model, strategy, train_ds, cfg.epochs, 0, ckpt, dev_logs, verbose=0)
     assert model.encoder_type == "dense"
     assert _same(seen[1], w0) and not _same(seen[2], w0)
     assert ckpt.state["best_epoch"] == 2

@@ -68,8 +68,8 @@ def test_multiworker_loop_selects_on_the_mean_ccc_like_fit(reg_data, tmp_path, m
 
     seen = {}
 
-    def loop(model, strategy, train_ds, epochs, start, ckpt, dev_score, verbose=1):
-        seen["score"], seen["model"] = dev_score(model), model
+    def loop(model, strategy, train_ds, epochs, start, ckpt, dev_logs, verbose=1):
+        seen["logs"], seen["model"] = dev_logs(model), model
         raise Captured
 
     # the run as --strategy multiworker starts it, on one process without a cluster
@@ -90,7 +90,10 @@ def test_multiworker_loop_selects_on_the_mean_ccc_like_fit(reg_data, tmp_path, m
     gold, pred = p.pooled()
     per_dim = [numpy_ccc(gold[:, k], pred[:, k]) for k in range(2)]
     assert abs(per_dim[0] - per_dim[1]) > 1e-3  # the two readings differ on this run
-    assert seen["score"] == pytest.approx(np.mean(per_dim), rel=1e-4, abs=1e-5)
+    assert seen["logs"]["val_ccc"] == pytest.approx(np.mean(per_dim), rel=1e-4, abs=1e-5)
+    # and the dev loss (--select-on loss): 1 - CCC per dimension, averaged (--regression-loss ccc)
+    assert seen["logs"]["val_target_loss"] == pytest.approx(1 - np.mean(per_dim), rel=1e-4,
+                                                            abs=1e-5)
 
 
 def start_two_workers(root):

@@ -29,22 +29,21 @@ def make_strategy(name: str):
     return tf.distribute.MultiWorkerMirroredStrategy()  # cluster from TF_CONFIG
 
 
-def fit_multiworker(model, strategy, train_ds, epochs: int, start: int, ckpt, dev_score,
+def fit_multiworker(model, strategy, train_ds, epochs: int, start: int, ckpt, dev_logs,
                     verbose: int = 1) -> None:
     """Training loop for ``MultiWorkerMirroredStrategy``.
 
     Each step runs ``model.train_step`` through ``strategy.run`` on a
     distributed dataset: the batch is the global batch, split between the
     workers, whose gradients are summed (all-reduce); every worker runs the
-    same number of steps (collectives need it). ``dev_score()`` returns the
-    dev score of the target modality alone (the one scorer of
-    :mod:`emobed_tf.experiments.experiment`); ``ckpt`` is the run's checkpoint callback.
+    same number of steps (collectives need it). ``dev_logs(model)`` returns the
+    target modality's dev score and dev loss under the names ``fit`` logs them
+    (:func:`emobed_tf.experiments.experiment.dev_logs`); ``ckpt`` is the run's
+    checkpoint callback, which selects on one of them.
     A model with an auxiliary warm-up (``aux_warmup_epochs``) runs its first
     epochs in that phase, with a step traced for each phase.
     """
     import tensorflow as tf
-
-    from emobed_tf.model.metrics import dev_monitor
 
     workers = strategy.num_replicas_in_sync
     n = int(train_ds.cardinality())
@@ -82,7 +81,7 @@ def fit_multiworker(model, strategy, train_ds, epochs: int, start: int, ckpt, de
                 examples += int(part.shape[0])
             ckpt.on_train_batch_end(seen - 1, {m.name: m.result() for m in model.metrics})
         logs = {m.name: float(m.result()) for m in model.metrics}
-        logs[dev_monitor(model.task)] = dev_score(model)
+        logs.update(dev_logs(model))
         logs["batches_this_worker"] = seen  # global batches, split across the workers
         logs["examples_this_worker"] = examples
         if verbose:

@@ -212,6 +212,22 @@ def score(model, source: Source, modality: str, split: str, cfg: configs.TrainCo
     return out
 
 
+def dev_logs(model, cfg: configs.TrainConfig, sources: dict) -> dict:
+    """The target's dev score and dev loss under the names ``fit`` logs them
+    (``val_f1_macro`` or ``val_ccc``, and ``val_target_loss``), from one pass of the one
+    scorer over the dev items: the multi-worker loop's dev logs."""
+    from emobed_tf.experiments.scoring import predict_split, prediction_loss, score_predictions
+    from emobed_tf.model.metrics import dev_key, dev_monitor
+
+    src = sources[cfg.target]
+    task = src.manifest.task
+    p = predict_split(model, src, cfg.target, "dev", cfg.data.eval_batch_size,
+                      pipeline_options(cfg, src.manifest))
+    scores = score_predictions(p, output_names(cfg, src.manifest))
+    return {dev_monitor(task): scores[dev_key(task)],
+            "val_target_loss": prediction_loss(p, cfg.loss.regression_loss)}
+
+
 def score_run(model, cfg: configs.TrainConfig, sources: dict) -> dict:
     """Dev and test scores of the target modality alone."""
     src = sources[cfg.target]
@@ -289,7 +305,7 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
                             f"KERAS_BACKEND={cfg.backend} (train --backend does it)")
 
     from emobed_tf.experiments.distribute import fit_multiworker, make_strategy
-    from emobed_tf.model.metrics import dev_key, dev_monitor, headline_keys
+    from emobed_tf.model.metrics import headline_keys, selection
 
     state = rd.check_resumable(cfg)
     rd.begin(cfg, sources)
@@ -303,18 +319,15 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
             model = rd.load_model("last")
         else:
             model = build_model(cfg, sources)  # compiling builds the optimizer (model.py)
-    monitor = dev_monitor(model.task)
-    ckpt = make_run_checkpoint(rd, monitor, cfg.patience, state)
+    monitor, higher_is_better = selection(model.task, cfg.select_on)
+    ckpt = make_run_checkpoint(rd, monitor, cfg.patience, state, higher_is_better)
     start = ckpt.state["epoch"]
     t0 = time.time()
     if start < cfg.epochs and not ckpt.state["stopped_early"]:
         try:
             if cfg.strategy == "multiworker":
-                src = sources[cfg.target]
-                key = dev_key(src.manifest.task)  # the quantity fit monitors (mean CCC)
                 fit_multiworker(model, strategy, train_ds, cfg.epochs, start, ckpt,
-                                lambda m: score(m, src, cfg.target, "dev", cfg)[key],
-                                cfg.verbose)
+                                lambda m: dev_logs(m, cfg, sources), cfg.verbose)
             else:
                 # shuffle=False: the pipeline shuffles (Keras warns that it ignores True)
                 model.fit(train_ds, validation_data=dev_ds, epochs=cfg.epochs, shuffle=False,
@@ -339,6 +352,7 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
               "score_name": model.score_name, "headline": headline_keys(manifest.task, names),
               "encoder_type": best.encoder_type,  # what ran (auto resolved)
               "l2": best.l2,  # the resolved type's L2 weight (--l2 or --dense-l2)
+              "select_on": cfg.select_on, "monitor": monitor,  # what chose best_epoch
               "best_epoch": ckpt.state["best_epoch"], "epochs_trained": ckpt.state["epoch"],
               "stopped_early": ckpt.state["stopped_early"],
               "train_seconds_this_session": round(time.time() - t0, 1),

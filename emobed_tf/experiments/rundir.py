@@ -259,8 +259,14 @@ class RunDir:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def make_run_checkpoint(run: RunDir, monitor: str, patience: int, state: dict | None = None):
+def make_run_checkpoint(run: RunDir, monitor: str, patience: int, state: dict | None = None,
+                        higher_is_better: bool = True):
     """A Keras callback: last/best checkpoints, early stopping, resumable state.
+
+    The best epoch is the one with the highest logged ``monitor`` (a dev
+    score), or the lowest with ``higher_is_better=False`` (a dev loss);
+    with ``monitor=None`` each epoch is the best in turn (the last is kept)
+    and nothing stops early.
 
     Keras' ``BackupAndRestore`` + ``EarlyStopping`` would lose the early
     stopping counters on a restart; this callback persists them in
@@ -294,7 +300,7 @@ def make_run_checkpoint(run: RunDir, monitor: str, patience: int, state: dict | 
 
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
-            if monitor not in logs:
+            if monitor is not None and monitor not in logs:
                 raise RuntimeError(f"dev score {monitor!r} missing from the logs {sorted(logs)}")
             bad = sorted(k for k, v in logs.items() if not math.isfinite(v))
             if bad:
@@ -302,12 +308,13 @@ def make_run_checkpoint(run: RunDir, monitor: str, patience: int, state: dict | 
                                f"the end of epoch {epoch + 1}; nothing of this epoch was saved")
             st = self.state
             st["history"].append({"epoch": epoch + 1, **logs})
-            score = logs[monitor]
+            score = logs[monitor] if monitor is not None else float(epoch + 1)
             # an auxiliary warm-up epoch (EmoBed.aux_warmup_epochs) never becomes "best" nor
             # counts for patience: the target is not trained yet
             if epoch < getattr(self.model, "aux_warmup_epochs", 0):
                 pass
-            elif st["best"] is None or score > st["best"]:
+            elif st["best"] is None or monitor is None or (
+                    score > st["best"] if higher_is_better else score < st["best"]):
                 st.update(best=score, best_epoch=epoch + 1, wait=0)
                 run.save_checkpoint(self.model, "best")
             else:

@@ -140,6 +140,27 @@ def predict_split(model, source: Source, modality: str, split: str, batch_size: 
     return Predictions(task, recs, golds, preds, spks, embs if with_embeddings else None)
 
 
+def prediction_loss(p: Predictions, regression_loss: str = "ccc") -> float:
+    """The target's loss over a whole partition, from its predictions (the multi-worker
+    loop's ``val_target_loss``): classification, the mean cross-entropy of the gold class
+    (``-log p``, as ``from_logits`` on the logits gives); regression, ``1 - CCC`` averaged
+    over the dimensions (``regression_loss="ccc"``, the paper's) or the mean squared error.
+
+    >>> p = Predictions("classification", ["a", "b"], np.array([0, 1]),
+    ...                 np.array([[0.5, 0.5], [0.2, 0.8]]), ["s", "s"])
+    >>> round(prediction_loss(p), 6), round(float(-(np.log(0.5) + np.log(0.8)) / 2), 6)
+    (0.458145, 0.458145)
+    """
+    gold, pred = p.pooled()
+    if p.task == "classification":
+        picked = np.asarray(pred, np.float64)[np.arange(len(gold)), gold]
+        return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
+    if regression_loss == "mse":
+        return float(np.mean((np.asarray(pred, np.float64) - gold) ** 2))
+    return float(np.mean([1.0 - metrics.ccc(gold[:, k], pred[:, k])
+                          for k in range(gold.shape[1])]))
+
+
 def score_predictions(p: Predictions, names, detail: bool = False) -> dict:
     """The one scorer: scores pooled over the partition (see ``emobed_tf.model.metrics``).
 

@@ -169,6 +169,27 @@ def dev_monitor(task: str) -> str:
     return task_score(task).monitor
 
 
+def selection(task: str, select_on: str) -> tuple:
+    """``(logged key, higher_is_better)`` that early stopping and the kept epoch select on:
+    the dev score (``select_on="score"``, :func:`dev_monitor`, maximised), the target's
+    dev loss (``"loss"``, ``val_target_loss``, minimised; the cross-entropy of the logits,
+    or the regression loss, without the L2 term), or nothing (``"last"``: key ``None``,
+    every epoch is kept in turn and none stops early).
+
+    >>> selection("classification", "score"), selection("classification", "loss")
+    (('val_f1_macro', True), ('val_target_loss', False))
+    >>> selection("regression", "last")
+    (None, True)
+    """
+    if select_on == "score":
+        return dev_monitor(task), True
+    if select_on == "loss":
+        return "val_target_loss", False
+    if select_on == "last":
+        return None, True
+    raise ValueError(f"select_on must be 'score', 'loss' or 'last', got {select_on!r}")
+
+
 def dev_key(task: str) -> str:
     """The score (of the one scorer's dict) equal to the monitored dev score.
 
