@@ -342,7 +342,7 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
             raise data_err from None
     if ckpt.state["best_epoch"] is None:
         raise RunError(f"{rd.path}: no epoch finished, so there is no model to save")
-    best = rd.load_model("best")
+    best = rd.load_model("best" if monitor is not None else "last")  # --select-on last
     rd.save_model(best)
     rd.write_history(ckpt.state["history"])
     manifest = sources[cfg.target].manifest

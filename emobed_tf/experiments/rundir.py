@@ -265,8 +265,8 @@ def make_run_checkpoint(run: RunDir, monitor: str, patience: int, state: dict | 
 
     The best epoch is the one with the highest logged ``monitor`` (a dev
     score), or the lowest with ``higher_is_better=False`` (a dev loss);
-    with ``monitor=None`` each epoch is the best in turn (the last is kept)
-    and nothing stops early.
+    with ``monitor=None`` each epoch is the best in turn and nothing stops
+    early (only the ``last`` checkpoint is written: it is the kept one).
 
     Keras' ``BackupAndRestore`` + ``EarlyStopping`` would lose the early
     stopping counters on a restart; this callback persists them in
@@ -313,8 +313,10 @@ def make_run_checkpoint(run: RunDir, monitor: str, patience: int, state: dict | 
             # counts for patience: the target is not trained yet
             if epoch < getattr(self.model, "aux_warmup_epochs", 0):
                 pass
-            elif st["best"] is None or monitor is None or (
-                    score > st["best"] if higher_is_better else score < st["best"]):
+            elif monitor is None:  # no selection: the last checkpoint is the kept one
+                st.update(best=score, best_epoch=epoch + 1, wait=0)
+            elif st["best"] is None or (score > st["best"] if higher_is_better
+                                        else score < st["best"]):
                 st.update(best=score, best_epoch=epoch + 1, wait=0)
                 run.save_checkpoint(self.model, "best")
             else:
