@@ -31,7 +31,7 @@ import json
 import os
 import sys
 
-from benchmarks.common import RESULTS, machine
+from benchmarks.common import machine, write
 
 def recipe(dropout="0.5", l2="1e-4", *extra) -> list:
     """A dense candidate's flags, its dropout and L2 weight always explicit (so the package's
@@ -192,11 +192,7 @@ def write_nested(result: dict, target: str) -> None:
                      f"the default and {gap(best):.1f} above the best candidate" + (
                          ": the best candidate closes most of the gap." if gap(best) < 1 else
                          ": on dev speakers too, no candidate closes the gap."))
-    with open(os.path.join(RESULTS, "dense_screen_nested.json"), "w") as fh:
-        json.dump(result, fh, indent=1)
-    with open(os.path.join(RESULTS, "dense_screen_nested.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write("dense_screen_nested", result, "\n".join(lines) + "\n")
 
 
 def scores(out: str) -> dict:
@@ -296,11 +292,7 @@ def confirm(args) -> int:
     if "probe" in result:
         gap = 100 * (rows[args.confirm]["test_f1_macro"] - result["probe"]["test_f1_macro"])
         lines.append(f"Candidate against the probe: {gap:+.2f} pt.")
-    with open(os.path.join(RESULTS, "dense_screen_confirm.json"), "w") as fh:
-        json.dump(result, fh, indent=1)
-    with open(os.path.join(RESULTS, "dense_screen_confirm.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write("dense_screen_confirm", result, "\n".join(lines) + "\n")
     return 0
 
 
@@ -331,7 +323,6 @@ def main(argv=None) -> int:
             label_map = dict(kv.split("=") for kv in RAVDESS_MAP.split(","))
             result["probe"] = probe(args.probe_table, result["folds"], label_map,
                                     LABELS.split(","))
-        os.makedirs(RESULTS, exist_ok=True)
         write_nested(result, args.target)
         return 0
     from emobed_tf import crossval
@@ -376,12 +367,7 @@ def main(argv=None) -> int:
               f"for the dense form (`--encoder-type auto` on one-frame features): "
               f"`--dense-dropout {model.dense_dropout:g} --dense-l2 {loss.dense_l2:g} "
               f"--dense-activation {model.dense_activation}` ({model.encoder_units} units)."]
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "dense_screen.json"), "w") as fh:
-        json.dump(result, fh, indent=1)
-    with open(os.path.join(RESULTS, "dense_screen.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write("dense_screen", result, "\n".join(lines) + "\n")
     return 0
 
 
