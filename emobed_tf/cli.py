@@ -173,7 +173,8 @@ def _parser_for(f: dataclasses.Field):
             what = (f"comma-separated list of {f.metadata.get('item', str).__name__}"
                     if kind is tuple else kind.__name__)
             raise argparse.ArgumentTypeError(f"not a valid {what}: {text!r}") from None
-        why = configs.check_value(f, value) or (f.metadata.get("cli_check") or (lambda v: None))(value)
+        cli_check = f.metadata.get("cli_check")  # stricter where 0 means auto (no flag)
+        why = cli_check(value) if cli_check else configs.check_value(f, value)
         if why:
             raise argparse.ArgumentTypeError(f"must be {why}, got {text!r}")
         return value
@@ -195,8 +196,10 @@ def add_config_args(p: argparse.ArgumentParser, sections=("top", "model", "loss"
             md = f.metadata
             if not md.get("cli", True) or f.name in exclude:
                 continue
+            # 0 where a flag must be >= 1: decided later (the help says how)
+            shown = "auto" if md.get("cli_check") and f.default == 0 else _show(f.default)
             kw = dict(dest=f.name, type=_parser_for(f), default=None,
-                      help=f"{md['help']} (default: {_show(f.default)}, or the preset's)"
+                      help=f"{md['help']} (default: {shown}, or the preset's)"
                       if section != "top" or f.name not in ("dataset",) else md["help"])
             if md.get("choices"):
                 kw["choices"] = md["choices"]

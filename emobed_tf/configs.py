@@ -56,7 +56,12 @@ CACHE_MODES = ("auto", "memory", "none")  # see emobed_tf.data.pipeline.Pipeline
 NORMALIZATIONS = ("corpus", "speaker")  # see emobed_tf.data.pipeline.PipelineOptions
 ENCODER_TYPES = ("auto", "dense", "gru")  # auto: see emobed_tf.model.emobed.resolve_encoder_type
 DENSE_L2 = 1e-2  # the dense form's L2 weight, chosen on dev speakers (dense_screen.md)
-SELECT_ON = ("score", "loss", "last")  # see emobed_tf.model.metrics.selection
+SELECT_ON = ("auto", "score", "loss", "last")  # see emobed_tf.model.metrics.selection
+# How the dense form (pooled features) trains unless a flag says otherwise: whole-set batches
+# (1024 items hold a fold of a corpus like RAVDESS) for 300 epochs, the last one kept. Chosen on
+# held-out dev speakers (benchmarks/results/dense_screen_nested.md); the GRU form keeps the
+# paper's minibatches and dev-score early stopping (the preset's batch size and epochs).
+DENSE_RECIPE = {"batch_size": 1024, "epochs": 300, "select_on": "last"}
 DENSE_ACTIVATIONS = ("relu", "tanh", "gelu", "elu", "linear")  # = emobed_tf.model.emobed's
 SHARED_SPEAKERS = ("auto", "yes", "no")  # see emobed_tf.data.speakers.speaker_fold_sources
 
@@ -238,7 +243,10 @@ class DataConfig(_Validated):
     test speaker.
     """
 
-    batch_size: int = setting(64, "target-modality examples per batch", check=positive_int)
+    batch_size: int = setting(0, "target-modality examples per batch (default: 1024 for the "
+                              "dense form, i.e. whole-set batches on a corpus of RAVDESS's "
+                              "size; the preset's, 64 for most, for the GRU form)",
+                              check=nonneg_int, cli_check=positive_int)
     auxiliary_batch_size: int = setting(0, "auxiliary examples per batch (default: the same as "
                                         "--batch-size)", check=nonneg_int, cli_check=positive_int,
                                         aliases=("--aux-batch-size",))
@@ -303,14 +311,17 @@ class TrainConfig(_Validated):
     loss: LossConfig = LossConfig()
     data: DataConfig = DataConfig()
     learning_rate: float = setting(1e-3, "Adam learning rate", check=positive_float)
-    epochs: int = setting(50, "maximum training epochs", check=positive_int)
+    epochs: int = setting(0, "maximum training epochs (default: 300 for the dense form; the "
+                          "preset's, 50 for most, for the GRU form)", check=nonneg_int,
+                          cli_check=positive_int)
     patience: int = setting(10, "early stopping patience in epochs", check=positive_int)
-    select_on: str = setting("score", "what early stopping and the kept (best) epoch select "
+    select_on: str = setting("auto", "what early stopping and the kept (best) epoch select "
                              "on: score (the target's dev macro-F1, or mean CCC; the paper's), "
-                             "loss (the target's dev loss, val_target_loss, lowest kept) or "
-                             "last (no early stopping: all --epochs, the last kept; dev is "
-                             "only reported). On pooled Whisper features no rule beat score "
-                             "on dev speakers (benchmarks/results/dense_screen_nested.md)",
+                             "loss (the target's dev loss, val_target_loss, lowest kept), last "
+                             "(no early stopping: all --epochs, the last kept; dev is only "
+                             "reported) or auto (last for the dense form, score for the GRU "
+                             "form; chosen on dev speakers, "
+                             "benchmarks/results/dense_screen_nested.md)",
                              choices=SELECT_ON)
     seed: int = setting(0, "seed of Python, numpy, Keras and the data order", check=nonneg_int,
                         hparam=False)
@@ -336,7 +347,8 @@ class TrainConfig(_Validated):
                               f"auxiliary modality, which mode {self.mode} with alpha="
                               f"{self.alpha:g}, beta={self.beta:g} never trains on (use "
                               "--aux-warmup-epochs 0, or a joint, triplet or emobed mode)")
-        if self.loss.aux_warmup_epochs >= self.epochs:
+        if self.epochs and self.loss.aux_warmup_epochs >= self.epochs:  # 0: auto, checked
+            # when resolved (resolved())
             raise ConfigError(f"aux_warmup_epochs ({self.loss.aux_warmup_epochs}) must be "
                               f"smaller than epochs ({self.epochs}): only epochs after the "
                               "warm-up can be the best epoch")
@@ -368,6 +380,8 @@ class TrainConfig(_Validated):
         if "select_on" not in d:
             # written before select_on existed: every run selected its epoch on the dev score
             d = {**d, "select_on": "score"}
+        # batch size, epochs and select_on written before their auto defaults existed are
+        # explicit values: the runs of then trained with them, whatever the encoder type
         parts = {name: _from_dict(klass, d.get(name, {})) for name, klass in SECTIONS.items()
                  if name != "top"}
         return cls(**{**d, **parts})
@@ -468,7 +482,9 @@ class DatasetPreset:
         default_dir: default ``--data-dir`` (relative paths: current dir).
         model, data, loss: defaults.
         beta_by_target: the paper's best β per target modality, if known.
-        epochs, patience: training length defaults.
+        epochs, patience: training length defaults of the GRU form (``data.batch_size``
+            is its batch size).
+        dense: batch size, epochs and select_on of the dense form (:data:`DENSE_RECIPE`).
         make_hint: how to create the data when it is absent.
         generated: a built-in corpus generated on first use.
     """
@@ -483,6 +499,7 @@ class DatasetPreset:
     beta_by_target: Mapping[str, float] = dataclasses.field(default_factory=dict)
     epochs: int = 50
     patience: int = 10
+    dense: Mapping[str, Any] = dataclasses.field(default_factory=lambda: dict(DENSE_RECIPE))
     make_hint: str = ""
     generated: bool = False
 
@@ -536,11 +553,59 @@ def preset_for(name: str) -> DatasetPreset:
 
 def default_config(dataset: str, out: str, target: str = "audio", mode: str = "emobed",
                    **overrides) -> TrainConfig:
-    """The preset's defaults for ``dataset`` and ``target``, then ``overrides``."""
+    """The preset's defaults for ``dataset`` and ``target``, then ``overrides``.
+
+    Batch size, epochs and select_on stay ``auto`` (0, 0, ``"auto"``): what they are
+    depends on the encoder type, known once the data is read (:func:`resolved`).
+    """
     preset = preset_for(dataset)
     loss = preset.loss
     if target in preset.beta_by_target:
         loss = dataclasses.replace(loss, beta=preset.beta_by_target[target])
     cfg = TrainConfig(dataset=dataset, out=out, target=target, mode=mode, model=preset.model,
-                      loss=loss, data=preset.data, epochs=preset.epochs, patience=preset.patience)
+                      loss=loss, data=dataclasses.replace(preset.data, batch_size=0),
+                      epochs=0, patience=preset.patience)
     return dataclasses.replace(cfg, **overrides)
+
+
+def training_defaults(dataset: str, encoder_type: str) -> dict:
+    """Batch size, epochs and select_on of ``dataset``'s preset for a model of
+    ``encoder_type`` (``dense`` or ``gru``): what ``auto`` (0) means.
+
+    >>> training_defaults("omg", "gru")
+    {'batch_size': 64, 'epochs': 50, 'select_on': 'score'}
+    >>> training_defaults("omg", "dense") == DENSE_RECIPE
+    True
+    """
+    preset = preset_for(dataset)
+    if encoder_type == "dense":
+        return dict(preset.dense)
+    if encoder_type == "gru":
+        return {"batch_size": preset.data.batch_size, "epochs": preset.epochs,
+                "select_on": "score"}
+    raise ValueError(f"encoder_type must be dense or gru, got {encoder_type!r}")
+
+
+def resolved(cfg: TrainConfig, encoder_type: str) -> TrainConfig:
+    """``cfg`` with every ``auto`` setting decided, for data whose ``auto`` encoder type is
+    ``encoder_type`` (``dense`` or ``gru``, see ``emobed_tf.model.emobed.resolve_encoder_type``).
+
+    An explicit ``--encoder-type`` wins over ``encoder_type``; batch size, epochs and
+    select_on left at ``auto`` take :func:`training_defaults` of the type the model has;
+    values given stay as given.
+
+    >>> cfg = default_config("omg", out="unused")
+    >>> r = resolved(cfg, "dense")
+    >>> r.model.encoder_type, r.data.batch_size, r.epochs, r.select_on
+    ('dense', 1024, 300, 'last')
+    >>> r = resolved(dataclasses.replace(cfg, epochs=20), "gru")
+    >>> r.model.encoder_type, r.data.batch_size, r.epochs, r.select_on
+    ('gru', 64, 20, 'score')
+    """
+    enc = cfg.model.encoder_type if cfg.model.encoder_type != "auto" else encoder_type
+    rec = training_defaults(cfg.dataset, enc)
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, encoder_type=enc),
+        data=dataclasses.replace(cfg.data, batch_size=cfg.data.batch_size or rec["batch_size"]),
+        epochs=cfg.epochs or rec["epochs"],
+        select_on=rec["select_on"] if cfg.select_on == "auto" else cfg.select_on)

@@ -111,8 +111,11 @@ def test_encoder_type_auto_resolves_on_the_frame_counts(tmp_path):
         # each form trains with its own L2 weight: --dense-l2 for dense, the paper's --l2 for gru
         l2 = {"dense": 0.02, "gru": 0.003}[expected]
         assert model.l2 == pytest.approx(l2) and rd.metrics()["l2"] == pytest.approx(l2)
-        # and selects its epoch on the dev score, the paper's (the default of --select-on)
-        assert (rd.metrics()["select_on"], rd.metrics()["monitor"]) == ("score", "val_f1_macro")
+        # --select-on auto: the dense form keeps its last epoch, the GRU form selects on the
+        # dev score (the paper's); the batch size and epochs given stay as given
+        sel = {"dense": ("last", None), "gru": ("score", "val_f1_macro")}[expected]
+        assert (rd.metrics()["select_on"], rd.metrics()["monitor"]) == sel
+        assert (rd.metrics()["batch_size"], rd.metrics()["max_epochs"]) == (8, 1)
         kernels = [w for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dense)
                    or isinstance(layer, keras.layers.GRU) for w in layer.weights
                    if w.path.endswith("kernel")]
@@ -455,3 +458,43 @@ def test_a_dense_run_exports_and_serves_the_same_numbers(tmp_path):
                                    atol=1e-5)
         emb = served.signatures["embedding"](features=tf.constant(xs), lengths=tf.constant(ls))
         np.testing.assert_allclose(emb["embedding"].numpy(), ref["embedding"], atol=1e-5)
+
+
+def test_auto_training_settings_resolve_per_encoder_type_and_compare_as_resolved(tmp_path):
+    """Batch size, epochs and select_on left at auto take the dense recipe (1024, 300, last)
+    or the preset's GRU values (64, 50, score); a saved run is compared as resolved, so a
+    run of the earlier dense default (64, 50, score, written explicitly) is never taken for
+    one of today's, while a run with today's values written out is."""
+    new = configs.default_config("custom", out=str(tmp_path / "r"), mode="classic")
+    assert (new.data.batch_size, new.epochs, new.select_on) == (0, 0, "auto")
+    dense = configs.resolved(new, "dense")
+    assert (dense.model.encoder_type, dense.data.batch_size, dense.epochs, dense.select_on) == \
+        ("dense", 1024, 300, "last")
+    gru = configs.resolved(new, "gru")
+    assert (gru.model.encoder_type, gru.data.batch_size, gru.epochs, gru.select_on) == \
+        ("gru", 64, 50, "score")
+    # an explicit type wins over the data's; explicit values stay
+    given = dataclasses.replace(new, model=dataclasses.replace(new.model, encoder_type="gru"),
+                                select_on="loss")
+    r = configs.resolved(given, "dense")
+    assert (r.model.encoder_type, r.data.batch_size, r.select_on) == ("gru", 64, "loss")
+    with pytest.raises(configs.ConfigError, match="aux_warmup_epochs"):  # checked once resolved
+        configs.resolved(dataclasses.replace(
+            new, mode="emobed", loss=dataclasses.replace(new.loss, aux_warmup_epochs=60)), "gru")
+
+    rd = RunDir(str(tmp_path / "r"))
+    os.makedirs(rd.path)
+    earlier = dataclasses.replace(new, data=dataclasses.replace(new.data, batch_size=64),
+                                  epochs=50, select_on="score")
+    earlier.save(rd.config_path)
+    assert rd.config_difference(new, reuse=True, encoder_type="dense") == \
+        ["data", "epochs", "select_on"]
+    assert rd.config_difference(new, reuse=True, encoder_type="gru") == []
+    assert "select_on 'score' -> 'last'" in rd.other_settings(new, "a finished run", "hint",
+                                                              reuse=True, encoder_type="dense")
+    written = dataclasses.replace(new, data=dataclasses.replace(new.data, batch_size=1024),
+                                  epochs=300, select_on="last")
+    written.save(rd.config_path)
+    assert rd.config_difference(new, reuse=True, encoder_type="dense") == []
+    assert rd.config_difference(new, reuse=True, encoder_type="gru") == \
+        ["data", "epochs", "select_on"]

@@ -50,8 +50,19 @@ def model_hyperparameters(hp, base: configs.TrainConfig) -> dict:
 
 
 def batch_size(hp, base: configs.TrainConfig) -> int:
-    """Declares the searched batch size on ``hp`` (in ``fit``); its value."""
-    return hp.Int("batch_size", 2, 256, sampling="log", default=base.data.batch_size)
+    """Declares the searched batch size on ``hp`` (in ``fit``); its value. ``base`` is
+    resolved (its batch size is a number: the dense form's whole-set 1024 widens the range)."""
+    bs = base.data.batch_size
+    return hp.Int("batch_size", 2, max(256, bs), sampling="log", default=bs)
+
+
+def resolved_base(base: configs.TrainConfig, sources: dict) -> configs.TrainConfig:
+    """``base`` with its auto batch size, epochs and select_on decided for the data in
+    ``sources`` (``emobed_tf.configs.resolved``); the encoder type stays as given (it is
+    searched, and ``auto`` is one of its values)."""
+    import dataclasses
+
+    return dataclasses.replace(experiment.resolve_config(base, sources), model=base.model)
 
 
 def search_space(base: configs.TrainConfig) -> dict:
@@ -59,7 +70,9 @@ def search_space(base: configs.TrainConfig) -> dict:
 
     What ``tuning.search`` records in ``search.json`` to recognise its search.
 
-    >>> space = search_space(configs.TrainConfig(dataset="demo", out="unused", mode="joint"))
+    >>> base = configs.resolved(configs.TrainConfig(dataset="demo", out="unused", mode="joint"),
+    ...                         "dense")
+    >>> space = search_space(base)
     >>> sorted(space)  # no beta in joint mode
     ['alpha', 'aux_warmup_epochs', 'batch_size', 'dense_dropout', 'dense_l2', 'encoder_layers',
      'encoder_type', 'encoder_units', 'l2', 'learning_rate', 'shared_layers', 'shared_units']
@@ -99,7 +112,7 @@ class EmoBedHyperModel(kt.HyperModel):
 
     def __init__(self, base: configs.TrainConfig, sources: dict, **kwargs):
         super().__init__(**kwargs)
-        self.base = base
+        self.base = resolved_base(base, sources)
         self.sources = sources
         self.task = sources[base.target].manifest.task
 

@@ -135,6 +135,9 @@ def search(args) -> dict | None:
     check_strategy(base.strategy)
     sources = experiment.resolve_sources(base)
     check_splits(base, sources)  # before the tuner: a trial would fail on it
+    from tuning.hypermodel import resolved_base
+
+    base = resolved_base(base, sources)  # auto batch size and epochs for this data
 
     import keras  # after --backend (cli.run_main) and the data checks
 

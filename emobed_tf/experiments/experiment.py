@@ -150,6 +150,20 @@ def make_datasets(cfg: configs.TrainConfig, sources: dict):
 # model
 
 
+def data_encoder_type(cfg: configs.TrainConfig, sources: dict) -> str:
+    """What ``--encoder-type auto`` means for the data read: ``dense`` when every item of
+    every modality read has one frame (pooled features), else ``gru``."""
+    from emobed_tf.model.emobed import resolve_encoder_type
+
+    return resolve_encoder_type("auto", [(s.manifest, m) for m, s in sources.items()])
+
+
+def resolve_config(cfg: configs.TrainConfig, sources: dict) -> configs.TrainConfig:
+    """``cfg`` with its ``auto`` settings (encoder type, batch size, epochs, select_on)
+    decided for the data read (:func:`emobed_tf.configs.resolved`)."""
+    return configs.resolved(cfg, data_encoder_type(cfg, sources))
+
+
 def effective_l2(cfg: configs.TrainConfig, encoder_type: str) -> float:
     """The L2 weight a model of ``encoder_type`` (resolved) trains with: ``--dense-l2`` for
     the dense form, ``--l2`` (the paper's) for the GRU form.
@@ -307,8 +321,10 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
     from emobed_tf.experiments.distribute import fit_multiworker, make_strategy
     from emobed_tf.model.metrics import headline_keys, selection
 
-    state = rd.check_resumable(cfg)
-    rd.begin(cfg, sources)
+    enc = data_encoder_type(cfg, sources)
+    state = rd.check_resumable(cfg, enc)
+    rd.begin(cfg, sources)  # as given: auto settings stay auto in config.json
+    cfg = configs.resolved(cfg, enc)  # what trains (metrics.json records it)
     keras.utils.set_random_seed(cfg.seed)
     keras.mixed_precision.set_global_policy(cfg.precision)  # float16 wraps Adam in loss scaling
     strategy = make_strategy(cfg.strategy)
@@ -353,6 +369,7 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
               "encoder_type": best.encoder_type,  # what ran (auto resolved)
               "l2": best.l2,  # the resolved type's L2 weight (--l2 or --dense-l2)
               "select_on": cfg.select_on, "monitor": monitor,  # what chose best_epoch
+              "batch_size": cfg.data.batch_size, "max_epochs": cfg.epochs,  # auto resolved
               "best_epoch": ckpt.state["best_epoch"], "epochs_trained": ckpt.state["epoch"],
               "stopped_early": ckpt.state["stopped_early"],
               "train_seconds_this_session": round(time.time() - t0, 1),
@@ -369,8 +386,12 @@ def run_or_reuse(cfg: configs.TrainConfig, overwrite: bool = False) -> tuple:
         # every other setting changes the result, the number of epochs included
         aux = configs.auxiliary_of(cfg.target)
         ignore = () if cfg.alpha > 0 or cfg.beta > 0 else (f"{aux}_dir",)
+        # compared as resolved for the data the run read (its recorded encoder type; runs
+        # written before it was recorded were GRU models)
+        enc = rd.metrics().get("encoder_type", "gru")
         other = rd.other_settings(cfg, "a finished run", "pass --overwrite to train it again, "
-                                  "or choose another --out", ignore, reuse=True)
+                                  "or choose another --out", ignore, reuse=True,
+                                  encoder_type=enc)
         if other:
             raise RunError(other)
         return rd.metrics(), True

@@ -150,34 +150,42 @@ class RunDir:
             return self._read(self.state_path, "its resume state")
         return None
 
-    def config_difference(self, cfg: configs.TrainConfig, ignore=(), reuse: bool = False) -> list:
+    def config_difference(self, cfg: configs.TrainConfig, ignore=(), reuse: bool = False,
+                          encoder_type: str | None = None) -> list:
         """The top-level settings of ``cfg`` that differ from this run's saved configuration.
 
         Left out: ``ignore`` and ``IGNORED_FOR_RESUME`` (to resume an
         unfinished run) or, with ``reuse``, ``IGNORED_FOR_REUSE`` (to reuse
         a finished one: the number of epochs counts). Settings added to the
-        package since the run was written count as their defaults.
+        package since the run was written count as their defaults. With
+        ``encoder_type`` (what ``auto`` means for the data) both are compared as
+        :func:`~emobed_tf.configs.resolved`: ``auto`` and the value it stands for agree.
         """
-        old, new = self._settings(cfg)
+        old, new = self._settings(cfg, encoder_type)
         skip = set(IGNORED_FOR_REUSE if reuse else IGNORED_FOR_RESUME) | set(ignore)
         return sorted(k for k in fingerprint.differences(old, new, skip) if k in new)
 
-    def _settings(self, cfg: configs.TrainConfig) -> tuple:
-        """(this run's saved settings, ``cfg``'s), as JSON reads them back."""
-        old = json.loads(json.dumps(self.config().to_json()))  # settings added since: defaults
-        return old, json.loads(json.dumps(cfg.to_json()))
+    def _settings(self, cfg: configs.TrainConfig, encoder_type: str | None = None) -> tuple:
+        """(this run's saved settings, ``cfg``'s), as JSON reads them back (resolved for
+        ``encoder_type`` when given)."""
+        saved = self.config()  # settings added since: defaults
+        if encoder_type:
+            saved, cfg = (configs.resolved(saved, encoder_type),
+                          configs.resolved(cfg, encoder_type))
+        return json.loads(json.dumps(saved.to_json())), json.loads(json.dumps(cfg.to_json()))
 
     def other_settings(self, cfg: configs.TrainConfig, what: str, hint: str, ignore=(),
-                       reuse: bool = False) -> str | None:
+                       reuse: bool = False, encoder_type: str | None = None) -> str | None:
         """The message saying this folder holds ``what`` (a run) with other settings than
         ``cfg``'s (see :meth:`config_difference`), or None when they agree."""
-        diff = self.config_difference(cfg, ignore, reuse)
+        diff = self.config_difference(cfg, ignore, reuse, encoder_type)
         if not diff:
             return None
-        old, new = self._settings(cfg)
+        old, new = self._settings(cfg, encoder_type)
         return fingerprint.describe(self.path, what, diff, old, new, hint=hint)
 
-    def check_resumable(self, cfg: configs.TrainConfig) -> dict | None:
+    def check_resumable(self, cfg: configs.TrainConfig,
+                        encoder_type: str | None = None) -> dict | None:
         """Checks the folder can hold ``cfg``'s run; returns the resume state (or None).
 
         Raises :class:`RunError` for a finished run or an unfinished run with
@@ -189,7 +197,8 @@ class RunDir:
         if os.path.isfile(self.config_path):
             other = self.other_settings(cfg, "an unfinished run",
                                         "resume it with the same arguments, pass --overwrite "
-                                        "to discard it, or choose another --out")
+                                        "to discard it, or choose another --out",
+                                        encoder_type=encoder_type)
             if other:
                 raise RunError(other)
             return self.resume_state()

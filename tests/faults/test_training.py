@@ -84,8 +84,8 @@ def test_bad_hparams_files_name_the_file_and_value(cls_data, tmp_path, capsys, c
 def test_configs_validate_when_built_from_code():
     with pytest.raises(configs.ConfigError, match="learning_rate must be a finite number > 0"):
         configs.default_config("demo", "x", learning_rate=float("nan"))
-    with pytest.raises(configs.ConfigError, match="batch_size must be an integer >= 1, got 0"):
-        configs.DataConfig(batch_size=0)
+    with pytest.raises(configs.ConfigError, match="batch_size must be an integer >= 0, got -1"):
+        configs.DataConfig(batch_size=-1)  # 0: auto (decided with the encoder type)
     with pytest.raises(configs.ConfigError, match="triplet_form must be one of paper, hinge, soft"):
         configs.LossConfig(triplet_form="cosine")
     with pytest.raises(configs.ConfigError, match="target must be one of audio, video"):
