@@ -342,7 +342,7 @@ def earlier_markdown(earlier: dict, now: dict, shown=()) -> str:
     now_recipe = "; ".join(sorted({describe_recipe(recipe_of(q)) for q in now.values()}))
     lines = [f"### Earlier dense default ({then})", "",
              f"Today's: {now_recipe} (chosen on dev speakers, `dense_screen_nested.md`); the "
-             "same folds and seeds. p: over folds.", "",
+             "same speaker folds. p: over folds.", "",
              "| study | system | classic then | diff then | p then | classic now | diff now | "
              "p now |", "|---|---|---|---|---|---|---|---|"]
     for key, q in earlier["studies"].items():
@@ -360,8 +360,13 @@ def earlier_markdown(earlier: dict, now: dict, shown=()) -> str:
                          f"{n['over_folds']['p_wilcoxon']:.4f} |")
     rest = {k: q for k, q in earlier["studies"].items() if k not in now and k not in shown}
     if rest:
+        r = tuple(earlier["recipe"]) if "recipe" in earlier else (None, *EARLIER_TRAINING.values())
         lines += ["", pretrained_markdown(rest, "#### Not rerun under today's default "
-                                                f"({then})")]
+                                                f"({then})"),
+                  "Their commands are those of `pretrained_studies` in `benchmarks/dev_corpus.py` "
+                  "(`--seeds 0,1,2`); today's package reproduces this training with "
+                  f"`--batch-size {r[1]} --epochs {r[2]} --select-on {r[3]}`"
+                  + (f" and `--dense-l2 {r[0]:g}`" if r[0] is not None else "") + ".", ""]
     return "\n".join(lines + [""])
 
 
@@ -610,9 +615,10 @@ def pretrained_stage(dev: str, work: str, report_only: bool = False, only=(),
     unknown = sorted(set(only) - set(studies))
     if unknown:
         raise SystemExit(f"--studies: unknown {unknown}; known: {sorted(studies)}")
-    if report_only:
+    if report_only:  # the commands of the studies reported (finished here)
         commands += ["python -m emobed_tf.crossval " + " ".join(map(shlex.quote, argv))
-                     for argv, _ in studies.values()]
+                     for argv, _ in studies.values()
+                     if os.path.isfile(os.path.join(argv[-1], "crossval.json"))]
     else:
         chosen = {k: v for k, v in studies.items() if not only or k in only}
         for key, (argv, shares) in chosen.items():  # a shared classic study runs first
