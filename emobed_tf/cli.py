@@ -373,6 +373,17 @@ def run_state(out: str) -> str:
             "start again")
 
 
+def add_jobs_arg(p) -> None:
+    """``--jobs N``: runs trained side by side (0: auto, see
+    :func:`emobed_tf.experiments.runner.default_jobs`)."""
+    p.add_argument("--jobs", type=int, default=int(os.environ.get("EMOBED_JOBS", "0") or 0),
+                   metavar="N",
+                   help="runs trained side by side in worker processes; 0 (default, or "
+                        "$EMOBED_JOBS): one per CPU core this process may use, at most one per "
+                        "2 GiB of available memory and one when a GPU is visible; 1: one after "
+                        "the other in this process")
+
+
 def finished_runs(paths) -> int:
     """How many of the run folders ``paths`` hold a finished run."""
     from emobed_tf.experiments.rundir import RunDir

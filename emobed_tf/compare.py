@@ -32,6 +32,7 @@ def parse_args(argv=None):
     p.add_argument("--modes", default="classic,joint,triplet,emobed",
                    help="comma-separated systems among " + ", ".join(configs.MODES))
     p.add_argument("--out", required=True, help="folder for the runs and the comparison")
+    cli.add_jobs_arg(p)
     return p.parse_args(argv)
 
 
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
 
     def work():
         runs = {m: cli.config_from_args(args, os.path.join(args.out, m), m) for m in modes}
-        table = compare.comparison(compare.run_modes(runs, args.overwrite))
+        table = compare.comparison(compare.run_modes(runs, args.overwrite, args.jobs))
         md = compare.format_markdown(table)
         write_json_and_markdown(args.out, "comparison", table, md)
         print(md)

@@ -323,6 +323,10 @@ class TrainConfig(_Validated):
                              "form; chosen on dev speakers, "
                              "benchmarks/results/dense_screen_nested.md)",
                              choices=SELECT_ON)
+    checkpoint_every: int = setting(0, "epochs between checkpoints (the resume points) and, "
+                                    "with --select-on last, dev evaluations: 0 (auto) is every "
+                                    "epoch for streamed data and a tenth of --epochs for data "
+                                    "held in memory", check=nonneg_int, hparam=False)
     seed: int = setting(0, "seed of Python, numpy, Keras and the data order", check=nonneg_int,
                         hparam=False)
     verbose: int = setting(1, "Keras progress: 0 silent, 1 progress bar, 2 a line per epoch",

@@ -17,7 +17,8 @@ corpus that shares speakers with the target (audio-visual recordings)
 never brings a held-out speaker's face into training.
 
 Every system x fold x seed is trained into ``OUT/runs/<mode>/fold<i>-seed<s>``
-(finished runs are reused, interrupted ones resume), then ``OUT/crossval.md``,
+(finished runs are reused, interrupted ones resume; ``--jobs N`` trains N
+side by side, by default one per core), then ``OUT/crossval.md``,
 ``OUT/crossval.json`` and ``OUT/crossval.png`` report per fold and mean +- sd
 macro-F1, UAR and accuracy (classification; CCC for regression) and paired
 tests of each system against ``classic`` over the fold x seed pairs
@@ -59,6 +60,7 @@ def parse_args(argv=None):
                    help="train on only this many of each fold's training speakers "
                         "(learning curves; default all)")
     p.add_argument("--out", required=True, help="folder for the runs and the report")
+    cli.add_jobs_arg(p)
     return p.parse_args(argv)
 
 
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
             print(f"{len(speaker_ids)} {base.target} speakers, {len(folds)} folds x {len(seeds)} "
                   f"seeds x {len(modes)} systems = {len(runs)} runs -> {args.out}", flush=True)
             summary = crossval.run_crossval(base, folds, modes, seeds, args.out, args.overwrite,
-                                   log=lambda s: print(s, flush=True))
+                                            log=lambda s: print(s, flush=True), jobs=args.jobs)
         except EmobedError as err:
             return cli.fail(err)
         summary["auxiliary_excluded"] = excluded

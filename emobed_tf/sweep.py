@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--mode", choices=("joint", "triplet", "emobed"),
                    help="default: joint for alpha, triplet for beta")
     p.add_argument("--out", required=True)
+    cli.add_jobs_arg(p)
     args = p.parse_args(argv)
     try:
         values = [float(v) for v in args.values.split(",") if v]
@@ -54,7 +55,7 @@ def _sweep(args, values) -> int:
     runs = [(v, configs.apply_hparams(cli.config_from_args(
         args, os.path.join(args.out, f"{args.param}={v:g}"), mode), {args.param: v}))
         for v in values]
-    rows = sweep.run_sweep(args.param, mode, runs, args.overwrite)
+    rows = sweep.run_sweep(args.param, mode, runs, args.overwrite, args.jobs)
     title = f"{args.dataset}, {args.target} target: {mode} systems"
     print(sweep.write_report(rows, args.param, args.out, title))
     return 0

@@ -23,6 +23,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# studies in tests train their runs one after the other in the test's own process (the test
+# processes already share the cores; tests/test_runner.py starts worker pools itself)
+os.environ.setdefault("EMOBED_JOBS", "1")
 
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402

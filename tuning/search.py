@@ -30,6 +30,12 @@ all of them can write (a shared folder). The chief hands out trials and
 writes the summary when the workers are done; it holds the folder's lock
 (``SEARCH_DIR/.lock``), so a second search into the same folder is refused
 while it runs.
+
+``--jobs N`` (N > 1) does that on this machine: the command starts a local
+chief and N workers (the same command, on a free port of 127.0.0.1, each
+worker with ``cores // N`` threads; their logs in ``SEARCH_DIR/logs/``),
+waits for them and prints the chief's summary. The default, 1, runs the
+trials one after the other in this process.
 """
 
 from __future__ import annotations
@@ -74,7 +80,78 @@ def parse_args(argv=None):
     p.add_argument("--tuner", default="bayesian", choices=TUNERS)
     p.add_argument("--max-trials", type=_positive_int, default=20)
     p.add_argument("--out", required=True, help="search folder (shared by chief and workers)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="trials trained side by side: N > 1 starts a local KerasTuner chief "
+                        "and N workers (see above); 1 (default): one after the other here")
     return p.parse_args(argv)
+
+
+def _without_jobs(argv) -> list:
+    """``argv`` without its ``--jobs`` option (the workers' command line).
+
+    >>> _without_jobs(["--dataset", "demo", "--jobs", "2", "--out", "s"])
+    ['--dataset', 'demo', '--out', 's']
+    >>> _without_jobs(["--jobs=3", "--out", "s"])
+    ['--out', 's']
+    """
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--jobs":
+            skip = True
+        elif not a.startswith("--jobs="):
+            out.append(a)
+    return out
+
+
+def local_workers(argv, jobs: int, directory: str) -> int:
+    """Runs the search as a local chief and ``jobs`` workers (KerasTuner's distributed mode
+    on 127.0.0.1); returns the chief's exit code (a worker's when the chief succeeded)."""
+    import socket
+    import subprocess
+    import time
+
+    from emobed_tf.experiments.runner import usable_cores
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    logs = os.path.join(directory, "logs")
+    os.makedirs(logs, exist_ok=True)
+    cmd = [sys.executable, "-m", "tuning.search", *_without_jobs(argv)]
+    threads = str(max(1, usable_cores() // jobs))
+    procs = {}
+    try:
+        for role in ["chief"] + [f"tuner{i}" for i in range(jobs)]:
+            env = {**os.environ, "KERASTUNER_TUNER_ID": role, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                   "KERASTUNER_ORACLE_PORT": port, "TF_NUM_INTRAOP_THREADS": threads,
+                   "TF_NUM_INTEROP_THREADS": "1"}
+            out = None if role == "chief" else open(os.path.join(logs, f"{role}.log"), "w")
+            procs[role] = subprocess.Popen(cmd, env=env, stdout=out,
+                                           stderr=subprocess.STDOUT if out else None)
+            if role == "chief":  # the workers connect to the chief's oracle once it listens
+                while procs["chief"].poll() is None:
+                    try:
+                        socket.create_connection(("127.0.0.1", int(port)), 0.5).close()
+                        break
+                    except OSError:
+                        time.sleep(0.2)
+                if procs["chief"].poll() is not None:
+                    return procs["chief"].returncode
+        codes = {role: p.wait() for role, p in procs.items()}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.terminate()
+    if codes["chief"]:
+        return codes["chief"]
+    failed = [r for r, c in codes.items() if c]
+    if failed:
+        print(f"error: worker {failed[0]} ended with exit code {codes[failed[0]]} "
+              f"(log: {os.path.join(logs, failed[0] + '.log')})", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _positive_int(text: str) -> int:
@@ -181,6 +258,10 @@ def search(args) -> dict | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.jobs < 1:
+        return cli.fail(f"--jobs {args.jobs}: give 1 or more trials side by side")
+    if args.jobs > 1 and "KERASTUNER_TUNER_ID" not in os.environ:
+        return local_workers(sys.argv[1:] if argv is None else list(argv), args.jobs, args.out)
 
     def work():
         try:

@@ -3,19 +3,18 @@ and one-tailed significance against a baseline."""
 
 from __future__ import annotations
 
-from emobed_tf.experiments import experiment, significance
+from emobed_tf.experiments import significance
 from emobed_tf.io import markdown_table
 
 
-def run_modes(runs: dict, overwrite: bool = False) -> dict:
-    """``{mode: result}``: each ``{mode: config}`` of ``runs`` trained, or reused when finished."""
-    results = {}
-    for mode, cfg in runs.items():
-        print(f"[{mode}] {cfg.out}", flush=True)
-        results[mode], reused = experiment.run_or_reuse(cfg, overwrite)
-        if reused:
-            print(f"[{mode}] finished earlier, reused", flush=True)
-    return results
+def run_modes(runs: dict, overwrite: bool = False, jobs: int = 1) -> dict:
+    """``{mode: result}``: each ``{mode: config}`` of ``runs`` trained, or reused when finished
+    (``jobs`` side by side, :func:`emobed_tf.experiments.runner.run_many`)."""
+    from emobed_tf.experiments import runner
+
+    metrics = runner.run_many(list(runs.values()), overwrite, jobs, labels=list(runs),
+                              log=lambda s: print(s, flush=True))
+    return dict(zip(runs, metrics))
 
 
 def _test_against(baseline: dict, other: dict, split: str, key: str, task: str) -> dict | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 
 import numpy as np
 
@@ -196,28 +195,22 @@ def check_before_training(base: configs.TrainConfig, folds: list, modes, out: st
 
 
 def run_crossval(base: configs.TrainConfig, folds: list, modes, seeds, out: str,
-                 overwrite: bool = False, log=print) -> dict:
-    """Trains every mode x fold x seed (reusing finished runs); returns the summary dict."""
-    keys = None
-    results = {m: {} for m in modes}
+                 overwrite: bool = False, log=print, jobs: int = 1) -> dict:
+    """Trains every mode x fold x seed (reusing finished runs; ``jobs`` side by side, see
+    :func:`emobed_tf.experiments.runner.run_many`); returns the summary dict."""
+    from emobed_tf.experiments import runner
+
     todo = [(m, f, s) for s in seeds for f in folds for m in modes]
-    t0, trained = time.time(), 0
-    for i, (mode, fold, seed) in enumerate(todo, 1):
-        cfg = fold_config(base, mode, fold, seed, out)
-        t1 = time.time()
-        res, reused = experiment.run_or_reuse(cfg, overwrite)
-        if not reused:
-            trained += 1
-        if keys is None:
-            keys = (["f1_macro", "uar", "accuracy"] if res["task"] == "classification"
-                    else [k for k in res["headline"]] + ["ccc_mean"])
+    cfgs = [fold_config(base, m, f, s, out) for m, f, s in todo]
+    metrics = runner.run_many(cfgs, overwrite, jobs,
+                              labels=[f"{m} fold {f.index} seed {s}" for m, f, s in todo],
+                              log=log)
+    first = metrics[0]
+    keys = (["f1_macro", "uar", "accuracy"] if first["task"] == "classification"
+            else [k for k in first["headline"]] + ["ccc_mean"])
+    results = {m: {} for m in modes}
+    for (mode, fold, seed), res in zip(todo, metrics):
         results[mode][(fold.index, seed)] = {k: res["test"][k] for k in keys}
-        left = len(todo) - i
-        rate = (time.time() - t0) / trained if trained else 0.0
-        eta = f"ETA {left * rate / 60:.1f} min" if trained else "ETA -"
-        log(f"[{i}/{len(todo)}] {mode} fold {fold.index} seed {seed}: test {keys[0]} "
-            f"{res['test'][keys[0]]:.4f} ({'reused' if reused else f'{time.time() - t1:.0f} s'})"
-            f" {eta}")
     summary = summarise(results, keys)
     base_runs = results.get("classic")
     for mode, row in summary["systems"].items():

@@ -264,6 +264,106 @@ def format_summary(result: dict) -> str:
 
 
 # --------------------------------------------------------------------------
+# the in-memory fast path (emobed_tf.data.memory)
+
+
+def load_memory_splits(cfg: configs.TrainConfig, sources: dict) -> dict | None:
+    """``{(modality, split): InMemorySplit}`` of what the run reads, when it takes the
+    in-memory path (:func:`emobed_tf.data.memory.applies`), else None."""
+    import tensorflow as tf
+
+    from emobed_tf.data import memory
+
+    target = sources[cfg.target]
+    opts = pipeline_options(cfg, target.manifest)
+    if not memory.applies(sources, cfg.target, opts, target.manifest.task, cfg.strategy):
+        return None
+    out = {}
+    for mod, src in sources.items():
+        splits = [s for s in (("train", "dev", "test") if mod == cfg.target else ("train",))
+                  if s != "test" or src.manifest.modalities[mod].shards.get("test")]
+        try:
+            read = memory.load_splits(src, mod, splits, pipeline_options(cfg, src.manifest))
+        except (tf.errors.OpError, UnicodeDecodeError) as err:
+            data_err = _data_error_from(err, sources)
+            if data_err is None:
+                raise
+            raise data_err from None
+        out.update({(mod, s): a for s, a in read.items()})
+    return out
+
+
+def checkpoint_interval(cfg: configs.TrainConfig, in_memory: bool) -> int:
+    """Epochs between checkpoints: ``--checkpoint-every``, or (0, auto) every epoch for
+    streamed data and a tenth of the epochs (at least 1) for data held in memory.
+
+    >>> cfg = configs.TrainConfig(dataset="demo", out="unused", epochs=300)
+    >>> checkpoint_interval(cfg, True), checkpoint_interval(cfg, False)
+    (30, 1)
+    """
+    if cfg.checkpoint_every:
+        return cfg.checkpoint_every
+    return max(1, cfg.epochs // 10) if in_memory else 1
+
+
+def memory_stream(cfg: configs.TrainConfig, splits: dict, start_epoch: int) -> tuple:
+    """``(dataset, steps_per_epoch)``: the run's training batches from its arrays."""
+    from emobed_tf.data import memory
+
+    aux_bs = cfg.data.auxiliary_batch_size or cfg.data.batch_size
+    train = {m: a for (m, s), a in splits.items() if s == "train"}
+    sizes = {m: cfg.data.batch_size if m == cfg.target else aux_bs for m in train}
+    return memory.make_training_stream(train, cfg.target, sizes, cfg.seed, start_epoch)
+
+
+def _memory_predictions(model, cfg, splits, split):
+    from emobed_tf.experiments.scoring import predict_arrays
+
+    return predict_arrays(model, splits[cfg.target, split], cfg.target, model.task,
+                          cfg.data.eval_batch_size)
+
+
+def memory_dev_logs(model, cfg: configs.TrainConfig, splits: dict, names) -> dict:
+    """:func:`dev_logs` on the dev split held in memory (the same scorer and keys)."""
+    from emobed_tf.experiments.scoring import prediction_loss, score_predictions
+    from emobed_tf.model.metrics import dev_key, dev_monitor
+
+    p = _memory_predictions(model, cfg, splits, "dev")
+    scores = score_predictions(p, names)
+    return {dev_monitor(model.task): scores[dev_key(model.task)],
+            "val_target_loss": prediction_loss(p, cfg.loss.regression_loss)}
+
+
+def memory_score_run(model, cfg: configs.TrainConfig, sources: dict, splits: dict) -> dict:
+    """:func:`score_run` on the splits held in memory (the same scorer and keys)."""
+    from emobed_tf.experiments.scoring import score_predictions
+
+    names = output_names(cfg, sources[cfg.target].manifest)
+    out = {}
+    for split in ("dev", "test"):
+        if (cfg.target, split) in splits:
+            p = _memory_predictions(model, cfg, splits, split)
+            out[split] = score_predictions(p, names)
+            out[split]["n"] = int(len(p.pooled()[0]))
+    return out
+
+
+def scheduled_dev(logs_fn, every: int, epochs: int, each_epoch: bool):
+    """A Keras callback that adds the dev logs ``logs_fn(model)`` to an epoch's logs: every
+    epoch (``each_epoch``: early stopping and the kept epoch select on them), else every
+    ``every`` epochs and at the last one. Put it before the checkpointing callback."""
+    import keras
+
+    class ScheduledDev(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            n = epoch + 1
+            if logs is not None and (each_epoch or n % every == 0 or n == epochs):
+                logs.update(logs_fn(self.model))
+
+    return ScheduledDev()
+
+
+# --------------------------------------------------------------------------
 # the run
 
 
@@ -328,7 +428,11 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
     keras.utils.set_random_seed(cfg.seed)
     keras.mixed_precision.set_global_policy(cfg.precision)  # float16 wraps Adam in loss scaling
     strategy = make_strategy(cfg.strategy)
-    train_ds, dev_ds = make_datasets(cfg, sources)
+    memory_splits = load_memory_splits(cfg, sources)  # None: streamed from the shards
+    if memory_splits is None:
+        train_ds, dev_ds = make_datasets(cfg, sources)
+    else:
+        train_ds = dev_ds = None
     with strategy.scope() if strategy else contextlib.nullcontext():
         if state is not None:
             print(f"Resuming {cfg.out} after epoch {state['epoch']}", flush=True)
@@ -336,7 +440,8 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
         else:
             model = build_model(cfg, sources)  # compiling builds the optimizer (model.py)
     monitor, higher_is_better = selection(model.task, cfg.select_on)
-    ckpt = make_run_checkpoint(rd, monitor, cfg.patience, state, higher_is_better)
+    every = checkpoint_interval(cfg, memory_splits is not None)
+    ckpt = make_run_checkpoint(rd, monitor, cfg.patience, state, higher_is_better, every)
     start = ckpt.state["epoch"]
     t0 = time.time()
     if start < cfg.epochs and not ckpt.state["stopped_early"]:
@@ -344,13 +449,19 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
             if cfg.strategy == "multiworker":
                 fit_multiworker(model, strategy, train_ds, cfg.epochs, start, ckpt,
                                 lambda m: dev_logs(m, cfg, sources), cfg.verbose)
+            elif memory_splits is not None:  # the in-memory fast path (emobed_tf.data.memory)
+                train_ds, steps = memory_stream(cfg, memory_splits, start)
+                names = output_names(cfg, sources[cfg.target].manifest)
+                dev = scheduled_dev(lambda m: memory_dev_logs(m, cfg, memory_splits, names),
+                                    every, cfg.epochs, each_epoch=monitor is not None)
+                model.fit(train_ds, epochs=cfg.epochs, steps_per_epoch=steps, shuffle=False,
+                          initial_epoch=start, verbose=cfg.verbose,
+                          callbacks=[dev, ckpt, *callbacks])
             else:
                 # shuffle=False: the pipeline shuffles (Keras warns that it ignores True)
                 model.fit(train_ds, validation_data=dev_ds, epochs=cfg.epochs, shuffle=False,
                           initial_epoch=start, verbose=cfg.verbose,
-                          callbacks=[ckpt, keras.callbacks.TensorBoard(rd.logs_dir,
-                                                                       write_graph=False),
-                                     *callbacks])
+                          callbacks=[ckpt, *callbacks])
         except (tf.errors.OpError, UnicodeDecodeError) as err:
             data_err = _data_error_from(err, sources)
             if data_err is None:
@@ -358,7 +469,10 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
             raise data_err from None
     if ckpt.state["best_epoch"] is None:
         raise RunError(f"{rd.path}: no epoch finished, so there is no model to save")
-    best = rd.load_model("best" if monitor is not None else "last")  # --select-on last
+    if monitor is None and ckpt.state["epoch"] == cfg.epochs and start < cfg.epochs:
+        best = model  # --select-on last, trained here to the end: the model in memory
+    else:
+        best = rd.load_model("best" if monitor is not None else "last")
     rd.save_model(best)
     rd.write_history(ckpt.state["history"])
     manifest = sources[cfg.target].manifest
@@ -373,7 +487,9 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
               "best_epoch": ckpt.state["best_epoch"], "epochs_trained": ckpt.state["epoch"],
               "stopped_early": ckpt.state["stopped_early"],
               "train_seconds_this_session": round(time.time() - t0, 1),
-              **score_run(best, cfg, sources)}
+              "in_memory": memory_splits is not None, "checkpoint_every": every,
+              **(score_run(best, cfg, sources) if memory_splits is None
+                 else memory_score_run(best, cfg, sources, memory_splits))}
     rd.write_metrics(result)
     return result
 

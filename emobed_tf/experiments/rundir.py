@@ -40,8 +40,9 @@ class RunError(EmobedError, RuntimeError):
     """A problem with the run folder (finished run, other settings, diverged)."""
 
 
-IGNORED_FOR_RESUME = ("epochs", "verbose", "out")  # a resume may train for longer
-IGNORED_FOR_REUSE = ("verbose", "out")  # a finished run is reused only as it was trained
+# a resume may train for longer; when checkpoints are written never changes what is learnt
+IGNORED_FOR_RESUME = ("epochs", "verbose", "out", "checkpoint_every")
+IGNORED_FOR_REUSE = ("verbose", "out", "checkpoint_every")  # reused only as it was trained
 
 
 class RunDir:
@@ -221,6 +222,29 @@ class RunDir:
     def save_model(self, model) -> None:
         io.save_model(model, self.model_path)
 
+    def log_scalars(self, rows) -> None:
+        """Appends history rows (``{"epoch": n, key: value}``) to the TensorBoard logs:
+        ``logs/train`` and ``logs/validation`` (the ``val_`` keys), tags ``epoch_<key>``, as
+        Keras' TensorBoard callback names them; written with TensorBoard's own event writer,
+        without a TensorFlow op per value."""
+        if not rows:
+            return
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        import time
+
+        for sub, pick in (("train", lambda k: not k.startswith("val_") and k),
+                          ("validation", lambda k: k.startswith("val_") and k[4:])):
+            writer = EventFileWriter(os.path.join(self.logs_dir, sub))
+            for row in rows:
+                values = [summary_pb2.Summary.Value(tag=f"epoch_{pick(k)}", simple_value=float(v))
+                          for k, v in row.items() if k != "epoch" and pick(k)]
+                if values:
+                    writer.add_event(event_pb2.Event(wall_time=time.time(), step=row["epoch"] - 1,
+                                                     summary=summary_pb2.Summary(value=values)))
+            writer.close()
+
     def write_history(self, history) -> None:
         io.write_json(self.history_path, history)
 
@@ -269,8 +293,16 @@ class RunDir:
 
 
 def make_run_checkpoint(run: RunDir, monitor: str, patience: int, state: dict | None = None,
-                        higher_is_better: bool = True):
+                        higher_is_better: bool = True, every: int = 1):
     """A Keras callback: last/best checkpoints, early stopping, resumable state.
+
+    Checkpoints are written every ``every`` epochs, when training stops early
+    and when it ends (``--checkpoint-every``): ``best.keras`` when a better
+    epoch came since (its weights are held in memory until then),
+    ``last.keras`` and ``state.json``, in that order; then the epochs' logs go
+    to TensorBoard (``logs/``). An interrupted run resumes
+    after the last checkpointed epoch. Early stopping and the best epoch
+    still look at every epoch's logs.
 
     The best epoch is the one with the highest logged ``monitor`` (a dev
     score), or the lowest with ``higher_is_better=False`` (a dev loss);
@@ -294,6 +326,25 @@ def make_run_checkpoint(run: RunDir, monitor: str, patience: int, state: dict | 
             self.state = dict(state or {"epoch": 0, "best": None, "best_epoch": None, "wait": 0,
                                         "stopped_early": False, "history": []})
             self._epoch = self.state["epoch"]
+            self._saved_epoch = self.state["epoch"]  # the epoch the files on disk hold
+            self._best_weights = None  # a better epoch's weights not yet written
+
+        def _write(self):
+            """Writes the checkpoint of the epoch just ended (best first, state last)."""
+            if self._best_weights is not None:
+                current = self.model.get_weights()
+                self.model.set_weights(self._best_weights)
+                run.save_checkpoint(self.model, "best")
+                self.model.set_weights(current)
+                self._best_weights = None
+            run.save_checkpoint(self.model, "last")
+            run.save_state(self.state)
+            run.log_scalars([h for h in self.state["history"] if h["epoch"] > self._saved_epoch])
+            self._saved_epoch = self.state["epoch"]
+
+        def on_train_end(self, logs=None):
+            if self.state["epoch"] > self._saved_epoch:
+                self._write()
 
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch
@@ -327,14 +378,14 @@ def make_run_checkpoint(run: RunDir, monitor: str, patience: int, state: dict | 
             elif st["best"] is None or (score > st["best"] if higher_is_better
                                         else score < st["best"]):
                 st.update(best=score, best_epoch=epoch + 1, wait=0)
-                run.save_checkpoint(self.model, "best")
+                self._best_weights = self.model.get_weights()
             else:
                 st["wait"] += 1
             st["epoch"] = epoch + 1
             if st["wait"] >= patience:
                 st["stopped_early"] = True
                 self.model.stop_training = True
-            run.save_checkpoint(self.model, "last")
-            run.save_state(st)
+            if st["stopped_early"] or (epoch + 1) % every == 0:
+                self._write()
 
     return RunCheckpoint()

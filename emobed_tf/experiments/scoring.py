@@ -112,17 +112,40 @@ def predict_split(model, source: Source, modality: str, split: str, batch_size: 
                                  with_ids=True,
                                  options=dataclasses.replace(options, window=0, cache="none"))
 
-    run = _forward_fn(model, modality)
+    batches = ((b["features"], b["mask"], b["label"].numpy(),
+                [r.decode() for r in b[schema.KEY_RECORDING].numpy()],
+                [x.decode() for x in b[schema.KEY_SPEAKER].numpy()]) for b in ds)
+    return _collect(model, modality, source.manifest.task, batches, with_embeddings)
 
+
+def predict_arrays(model, split, modality: str, task: str, batch_size: int = 64,
+                   with_embeddings: bool = False) -> Predictions:
+    """:func:`predict_split` of a split held in memory
+    (:class:`emobed_tf.data.memory.InMemorySplit`, the fast path's dev and test scoring)."""
+    def batches():
+        for i, (f, m, lab) in enumerate(split.batches(batch_size)):
+            sl = slice(i * batch_size, i * batch_size + len(f))
+            if f.shape[1] > 1:  # padded to the bucketed length, as the pipeline pads
+                t = int(pipeline.bucket_length(f.shape[1]))
+                f = np.pad(f, [(0, 0), (0, t - f.shape[1]), (0, 0)])
+                m = np.pad(m, [(0, 0), (0, t - m.shape[1])])
+            yield f, m, lab, split.recordings[sl], split.speakers[sl]
+
+    return _collect(model, modality, task, batches(), with_embeddings)
+
+
+def _collect(model, modality: str, task: str, batches, with_embeddings: bool) -> Predictions:
+    """Runs the model's traced forward pass over ``(features, mask, label, recordings,
+    speakers)`` batches; per item the gold label, the prediction (cut to the item's frames
+    for regression) and the embedding when asked."""
+    run = _forward_fn(model, modality)
     recs, spks, golds, preds, embs = [], [], [], [], []
-    task = source.manifest.task
-    for batch in ds:
-        pred, emb = run(batch["features"], batch["mask"])
-        mask = batch["mask"].numpy()
-        label = batch["label"].numpy()
-        for i, rec in enumerate(batch[schema.KEY_RECORDING].numpy()):
-            recs.append(rec.decode())
-            spks.append(batch[schema.KEY_SPEAKER].numpy()[i].decode())
+    for features, mask, label, batch_recs, batch_spks in batches:
+        pred, emb = run(features, mask)
+        mask = np.asarray(mask)
+        recs += batch_recs
+        spks += batch_spks
+        for i in range(len(batch_recs)):
             if task == "classification":
                 golds.append(int(label[i]))
                 preds.append(pred[i])
@@ -135,7 +158,8 @@ def predict_split(model, source: Source, modality: str, split: str, batch_size: 
                 if with_embeddings:
                     embs.append(emb[i, :n])
     if task == "classification":
-        golds, preds = np.asarray(golds, np.int64), np.asarray(preds, np.float32)
+        golds = np.asarray(golds, np.int64)
+        preds = np.asarray(preds, np.float32)
         embs = np.asarray(embs) if with_embeddings else None
     return Predictions(task, recs, golds, preds, spks, embs if with_embeddings else None)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from emobed_tf.experiments import experiment, figures
+from emobed_tf.experiments import figures
 from emobed_tf.io import markdown_table, write_json_and_markdown
 
 
@@ -16,13 +16,17 @@ def score_keys(result: dict) -> list:
     return [k for k in result["headline"]]
 
 
-def run_sweep(param: str, mode: str, runs, overwrite: bool = False) -> list:
-    """One row per ``(value, config)`` of ``runs``: the run trained (or reused) and its scores."""
+def run_sweep(param: str, mode: str, runs, overwrite: bool = False, jobs: int = 1) -> list:
+    """One row per ``(value, config)`` of ``runs``: the run trained (or reused; ``jobs`` side
+    by side, :func:`emobed_tf.experiments.runner.run_many`) and its scores."""
+    from emobed_tf.experiments import runner
+
+    runs = list(runs)
+    metrics = runner.run_many([cfg for _, cfg in runs], overwrite, jobs,
+                              labels=[f"{param}={v:g} {mode}" for v, _ in runs],
+                              log=lambda s: print(s, flush=True))
     rows = []
-    for v, cfg in runs:
-        res, reused = experiment.run_or_reuse(cfg, overwrite)
-        print(f"[{param}={v:g}] {mode} {cfg.out}" + (" (reused)" if reused else ""),
-              flush=True)
+    for (v, cfg), res in zip(runs, metrics):
         rows.append({"value": v, "mode": mode, "alpha": res["alpha"], "beta": res["beta"],
                      **{f"{s}_{k}": res.get(s, {}).get(k) for s in ("dev", "test")
                         for k in score_keys(res)}, "_keys": score_keys(res)})

@@ -159,7 +159,8 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_is_kept(corpus, tmp_path, ca
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment, "make_datasets", interrupted)
+    monkeypatch.setattr(experiment, "make_datasets", interrupted)  # streamed data
+    monkeypatch.setattr(experiment, "load_memory_splits", interrupted)  # data held in memory
     argv = ["--dataset", "custom", "--data-dir", corpus, "--mode", "classic", *SMALL,
             "--out", out]
     assert train.main(argv) == 130

@@ -251,14 +251,14 @@ def test_seed_seeds_the_model_and_the_data_order(cls_data, tmp_path, monkeypatch
     """``--seed`` fixes the initial weights (and dropout seed states) and the batch order:
     the same seed twice gives the same start, another seed another one."""
     d, _, _ = cls_data
-    real_run, real_datasets = experiment.run, experiment.make_datasets
+    real_run, real_stream = experiment.run, experiment.memory_stream
     seen = {}
 
-    def datasets(cfg, sources):
-        seen["train"], dev = real_datasets(cfg, sources)
-        return seen["train"], dev
+    def stream(cfg, splits, start_epoch):  # the data is held in memory (the fast path)
+        seen["train"], steps = real_stream(cfg, splits, start_epoch)
+        return seen["train"], steps
 
-    monkeypatch.setattr(experiment, "make_datasets", datasets)
+    monkeypatch.setattr(experiment, "memory_stream", stream)
     monkeypatch.setattr(experiment, "run", lambda cfg, overwrite=False: real_run(
         cfg, overwrite, callbacks=[_StopBeforeTheFirstStep(seen)]))
     runs = {}
