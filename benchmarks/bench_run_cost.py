@@ -20,6 +20,7 @@ other on the same machine).
 * ``gru``: the GRU form at OMG sizes (1 + 1 GRU layers of 120, batches of 64, 88-d audio
   sequences of 20-60 frames, 640 training items, 10 epochs): the in-memory run, the streamed
   run and the bare ``fit`` of the same GRU stack on padded arrays.
+* ``xla``: the dense run in memory with and without XLA (``jit_compile``).
 * ``study``: the 216-run LOSO study (24 folds x 3 seeds x classic/joint/emobed, Whisper speech
   with the OpenFace AUs of the same clips as the auxiliary) through ``emobed_tf.crossval``
   with its default ``--jobs``; wall time of the runs trained.
@@ -216,6 +217,32 @@ def profile_run(cfg) -> dict:
     return out
 
 
+def part_xla(work: str) -> dict:
+    """The dense run in memory with and without XLA (``jit_compile``), alternated twice."""
+    from emobed_tf.experiments import experiment
+
+    data = os.path.join(work, "whisper_table")
+    cfg = _cfg(data, os.path.join(work, "runs", "xla"))
+    real = experiment.build_model
+    times = {"graph": [], "xla": []}
+    timed_run(cfg)  # warm-up: the process's first run
+    for _ in range(2):
+        for kind in ("graph", "xla"):
+            def build(c, sources, jit=kind == "xla"):
+                model = real(c, sources)
+                model.jit_compile = jit
+                return model
+
+            experiment.build_model = build
+            try:
+                seconds, res = timed_run(cfg)
+            finally:
+                experiment.build_model = real
+            times[kind].append(seconds)
+            times[f"{kind}_test_f1"] = res["test"]["f1_macro"]
+    return {k: (min(v) if isinstance(v, list) else v) for k, v in times.items()}
+
+
 def part_gru(work: str) -> dict:
     import keras
 
@@ -346,6 +373,14 @@ def markdown(res: dict) -> str:
                   "| part | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.2f} |" for k, v in d["profile"].items()]
         lines.append("")
+    x = res.get("xla")
+    if x:
+        lines += ["## XLA", "",
+                  f"The same dense run in memory, best of two alternated: graph "
+                  f"{x['graph']:.1f} s (test F1 {x['graph_test_f1']:.4f}), XLA (`jit_compile`) "
+                  f"{x['xla']:.1f} s (test F1 {x['xla_test_f1']:.4f}): "
+                  f"**{x['xla'] / x['graph']:.2f}x**. The package compiles without XLA"
+                  + (" (it loses here)." if x["xla"] > x["graph"] else "."), ""]
     g = res.get("gru")
     if g:
         lines += [f"## The GRU form at OMG sizes ({g['items']} sequences of 20-60 frames x 88, "
@@ -379,7 +414,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", required=True, help="folder for data and runs (outside git)")
     p.add_argument("--dev-data", default=DEV)
-    p.add_argument("--parts", default="dense,gru,study,demo")
+    p.add_argument("--parts", default="dense,xla,gru,study,demo")
     p.add_argument("--before", default="3ce9bd5",
                    help="the commit whose whole train process is timed beside this one's")
     args = p.parse_args(argv)
@@ -395,6 +430,8 @@ def main(argv=None) -> int:
             res["dense"] = part_dense(args.work, args.before)
         elif part == "gru":
             res["gru"] = part_gru(args.work)
+        elif part == "xla":
+            res["xla"] = part_xla(args.work)
         elif part == "study":
             res["study"] = part_study(args.work)
         elif part == "demo":

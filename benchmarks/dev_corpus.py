@@ -245,8 +245,22 @@ def pretrained_report(studies: dict) -> dict:
                     **run_training(argv[-1]),
                     "normalize": cfg["data"]["normalize"],
                     "train_speakers": len(rep["folds"][0]["train"]),
-                    "systems": systems}
+                    "systems": systems, "runs": per_run_rows(rep)}
     return apply_holm(out)
+
+
+def per_run_rows(rep: dict) -> list:
+    """One row per system x fold x seed of a crossval report: the test speakers and the test
+    scores, so that every figure and p-value of the study can be recomputed from the file."""
+    test = {f"fold{f['index']}": ",".join(f["test"]) for f in rep["folds"]}
+    rows = []
+    for system, runs in rep["runs"].items():
+        for name, scores in sorted(runs.items()):
+            fold, _, seed = name.partition("-seed")
+            rows.append({"system": system, "fold": int(fold[4:]), "seed": int(seed),
+                         "test_speakers": test[fold],
+                         **{k: round(v, 6) for k, v in scores.items()}})
+    return rows
 
 
 def apply_holm(section: dict) -> dict:

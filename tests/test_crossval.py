@@ -289,3 +289,26 @@ def test_dev_corpus_keeps_every_pretrained_section_when_the_recipe_changes():
                    for e in result["pretrained_earlier"])
     assert "batch size 64, 50 epochs, select on score" in md
     assert "| a | emobed | 0.7000 | +1.00 pt | 0.2500 | 0.7200 | +0.50 pt | 0.2500 |" in md
+
+
+def test_dev_corpus_per_run_rows_recompute_the_fold_mean_test():
+    """The committed per-run rows (system x fold x seed, with the test speakers) give back the
+    study's p over folds (seeds averaged within a fold, Wilcoxon over the fold means)."""
+    from scipy.stats import wilcoxon
+
+    from benchmarks import dev_corpus
+
+    rng = np.random.default_rng(0)
+    runs = {m: {f"fold{f}-seed{s}": {"f1_macro": float(rng.uniform(0.5, 0.8)), "uar": 0.5,
+                                      "accuracy": 0.5} for f in range(6) for s in range(3)}
+            for m in ("classic", "emobed")}
+    rep = {"runs": runs, "folds": [{"index": f, "test": [f"{f:02d}", f"{f + 8:02d}"]}
+                                   for f in range(6)]}
+    rows = dev_corpus.per_run_rows(rep)
+    assert len(rows) == 36 and rows[0]["test_speakers"] == "00,08"
+    means = {m: [np.mean([r["f1_macro"] for r in rows if r["system"] == m and r["fold"] == f])
+                 for f in range(6)] for m in ("classic", "emobed")}
+    diffs = np.subtract(means["emobed"], means["classic"])
+    expected = dev_corpus.fold_mean_test(runs["emobed"], runs["classic"])
+    assert wilcoxon(diffs).pvalue == pytest.approx(expected["p_wilcoxon"], abs=1e-6)
+    assert diffs.mean() == pytest.approx(expected["mean_diff"], abs=1e-6)
