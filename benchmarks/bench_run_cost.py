@@ -333,7 +333,8 @@ def part_demo(work: str) -> dict:
         if proc.returncode:
             raise RuntimeError(proc.stderr[-2000:])
         summary = json.load(open(os.path.join(tmp, "demo", "crossval.json")))
-    return {"seconds": seconds, "command": "python -m emobed_tf.crossval --dataset demo "
+    test = summary["systems"]["emobed"]["f1_macro_vs_classic"]
+    return {"seconds": seconds, "emobed_vs_classic": test, "command": "python -m emobed_tf.crossval --dataset demo "
             "--folds speaker:4 --seeds 0,1 --modes classic,emobed --out runs/demo",
             "means": {m: r["f1_macro_mean"] for m, r in summary["systems"].items()},
             "note": "the demo corpus generated on this first use, as for a new user"}
@@ -405,7 +406,13 @@ def markdown(res: dict) -> str:
         lines += ["## README command 1", "",
                   f"`{m['command']}`: **{m['seconds']:.0f} s** after the installation (target: "
                   f"under 180 s; {m['note']}). Mean test macro-F1: "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in m["means"].items()) + ".", ""]
+                  + ", ".join(f"{k} {v:.4f}" for k, v in m["means"].items())
+                  + (f"; EmoBed - classic {100 * m['emobed_vs_classic']['mean_diff']:+.2f} "
+                     f"points, {m['emobed_vs_classic']['wins']}/"
+                     f"{m['emobed_vs_classic']['losses']} fold x seed pairs, Wilcoxon p "
+                     f"{m['emobed_vs_classic']['p_wilcoxon']:.2f}, sign p "
+                     f"{m['emobed_vs_classic']['p_sign']:.2f}" if "emobed_vs_classic" in m
+                     else "") + ".", ""]
     return "\n".join(lines)
 
 

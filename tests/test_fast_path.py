@@ -277,3 +277,34 @@ def test_fold_runs_of_a_crossval_leave_held_out_speakers_out_of_memory(dense_dat
     assert set(splits["audio", "test"].speakers) == set(folds[0].test)
     held = set(folds[0].test) | set(folds[0].dev)
     assert not held & set(splits["video", "train"].speakers)  # the same corpus: left out too
+
+
+def test_an_empty_training_split_is_refused_not_trained_forever(dense_data):
+    from emobed_tf.records.schema import DataError
+
+    src = Source.open(dense_data)
+    split = memory.load_split(src, "audio", "train")
+    empty = dataclasses.replace(split, features=split.features[:0], mask=split.mask[:0],
+                                label=split.label[:0], recordings=[], speakers=[])
+    with pytest.raises(DataError, match="video training split holds no items"):
+        memory.make_training_stream({"audio": split, "video": empty}, "audio",
+                                    {"audio": 4, "video": 4})
+
+
+def test_cached_functions_do_not_keep_a_model_alive(dense_data, tmp_path):
+    """A study's worker trains model after model: the traced metric and forward functions
+    must let each one go."""
+    import gc
+    import weakref
+
+    from emobed_tf.experiments.scoring import _forward_fn
+
+    cfg = _cfg(dense_data, tmp_path / "run", epochs=2)
+    experiment.run(cfg)
+    model = RunDir(cfg.out).load_model("last")
+    model.get_metrics_result()
+    _forward_fn(model, "audio")(np.zeros((2, 1, 6), np.float32), np.ones((2, 1), bool))
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None

@@ -232,3 +232,30 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
            ("tuner0", "tuner1")}
     assert sum(ran.values()) == 4 and all(v >= 1 for v in ran.values()), ran
     assert os.path.isfile(os.path.join(directory, "best_hyperparameters.json"))
+
+
+def test_jobs_refuses_an_exported_tuner_id(monkeypatch, capsys, tmp_path):
+    from tuning import search
+
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    assert search.main(["--dataset", "demo", "--out", str(tmp_path / "s"), "--jobs", "2"]) == 2
+    assert "KERASTUNER_TUNER_ID is set" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "s")
+
+
+@pytest.mark.slow
+def test_jobs_runs_a_local_chief_and_workers(tmp_path):
+    write_classification(tmp_path / "d", n=(12, 6, 6))
+    directory = str(tmp_path / "jobs")
+    args = [sys.executable, "-m", "tuning.search"] + _search_args(
+        str(tmp_path / "d"), directory, 4, "--encoder-units", "8") + ["--jobs", "2"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER")}
+    proc = subprocess.run(args, env={**env, "CUDA_VISIBLE_DEVICES": ""}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = completed_trials(directory)
+    assert len(trials) == 4 and all(t["status"] == "COMPLETED" for t in trials)
+    ran = {r: open(os.path.join(directory, "logs", f"{r}.log")).read().count(f"[{r}] trial:")
+           for r in ("tuner0", "tuner1")}
+    assert sum(ran.values()) == 4, ran
+    assert os.path.isfile(os.path.join(directory, "summary.md"))  # written by the chief

@@ -107,51 +107,64 @@ def _without_jobs(argv) -> list:
 
 def local_workers(argv, jobs: int, directory: str) -> int:
     """Runs the search as a local chief and ``jobs`` workers (KerasTuner's distributed mode
-    on 127.0.0.1); returns the chief's exit code (a worker's when the chief succeeded)."""
+    on 127.0.0.1); returns the chief's exit code, or 2 naming a worker that failed (the
+    others are then stopped: the chief would wait for its trial forever)."""
     import socket
     import subprocess
     import time
 
     from emobed_tf.experiments.runner import usable_cores
 
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        return cli.fail(f"{directory}: is a file; --out must be a search folder")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
-    logs = os.path.join(directory, "logs")
-    os.makedirs(logs, exist_ok=True)
     cmd = [sys.executable, "-m", "tuning.search", *_without_jobs(argv)]
     threads = str(max(1, usable_cores() // jobs))
-    procs = {}
+    logs = os.path.join(directory, "logs")
+    procs, files = {}, []
+
+    def env(role):
+        return {**os.environ, "KERASTUNER_TUNER_ID": role, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                "KERASTUNER_ORACLE_PORT": port, "TF_NUM_INTRAOP_THREADS": threads,
+                "TF_NUM_INTEROP_THREADS": "1"}
+
     try:
-        for role in ["chief"] + [f"tuner{i}" for i in range(jobs)]:
-            env = {**os.environ, "KERASTUNER_TUNER_ID": role, "KERASTUNER_ORACLE_IP": "127.0.0.1",
-                   "KERASTUNER_ORACLE_PORT": port, "TF_NUM_INTRAOP_THREADS": threads,
-                   "TF_NUM_INTEROP_THREADS": "1"}
-            out = None if role == "chief" else open(os.path.join(logs, f"{role}.log"), "w")
-            procs[role] = subprocess.Popen(cmd, env=env, stdout=out,
-                                           stderr=subprocess.STDOUT if out else None)
-            if role == "chief":  # the workers connect to the chief's oracle once it listens
-                while procs["chief"].poll() is None:
-                    try:
-                        socket.create_connection(("127.0.0.1", int(port)), 0.5).close()
-                        break
-                    except OSError:
-                        time.sleep(0.2)
-                if procs["chief"].poll() is not None:
-                    return procs["chief"].returncode
-        codes = {role: p.wait() for role, p in procs.items()}
+        procs["chief"] = subprocess.Popen(cmd, env=env("chief"))
+        while procs["chief"].poll() is None:  # the workers connect once the oracle listens
+            try:
+                socket.create_connection(("127.0.0.1", int(port)), 0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        if procs["chief"].poll() is not None:
+            return procs["chief"].returncode
+        os.makedirs(logs, exist_ok=True)  # after the chief cleared the folder (--overwrite)
+        for i in range(jobs):
+            files.append(open(os.path.join(logs, f"tuner{i}.log"), "w"))
+            procs[f"tuner{i}"] = subprocess.Popen(cmd, env=env(f"tuner{i}"), stdout=files[-1],
+                                                  stderr=subprocess.STDOUT)
+        while True:
+            codes = {role: p.poll() for role, p in procs.items()}
+            failed = [r for r, c in codes.items() if r != "chief" and c not in (None, 0)]
+            if failed:
+                print(f"error: worker {failed[0]} ended with exit code {codes[failed[0]]} "
+                      f"(log: {os.path.join(logs, failed[0] + '.log')}); the search stopped, "
+                      "rerun the same command to continue it", file=sys.stderr)
+                return 2
+            if codes["chief"] is not None:
+                return codes["chief"]
+            time.sleep(0.5)
     finally:
         for p in procs.values():
             if p.poll() is None:
                 p.terminate()
-    if codes["chief"]:
-        return codes["chief"]
-    failed = [r for r, c in codes.items() if c]
-    if failed:
-        print(f"error: worker {failed[0]} ended with exit code {codes[failed[0]]} "
-              f"(log: {os.path.join(logs, failed[0] + '.log')})", file=sys.stderr)
-        return 2
-    return 0
+        for p in procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=30)
+        for fh in files:
+            fh.close()
 
 
 def _positive_int(text: str) -> int:
@@ -260,8 +273,16 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.jobs < 1:
         return cli.fail(f"--jobs {args.jobs}: give 1 or more trials side by side")
-    if args.jobs > 1 and "KERASTUNER_TUNER_ID" not in os.environ:
-        return local_workers(sys.argv[1:] if argv is None else list(argv), args.jobs, args.out)
+    if args.jobs > 1:
+        if "KERASTUNER_TUNER_ID" in os.environ:
+            return cli.fail(f"--jobs {args.jobs} starts its own chief and workers, but "
+                            "KERASTUNER_TUNER_ID is set (a distributed search): unset it, or "
+                            "leave --jobs out")
+        raw = sys.argv[1:] if argv is None else list(argv)
+        return cli.run_interruptible(
+            lambda: local_workers(raw, args.jobs, args.out),
+            lambda: f"the search's finished trials are kept in {args.out}; rerun the same "
+                    "command to continue it")
 
     def work():
         try:

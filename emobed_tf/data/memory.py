@@ -55,6 +55,7 @@ import numpy as np
 from emobed_tf.data.pipeline import PARSE_BATCH, PipelineOptions, make_modality_dataset, uses_cache
 from emobed_tf.data.source import Source
 from emobed_tf.records import schema
+from emobed_tf.records.schema import DataError
 
 AUXILIARY_SEED_OFFSET = 17  # the auxiliary stream's seed is seed + 17 (as make_mixed_dataset's)
 
@@ -95,8 +96,8 @@ def applies(sources: Mapping[str, Source], target: str, options: PipelineOptions
     on one machine's default device placement (no tf.distribute strategy)."""
     if strategy != "none" or (task == "regression" and options.window > 0):
         return False
-    needed = [(target, s) for s in ("train", "dev")] + [(m, "train") for m in sources
-                                                        if m != target]
+    needed = [(target, s) for s in ("train", "dev", "test")] + [(m, "train") for m in sources
+                                                                if m != target]
     return all(uses_cache(sources[m], m, s, options) for m, s in needed)
 
 
@@ -160,6 +161,8 @@ def load_splits(source: Source, modality: str, splits, options: PipelineOptions 
     everything = load_split(view, modality, first, options)
     spk = np.asarray(everything.speakers, dtype=object)
     out = {}
+    if len(splits) == 1:  # one split: the arrays as read, no copy
+        return {first: everything}
     for s in splits:
         rows = np.flatnonzero(np.isin(spk, list(wanted[s]))) if len(spk) else np.zeros(0, int)
         out[s] = InMemorySplit(everything.features[rows], everything.mask[rows],
@@ -231,6 +234,10 @@ def make_training_stream(splits: Mapping[str, InMemorySplit], target: str,
     (see the module docstring for the order)."""
     import tensorflow as tf
 
+    empty = sorted(m for m, split in splits.items() if not len(split))
+    if empty:
+        raise DataError(f"the {empty[0]} training split holds no items (after the speaker "
+                        "filter): there is nothing to train on")
     n = len(splits[target])
     steps = steps_per_epoch(n, batch_sizes[target])
     streams = {}

@@ -467,6 +467,7 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
             if data_err is None:
                 raise
             raise data_err from None
+    ckpt.flush()  # the epochs since the last checkpoint (fit's on_train_end did it already)
     if ckpt.state["best_epoch"] is None:
         raise RunError(f"{rd.path}: no epoch finished, so there is no model to save")
     if monitor is None and ckpt.state["epoch"] == cfg.epochs and start < cfg.epochs:

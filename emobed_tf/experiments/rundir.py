@@ -342,9 +342,13 @@ def make_run_checkpoint(run: RunDir, monitor: str, patience: int, state: dict | 
             run.log_scalars([h for h in self.state["history"] if h["epoch"] > self._saved_epoch])
             self._saved_epoch = self.state["epoch"]
 
-        def on_train_end(self, logs=None):
+        def flush(self):
+            """Writes the checkpoint of the last epoch if it is not written yet."""
             if self.state["epoch"] > self._saved_epoch:
                 self._write()
+
+        def on_train_end(self, logs=None):
+            self.flush()
 
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch

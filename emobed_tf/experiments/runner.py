@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import time
 
-from emobed_tf.experiments.rundir import RunDir
+from emobed_tf.experiments.rundir import RunDir, RunError
 
 WORKER_MEMORY_GIB = 2.0  # one worker's TensorFlow process, measured about 1 GiB on the dev set
 
@@ -143,8 +143,8 @@ def run_many(cfgs, overwrite: bool = False, jobs: int = 1, labels=None, describe
 
     ``labels``: each run's name in the progress lines (default: its run folder);
     ``describe(metrics)`` the text after it (default: the headline test score); ``jobs``: worker processes (0: :func:`default_jobs`; 1: in this
-    process, one run after the other). A run that fails stops the study: the runs under
-    way finish their current epoch's checkpoint, the error is raised.
+    process, one run after the other). A run that fails, or Ctrl-C, stops the study: the
+    runs under way are interrupted (their last checkpoint kept), the error is raised.
     """
     from emobed_tf.experiments import experiment
 
@@ -176,13 +176,32 @@ def run_many(cfgs, overwrite: bool = False, jobs: int = 1, labels=None, describe
         futures = {pool.submit(_train, cfgs[i], overwrite): i for i in todo}
         for fut in concurrent.futures.as_completed(futures):
             i = futures[fut]
-            results[i], seconds = fut.result()  # a failed run raises here
+            try:
+                results[i], seconds = fut.result()  # a failed run raises here
+            except concurrent.futures.process.BrokenProcessPool:
+                raise RunError(f"{cfgs[i].out}: a worker process ended abruptly (killed, or "
+                               "out of memory?); rerun the same command to resume, with a "
+                               "smaller --jobs if memory ran out") from None
             progress(labels[i], describe(results[i]), False, seconds)
     except BaseException:
+        _interrupt(pool)  # the runs under way stop after their last checkpoint
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
     return results
+
+
+def _interrupt(pool) -> None:
+    """Sends SIGINT to the pool's worker processes: each run under way stops with a
+    KeyboardInterrupt, its last checkpoint kept (a rerun resumes it)."""
+    import signal
+
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        if proc.is_alive():
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except OSError:
+                pass
 
 
 def _describe(metrics: dict) -> str:

@@ -59,11 +59,14 @@ def _forward_fn(model, modality: str):
     if modality in fns:
         return fns[modality]
     backend = keras.backend.backend()
+    model_ref = weakref.ref(model)  # the cached functions must not keep the model alive
+    del model
     if backend == "tensorflow":
         import tensorflow as tf
 
         @tf.function(reduce_retracing=True)
         def traced(features, mask):
+            model = model_ref()
             out = model.forward(modality, {"features": features, "mask": mask}, training=False)
             return model.probabilities(out["prediction"]), out["embedding"]
 
@@ -74,6 +77,7 @@ def _forward_fn(model, modality: str):
         import jax
 
         def pure(trainable, non_trainable, features, mask):
+            model = model_ref()
             mapping = (list(zip(model.trainable_variables, trainable))
                        + list(zip(model.non_trainable_variables, non_trainable)))
             with keras.StatelessScope(state_mapping=mapping):
@@ -84,6 +88,7 @@ def _forward_fn(model, modality: str):
         jitted = jax.jit(pure)
 
         def run(features, mask):
+            model = model_ref()
             pred, emb = jitted([v.value for v in model.trainable_variables],
                                [v.value for v in model.non_trainable_variables],
                                np.asarray(features), np.asarray(mask))
@@ -92,6 +97,7 @@ def _forward_fn(model, modality: str):
         import torch
 
         def run(features, mask):
+            model = model_ref()
             with torch.no_grad():
                 out = model.forward(modality, {"features": np.asarray(features),
                                                "mask": np.asarray(mask)}, training=False)

@@ -251,8 +251,9 @@ class EmoBed(keras.Model):
             return super().get_metrics_result()
         fn = _RESULT_FNS.get(self)
         if fn is None:
+            ref = weakref.ref(self)  # the function must not keep the model alive
             fn = _RESULT_FNS[self] = tf.function(lambda: {m.name: m.result()
-                                                          for m in self.metrics})
+                                                          for m in ref().metrics})
         return fn()
 
     def active_modalities(self):
