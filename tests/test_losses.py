@@ -56,6 +56,20 @@ def test_triplet_matches_bruteforce(form, reduction):
         assert got == pytest.approx(want, rel=1e-4, abs=1e-4)
 
 
+@pytest.mark.parametrize("form", ["paper", "hinge", "soft"])
+def test_triplet_matches_bruteforce_with_duplicates_and_no_mask(form):
+    # dead-ReLU embeddings: several identical all-zero rows (ties in the mining), no mask
+    rng = np.random.default_rng(3)
+    for trial in range(5):
+        n = int(rng.integers(6, 60))
+        emb = rng.normal(size=(n, 5)).astype(np.float32)
+        emb[rng.integers(0, n, n // 3)] = 0.0
+        lab = rng.integers(0, 3, n)
+        got = float(batch_hard_triplet_loss(lab, emb, None, form=form, margin=0.3))
+        assert got == pytest.approx(reference_triplet(lab, emb, None, form, 0.3),
+                                    rel=1e-4, abs=1e-4)
+
+
 def test_crossmodal_concatenation_uses_inter_and_intra_modal_pairs():
     # audio embeddings of class 0 far from each other, close to a video one:
     e_a = np.array([[0.0, 0.0], [4.0, 0.0]], np.float32)

@@ -416,7 +416,9 @@ class EmoBed(keras.Model):
                  for m in self.active_modalities()]
         labels = ops.concatenate([p[0] for p in parts], 0)
         emb = ops.concatenate([ops.cast(p[1], "float32") for p in parts], 0)
-        valid = ops.concatenate([p[2] for p in parts], 0)
+        # classification: every row is an item (no padding), so no mask to apply
+        valid = None if self.task == "classification" else ops.concatenate(
+            [p[2] for p in parts], 0)
         return losses.batch_hard_triplet_loss(labels, emb, valid, form=self.triplet_form,
                                          margin=self.triplet_margin,
                                          reduction=self.triplet_reduction)

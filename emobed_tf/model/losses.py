@@ -22,7 +22,10 @@ Crossmodal batch-hard triplet loss (Eqs. 5-7), as implemented here:
   does not depend on the batch size; ``reduction="sum"`` is Eq. (6)
   literally;
 * the square root is taken with zero distances masked, so no NaN/inf
-  gradient appears for identical embeddings.
+  gradient appears for identical embeddings;
+* mining costs one matrix product and a few passes over the N x N scores,
+  without gradient; only the 2N chosen distances are measured with one
+  (see ``_mine_hardest``).
 """
 
 from __future__ import annotations
@@ -70,6 +73,53 @@ def _pair_distance(emb, idx, squared):
     return ops.sqrt(d2 + zero * 1e-16) * (1.0 - zero)
 
 
+def _mine_hardest(labels, emb, valid):
+    """``(pos_idx, neg_idx)``: each anchor's farthest positive and nearest negative.
+
+    Mining needs no gradient and only the order of the distances in each
+    row: ``||e_i - e_j||^2 = |e_i|^2 + |e_j|^2 - 2 e_i.e_j`` and ``|e_i|^2`` is
+    constant along row i, so one matrix product of ``[e, 1]`` and
+    ``[-2 e, |e|^2]`` gives a score with the same order. The anchor itself
+    is among its positives: its score is the row's least possible (distance
+    0), so it is chosen only when no other positive is farther than 0, and
+    its distance is then the 0 of the other's. Anchors without another
+    positive or without a negative are dropped by :func:`_usable_anchors`.
+    """
+    e = ops.stop_gradient(emb)
+    sq = ops.sum(ops.square(e), axis=1, keepdims=True)
+    score = ops.matmul(ops.concatenate([e, ops.ones_like(sq)], axis=1),
+                       ops.transpose(ops.concatenate([-2.0 * e, sq], axis=1)))
+    same = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
+    pos, neg = same, ops.logical_not(same)
+    if valid is not None:
+        row = ops.expand_dims(valid, 0)
+        pos, neg = ops.logical_and(pos, row), ops.logical_and(neg, row)
+    inf = float("inf")
+
+    def first_max(x):  # top_k: argmax (the first of ties) without ops.argmax's extra passes
+        return ops.top_k(x, 1)[1][:, 0]
+
+    return (first_max(ops.where(pos, score, -inf)),
+            first_max(ops.where(neg, ops.negative(score), -inf)))
+
+
+def _usable_anchors(labels, valid):
+    """1.0 for a valid anchor with another valid item of its label and a valid item of
+    another label, else 0.0 (counted on the sorted labels, no pairwise matrix)."""
+    labels = ops.cast(labels, "int32")
+    if valid is None:
+        kept = labels
+        valid_f = ops.ones(ops.shape(labels), "float32")
+    else:
+        kept = ops.where(valid, labels, -1)  # labels are >= 0: -1 is no class
+        valid_f = ops.cast(valid, "float32")
+    ordered = ops.sort(kept)
+    own = ops.cast(ops.searchsorted(ordered, labels, side="right")
+                   - ops.searchsorted(ordered, labels, side="left"), "float32")
+    total = ops.sum(valid_f)
+    return valid_f * ops.cast(own >= 2, "float32") * ops.cast(total - own > 0, "float32")
+
+
 def batch_hard_triplet_loss(labels, embeddings, valid=None, form: str = "paper",
                             margin: float = 0.0, reduction: str = "mean",
                             squared: bool = False):
@@ -103,29 +153,11 @@ def batch_hard_triplet_loss(labels, embeddings, valid=None, form: str = "paper",
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     emb = ops.cast(embeddings, "float32")
     labels = ops.reshape(labels, (-1,))
-    n = ops.shape(emb)[0]
-    # Mining needs no gradient: pick the pairs on squared distances (same
-    # order as distances), then measure only those 2N pairs exactly.
-    d2 = ops.stop_gradient(pairwise_distances(emb, squared=True))
-    if valid is None:
-        valid_f = ops.ones((n,), "float32")
-    else:
-        valid_f = ops.cast(ops.reshape(valid, (-1,)), "float32")
-    pair_valid = ops.expand_dims(valid_f, 0) * ops.expand_dims(valid_f, 1)
-    same = ops.cast(ops.equal(ops.expand_dims(labels, 0), ops.expand_dims(labels, 1)), "float32")
-    not_self = 1.0 - ops.eye(n, dtype="float32")
-    pos_mask = same * not_self * pair_valid
-    neg_mask = (1.0 - same) * pair_valid
-
-    # Farthest positive: distances are >= 0, so zeroing non-positives is safe.
-    pos_idx = ops.argmax(d2 * pos_mask - (1.0 - pos_mask), axis=1)
-    # Nearest negative: push non-negatives beyond the largest distance.
-    neg_idx = ops.argmin(d2 + (ops.max(d2) + 1.0) * (1.0 - neg_mask), axis=1)
+    v = None if valid is None else ops.cast(ops.reshape(valid, (-1,)), "bool")
+    pos_idx, neg_idx = _mine_hardest(labels, emb, v)
     hardest_pos = _pair_distance(emb, pos_idx, squared)
     hardest_neg = _pair_distance(emb, neg_idx, squared)
-
-    usable = valid_f * ops.cast(ops.max(pos_mask, axis=1) > 0, "float32") * ops.cast(
-        ops.max(neg_mask, axis=1) > 0, "float32")
+    usable = _usable_anchors(labels, v)
     diff = hardest_pos - hardest_neg
     if form == "paper":
         per_anchor = diff + margin
