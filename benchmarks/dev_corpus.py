@@ -235,8 +235,10 @@ def pretrained_report(studies: dict) -> dict:
         cfg = rep["config"]
         systems = {m: summary_row(r) for m, r in rep["systems"].items()}
         for m, row in systems.items():  # folds are the independent units (REFERENCES.md)
-            if m != "classic" and "classic" in rep["runs"]:
+            if m not in ("classic", "probe") and "classic" in rep["runs"]:
                 row["over_folds"] = fold_mean_test(rep["runs"][m], rep["runs"]["classic"])
+            if m in rep.get("vs_probe", {}):
+                row["vs_probe"] = rep["vs_probe"][m]
         out[key] = {"target": cfg["target"], "folds": len(rep["folds"]), "seeds": rep["seeds"],
                     "encoder_type": cfg["model"].get("encoder_type"),
                     "aux_warmup_epochs": cfg["loss"].get("aux_warmup_epochs", 0),
@@ -257,6 +259,8 @@ def per_run_rows(rep: dict) -> list:
     for system, runs in rep["runs"].items():
         for name, scores in sorted(runs.items()):
             fold, _, seed = name.partition("-seed")
+            if system == "probe" and int(seed) != rep["seeds"][0]:
+                continue  # the probe has no seed: one row per fold
             rows.append({"system": system, "fold": int(fold[4:]), "seed": int(seed),
                          "test_speakers": test[fold],
                          **{k: round(v, 6) for k, v in scores.items()}})
@@ -325,8 +329,8 @@ def pretrained_markdown(study: dict, title: str = "## Pretrained encoders (Whisp
              "auxiliary alone first).", "",
              "| study | target | train speakers | system | macro-F1 | diff vs classic | "
              "wins/losses | p (Wilcoxon) | pairs | folds won | p over folds | p over folds, "
-             "Holm |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "Holm | vs probe over folds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, q in study.items():
         for system, r in q["systems"].items():
             cells = [key, q["target"], str(q["train_speakers"]), system,
@@ -340,6 +344,9 @@ def pretrained_markdown(study: dict, title: str = "## Pretrained encoders (Whisp
                           else ["", "", ""])
             else:
                 cells += ["", "", "", str(r["n_runs"]), "", "", ""]
+            v = r.get("vs_probe")
+            cells.append(f"{100 * v['mean_diff']:+.2f} pt ({v['wins']}/{v['n_pairs']}, p "
+                         f"{v['p_wilcoxon']:.3f})" if v else "")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + [""])
 
@@ -572,14 +579,17 @@ def markdown(result: dict) -> str:
         lines += [""]
     if result.get("pretrained"):
         lines += [pretrained_markdown(result["pretrained"])]
+    if result.get("transfer"):
+        lines += [transfer_markdown(result["transfer"])]
     earlier = result.get("pretrained_earlier") or []
     shown = set()  # studies tabled under a newer default
     for section in [earlier] if isinstance(earlier, dict) else earlier:
         if result.get("pretrained"):
             lines += [earlier_markdown(section, result["pretrained"], shown)]
             shown |= set(section["studies"])
-    lines += ["## Commands", "", "`$WORK` is any folder for the extracted data and the runs.", "",
-              "```bash"] + result["commands"] + result.get("pretrained_commands", []) + ["```", ""]
+    lines += (["## Commands", "", "`$WORK` is any folder for the extracted data and the runs.",
+               "", "```bash"] + result["commands"] + result.get("pretrained_commands", [])
+              + result.get("transfer_commands", []) + ["```", ""])
     return "\n".join(lines)
 
 
@@ -657,6 +667,107 @@ def pretrained_stage(dev: str, work: str, report_only: bool = False, only=(),
     return 0
 
 
+TRANSFER_FIXED = "speech_target/faces"  # the default study whose probe row is the reference
+TRANSFER_CAPACITY = "speech_target/faces_capacity"
+
+
+def transfer_studies(work: str, seeds=LLD_SEEDS) -> dict:
+    """``{"fixed": argv, "capacity": argv}``: the default study (Whisper speech, faces) and the
+    same folds and seeds with ``--capacity inner`` (classic and emobed)."""
+    fixed = pretrained_studies(work, seeds=seeds)[TRANSFER_FIXED][0]
+    cap = list(fixed)
+    cap[cap.index("--modes") + 1] = "classic,emobed"
+    cap[-1] = f"{work}/pretrained/{TRANSFER_CAPACITY}"
+    cap[-2:-2] = ["--capacity", "inner"]
+    return {"fixed": fixed, "capacity": cap}
+
+
+def transfer_report(studies: dict) -> dict:
+    """The probe row, each system against it over folds, the capacity chosen per fold, and
+    the capacity-selected systems against the fixed default's classic (over folds)."""
+    reps = {}
+    for name, argv in studies.items():
+        path = os.path.join(argv[-1], "crossval.json")
+        if os.path.isfile(path):
+            with open(path) as fh:
+                reps[name] = json.load(fh)
+    out = {}
+    for name, rep in reps.items():
+        systems = {}
+        for m, r in rep["systems"].items():
+            row = {"f1_macro_mean": r["f1_macro_mean"], "f1_macro_sd": r["f1_macro_sd"],
+                   "n_runs": r["n_runs"]}
+            if m in rep.get("vs_probe", {}):
+                row["vs_probe"] = rep["vs_probe"][m]
+            if m not in ("classic", "probe"):
+                row["vs_classic"] = fold_mean_test(rep["runs"][m], rep["runs"]["classic"])
+            if name == "capacity" and "fixed" in reps and m != "probe":
+                row["vs_fixed_classic"] = fold_mean_test(rep["runs"][m],
+                                                         reps["fixed"]["runs"]["classic"])
+            systems[m] = row
+        out[name] = {"folds": len(rep["folds"]), "seeds": rep["seeds"], "systems": systems,
+                     "probe_c": {k: v["C"] for k, v in rep.get("probe", {}).items()},
+                     "capacity": rep.get("capacity"), "runs": per_run_rows(rep)}
+    return out
+
+
+def transfer_markdown(t: dict) -> str:
+    lines = ["## Defaults that transfer: the linear probe and capacity chosen on training "
+             "speakers", "",
+             "Whisper tiny.en speech (as above) with the faces as the auxiliary, 8 speaker folds. "
+             "`probe`: standardised logistic regression on the same features and folds, fitted "
+             "on each fold's training speakers, C chosen by 4 inner speaker folds among them. "
+             "`fixed`: the package's default recipe; `capacity`: `--capacity inner` (each "
+             "system's dense L2 and epochs chosen per fold by 3 inner speaker folds over the "
+             "fold's training speakers). Every comparison is over the 8 fold means (seeds "
+             "averaged within a fold): mean difference, folds won, two-sided Wilcoxon p.", "",
+             "| study | system | macro-F1 | vs probe | vs classic of the same study | "
+             "vs fixed classic |", "|---|---|---|---|---|---|"]
+
+    def cell(v):
+        return (f"{100 * v['mean_diff']:+.2f} pt ({v['wins']}/{v['n_pairs']}, p "
+                f"{v['p_wilcoxon']:.3f})" if v else "")
+
+    for name, q in t.items():
+        for m, r in q["systems"].items():
+            lines.append(f"| {name} | {m} | {r['f1_macro_mean']:.4f} +- {r['f1_macro_sd']:.4f} "
+                         f"| {cell(r.get('vs_probe'))} | {cell(r.get('vs_classic'))} | "
+                         f"{cell(r.get('vs_fixed_classic'))} |")
+    cap = (t.get("capacity") or {}).get("capacity")
+    if cap:
+        systems = list(cap["chosen"])
+        folds = sorted(next(iter(cap["chosen"].values())), key=lambda f: int(f[4:]))
+        lines += ["", "Capacity chosen per fold (`--capacity inner`):", "",
+                  "| fold | probe C | " + " | ".join(systems) + " |",
+                  "|---|---|" + "---|" * len(systems)]
+        for f in folds:
+            lines.append(f"| {f[4:]} | {t['capacity']['probe_c'].get(f, '')} | "
+                         + " | ".join(cap["chosen"][m][f]["label"] for m in systems) + " |")
+    return "\n".join(lines + [""])
+
+
+def transfer_stage(dev: str, work: str, seeds=LLD_SEEDS) -> int:
+    """Runs (or reuses) the two studies and merges the ``transfer`` section."""
+    from emobed_tf import crossval
+
+    studies = transfer_studies(work, seeds)
+    commands, t0 = [], time.time()
+    for argv in studies.values():
+        _run(crossval.main, argv, commands)
+    path = os.path.join(RESULTS, "dev_corpus.json")
+    with open(path) as fh:
+        result = json.load(fh)
+    result["transfer"] = transfer_report(studies)
+    result["transfer_commands"] = [portable(c, dev, work) for c in commands]
+    result["transfer_wall_seconds_this_invocation"] = round(time.time() - t0)
+    with open(path, "w") as fh:
+        json.dump(result, fh, indent=1)
+    with open(os.path.join(RESULTS, "dev_corpus.md"), "w") as fh:
+        fh.write(markdown(result))
+    print(transfer_markdown(result["transfer"]))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.dev_corpus", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -671,7 +782,7 @@ def main(argv=None) -> int:
     p.add_argument("--curve-seeds", default="0,1")
     p.add_argument("--settings", default="faces,video_au")
     p.add_argument("--only", choices=("extract", "main", "curve", "lld", "spk", "loso",
-                                      "report", "pretrained"),
+                                      "report", "pretrained", "transfer"),
                    default=None,
                    help="run one stage (default: all but pretrained); pretrained: the "
                         "Whisper tiny.en study, merged into the committed results")
@@ -684,6 +795,9 @@ def main(argv=None) -> int:
                    help="pretrained: the seeds of each study but the learning curve's (fewer: "
                         "a shorter study; finished runs of the others are kept)")
     args = p.parse_args(argv)
+    if args.only == "transfer":
+        return transfer_stage(os.path.abspath(args.dev_data), os.path.abspath(args.work),
+                              [int(x) for x in args.pretrained_seeds.split(",") if x])
     if args.only == "pretrained":
         return pretrained_stage(os.path.abspath(args.dev_data), os.path.abspath(args.work),
                                 args.report_only, [s for s in args.studies.split(",") if s],

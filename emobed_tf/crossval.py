@@ -22,7 +22,13 @@ side by side, by default one per core), then ``OUT/crossval.md``,
 ``OUT/crossval.json`` and ``OUT/crossval.png`` report per fold and mean +- sd
 macro-F1, UAR and accuracy (classification; CCC for regression) and paired
 tests of each system against ``classic`` over the fold x seed pairs
-(Wilcoxon signed-rank and sign test, two-sided, scipy). Ctrl-C stops with
+(Wilcoxon signed-rank and sign test, two-sided, scipy). A classification
+task also gets the **linear probe** as a reference row (``probe``: a
+standardised logistic regression on the same features, fitted on each
+fold's training speakers only, its C chosen among 0.001 ... 10 by 4 inner
+speaker folds over them; ``OUT/runs/probe/fold<i>``) and each system is
+tested against it over the folds (its mean over the seeds in a fold minus
+the probe's score); ``--no-probe`` leaves it out. Ctrl-C stops with
 one line saying how many runs finished (exit code 130); rerunning the same
 command resumes. ``--backend jax|torch`` trains every run on that backend.
 """
@@ -39,6 +45,7 @@ from emobed_tf import configs
 from emobed_tf.data import speakers
 from emobed_tf.errors import EmobedError
 from emobed_tf.experiments import crossval, experiment
+from emobed_tf.experiments.capacity import CapacityGrid
 from emobed_tf.io import write_json_and_markdown
 
 
@@ -60,6 +67,15 @@ def parse_args(argv=None):
                    help="train on only this many of each fold's training speakers "
                         "(learning curves; default all)")
     p.add_argument("--out", required=True, help="folder for the runs and the report")
+    p.add_argument("--no-probe", action="store_true",
+                   help="leave out the linear probe (classification: a standardised logistic "
+                        "regression on the same features and folds, C chosen by inner speaker "
+                        "folds on the training speakers) and the tests against it")
+    p.add_argument("--capacity", default="fixed", choices=("fixed", "inner"),
+                   help="fixed: every system trains with the given settings; inner: each "
+                        "system's dense L2 (0.1, 0.01, 0.001) and epochs (100, 300) are chosen "
+                        "per fold by 3 inner speaker folds over the fold's training speakers "
+                        "(18 more runs per system and fold; see docs/training.md)")
     cli.add_jobs_arg(p)
     return p.parse_args(argv)
 
@@ -95,7 +111,10 @@ def main(argv=None) -> int:
             print(f"{len(speaker_ids)} {base.target} speakers, {len(folds)} folds x {len(seeds)} "
                   f"seeds x {len(modes)} systems = {len(runs)} runs -> {args.out}", flush=True)
             summary = crossval.run_crossval(base, folds, modes, seeds, args.out, args.overwrite,
-                                            log=lambda s: print(s, flush=True), jobs=args.jobs)
+                                            log=lambda s: print(s, flush=True), jobs=args.jobs,
+                                            with_probe=not args.no_probe,
+                                            capacity=(CapacityGrid() if args.capacity == "inner"
+                                                      else None))
         except EmobedError as err:
             return cli.fail(err)
         summary["auxiliary_excluded"] = excluded

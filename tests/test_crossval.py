@@ -169,6 +169,20 @@ def test_crossval_command_trains_every_run_reuses_them_and_reports(crossval_out,
     assert row["f1_macro_vs_classic"]["mean_diff"] == pytest.approx(np.mean(diffs))
     assert os.path.getsize(out / "crossval.png") > 1000
     assert "| emobed | 2 |" in (out / "crossval.md").read_text()
+    # the linear probe: one per fold, fitted on that fold's training speakers only
+    probe_diffs = []
+    for fold in report["folds"]:
+        res = json.loads((out / "runs" / "probe" / f"fold{fold['index']}" / "metrics.json"
+                          ).read_text())
+        cfg = configs.TrainConfig.from_json(json.loads(
+            (out / "runs" / "classic" / f"fold{fold['index']}-seed0" / "config.json").read_text()))
+        assert res["probe"]["train_speakers"] == sorted(cfg.data.train_speakers)
+        assert not set(res["probe"]["train_speakers"]) & set(fold["test"] + fold["dev"])
+        classic = report["runs"]["classic"][f"fold{fold['index']}-seed0"]["f1_macro"]
+        probe_diffs.append(classic - res["test"]["f1_macro"])
+    assert report["vs_probe"]["classic"]["mean_diff"] == pytest.approx(np.mean(probe_diffs))
+    assert report["systems"]["probe"]["n_runs"] == 2
+    assert "Against the linear probe" in (out / "crossval.md").read_text()
     assert crossval.main(argv) == 0  # in this process, the same command reuses every run
     assert capsys.readouterr().out.count("reused") == 4
 

@@ -96,7 +96,32 @@ def format_markdown(summary: dict, title: str, folds: list) -> str:
              f"{len(folds)} speaker-independent folds; test scores of the target modality "
              "alone, mean +- sd over the fold x seed runs.", "",
              markdown_table(["system", "runs", *keys, "diff vs classic", "wins/losses",
-                             "p (Wilcoxon)", "p (sign)"], rows),
+                             "p (Wilcoxon)", "p (sign)"], rows)]
+    if summary.get("vs_probe"):
+        cs = [r["C"] for r in summary["probe"].values()]
+        lines += ["", "Against the linear probe (`probe`: standardised logistic regression on "
+                  "the same features and folds, fitted on each fold's training speakers, C "
+                  "chosen by inner speaker folds among them; per fold C "
+                  + ", ".join(f"{c:g}" for c in cs) + "): each system's mean over its seeds in "
+                  "a fold minus the probe's score, tested over the folds.", "",
+                  markdown_table(["system", f"diff vs probe ({keys[0]})", "folds won/lost",
+                                  "p (Wilcoxon)", "p (sign)"],
+                                 [[m, f"{100 * t['mean_diff']:+.2f} pt",
+                                   f"{t['wins']}/{t['losses']}", f"{t['p_wilcoxon']:.4f}",
+                                   f"{t['p_sign']:.4f}"]
+                                  for m, t in summary["vs_probe"].items()])]
+    if summary.get("capacity"):
+        grid = summary["capacity"]["grid"]
+        chosen = summary["capacity"]["chosen"]
+        lines += ["", f"Capacity chosen per fold and system by {grid['inner_folds']} inner "
+                  "speaker folds over the fold's training speakers (dense L2 from "
+                  f"{', '.join(f'{v:g}' for v in grid['dense_l2'])}; epochs from "
+                  f"{', '.join(str(v) for v in grid['epochs'])}; the best mean inner dev "
+                  f"{keys[0]}):", "",
+                  markdown_table(["fold", *chosen],
+                                 [[f.index] + [chosen[m][f"fold{f.index}"]["label"]
+                                               for m in chosen] for f in folds])]
+    lines += [
              "", f"Per fold ({keys[0]}, mean over seeds):", "",
              markdown_table(["fold", "test speakers", *summary["systems"]]
                             + (["auxiliary items left out"] if summary.get("auxiliary_excluded")
@@ -194,24 +219,85 @@ def check_before_training(base: configs.TrainConfig, folds: list, modes, out: st
     return excluded
 
 
+def probe_folds(base: configs.TrainConfig, folds: list, out: str, overwrite: bool = False,
+                log=print) -> dict:
+    """The linear probe (:mod:`emobed_tf.experiments.probe`) of every fold, in
+    ``OUT/runs/probe/fold<i>``: ``{fold index: metrics}``."""
+    import time
+
+    from emobed_tf.experiments import probe
+
+    done = {}
+    for fold in folds:
+        cfg = fold_config(base, "classic", fold, 0, out)
+        cfg = dataclasses.replace(cfg, out=os.path.join(out, "runs", "probe", f"fold{fold.index}"))
+        t0 = time.perf_counter()
+        res = probe.run_probe(cfg, overwrite)
+        done[fold.index] = res
+        log(f"probe fold {fold.index}: C {res['probe']['C']:g} (inner speaker folds), test "
+            f"f1_macro {res['test']['f1_macro']:.4f} ({time.perf_counter() - t0:.1f} s)")
+    return done
+
+
+def against_probe(results: dict, key: str) -> dict:
+    """Each system against the probe over the folds: the system's mean over its seeds in a
+    fold minus the probe's score there, Wilcoxon and sign tests over those fold differences
+    (the folds are the independent units; the probe has no seed)."""
+    probe = results["probe"]
+    per_fold_probe = {f: r[key] for (f, _), r in probe.items()}
+    out = {}
+    for mode, runs in results.items():
+        if mode == "probe":
+            continue
+        folds = sorted({f for f, _ in runs} & set(per_fold_probe))
+        diffs = [float(np.mean([r[key] for (f, _), r in runs.items() if f == fold]))
+                 - per_fold_probe[fold] for fold in folds]
+        out[mode] = paired_tests(diffs)
+    return out
+
+
 def run_crossval(base: configs.TrainConfig, folds: list, modes, seeds, out: str,
-                 overwrite: bool = False, log=print, jobs: int = 1) -> dict:
+                 overwrite: bool = False, log=print, jobs: int = 1,
+                 with_probe: bool = True, capacity=None) -> dict:
     """Trains every mode x fold x seed (reusing finished runs; ``jobs`` side by side, see
-    :func:`emobed_tf.experiments.runner.run_many`); returns the summary dict."""
+    :func:`emobed_tf.experiments.runner.run_many`) and, for classification with
+    ``with_probe``, fits the linear probe of every fold; returns the summary dict.
+    ``capacity`` (a :class:`~emobed_tf.experiments.capacity.CapacityGrid`): every system's
+    dense L2 and epochs are first chosen per fold by inner speaker folds over the fold's
+    training speakers (:mod:`emobed_tf.experiments.capacity`)."""
+    from emobed_tf.experiments import capacity as cap
     from emobed_tf.experiments import runner
 
+    def train(cfgs, labels):
+        return runner.run_many(cfgs, overwrite, jobs, labels=labels, log=log)
+
+    chosen = {}
+    if capacity is not None:
+        key = "f1_macro" if experiment.resolve_sources(system_config(base, "classic"))[
+            base.target].manifest.task == "classification" else "ccc_mean"
+        chosen = cap.select({(m, f.index): fold_config(base, m, f, 0, out)
+                             for m in modes for f in folds}, folds, capacity, out, train, key)
     todo = [(m, f, s) for s in seeds for f in folds for m in modes]
     cfgs = [fold_config(base, m, f, s, out) for m, f, s in todo]
-    metrics = runner.run_many(cfgs, overwrite, jobs,
-                              labels=[f"{m} fold {f.index} seed {s}" for m, f, s in todo],
-                              log=log)
+    if chosen:
+        cfgs = [chosen[m, f.index][0].apply(c) for (m, f, _), c in zip(todo, cfgs)]
+    metrics = train(cfgs, [f"{m} fold {f.index} seed {s}" for m, f, s in todo])
     first = metrics[0]
     keys = (["f1_macro", "uar", "accuracy"] if first["task"] == "classification"
             else [k for k in first["headline"]] + ["ccc_mean"])
     results = {m: {} for m in modes}
     for (mode, fold, seed), res in zip(todo, metrics):
         results[mode][(fold.index, seed)] = {k: res["test"][k] for k in keys}
+    probes = {}
+    if with_probe and first["task"] == "classification":
+        probes = probe_folds(base, folds, out, overwrite, log)
+        results["probe"] = {(f, s): {k: probes[f]["test"][k] for k in keys}
+                            for f in probes for s in seeds}
     summary = summarise(results, keys)
+    if probes:
+        summary["vs_probe"] = against_probe(results, keys[0])
+        summary["probe"] = {f"fold{f}": r["probe"] for f, r in probes.items()}
+        summary["systems"]["probe"]["n_runs"] = len(probes)  # one per fold: it has no seed
     base_runs = results.get("classic")
     for mode, row in summary["systems"].items():
         if base_runs is not None and mode != "classic":
@@ -219,6 +305,13 @@ def run_crossval(base: configs.TrainConfig, folds: list, modes, seeds, out: str,
             row["diffs_vs_classic"] = [results[mode][p][keys[0]] - base_runs[p][keys[0]] for p in pairs]
     summary["runs"] = {m: {f"fold{f}-seed{s}": v for (f, s), v in r.items()}
                        for m, r in results.items()}
+    if chosen:
+        summary["capacity"] = {
+            "grid": dataclasses.asdict(capacity),
+            "chosen": {m: {f"fold{f}": {"label": c.label, "dense_l2": c.dense_l2,
+                                        "epochs": c.epochs, "inner_dev": means}
+                           for (m2, f), (c, means) in chosen.items() if m2 == m}
+                       for m in modes}}
     summary["folds"] = [dataclasses.asdict(f) for f in folds]
     summary["seeds"] = list(seeds)
     summary["config"] = dataclasses.replace(base, out=out).to_json()
