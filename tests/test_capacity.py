@@ -54,8 +54,12 @@ def test_crossval_trains_each_fold_with_the_capacity_its_inner_folds_chose(tmp_p
     folds = speakers.make_folds([f"s{i}" for i in range(6)], "speaker:3")[:1]
     grid = capacity.CapacityGrid(dense_l2=(0.1, 0.001), epochs=(1, 3), inner_folds=2)
     out = str(tmp_path / "cv")
+    lines = []
     summary = crossval.run_crossval(base, folds, ["classic"], [0], out, jobs=1,
-                                    with_probe=False, capacity=grid, log=lambda s: None)
+                                    with_probe=False, capacity=grid, log=lines.append)
+    inner_lines = [ln for ln in lines if "capacity classic" in ln]
+    assert len(inner_lines) == 8 and all("inner dev f1_macro" in ln for ln in inner_lines)
+    assert not any("test" in ln for ln in inner_lines)  # the outer test speakers' scores stay unseen
     fold = folds[0]
     means = {}
     for cand in grid.candidates():

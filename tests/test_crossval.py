@@ -11,7 +11,7 @@ import pytest
 
 from emobed_tf import configs
 from emobed_tf import crossval
-from emobed_tf.experiments.crossval import paired_tests, summarise, system_config
+from emobed_tf.experiments.crossval import paired_tests, probe_warning, summarise, system_config
 from emobed_tf.data import pipeline, source, speakers
 from emobed_tf.experiments import experiment
 from emobed_tf.experiments.rundir import RunDir
@@ -182,9 +182,20 @@ def test_crossval_command_trains_every_run_reuses_them_and_reports(crossval_out,
         probe_diffs.append(classic - res["test"]["f1_macro"])
     assert report["vs_probe"]["classic"]["mean_diff"] == pytest.approx(np.mean(probe_diffs))
     assert report["systems"]["probe"]["n_runs"] == 2
-    assert "Against the linear probe" in (out / "crossval.md").read_text()
+    md = (out / "crossval.md").read_text()
+    assert "Against the linear probe" in md
+    assert ("**Below the probe**" in md) == (np.mean(probe_diffs) < -0.005)
     assert crossval.main(argv) == 0  # in this process, the same command reuses every run
     assert capsys.readouterr().out.count("reused") == 4
+
+
+def test_probe_warning_names_the_systems_more_than_half_a_point_below():
+    summary = {"keys": ["f1_macro"], "capacity": None,
+               "vs_probe": {"classic": {"mean_diff": -0.0051}, "emobed": {"mean_diff": -0.004}}}
+    line = probe_warning(summary)
+    assert "classic -0.51 pt" in line and "emobed" not in line and "--capacity inner" in line
+    summary["vs_probe"]["classic"]["mean_diff"] = -0.005
+    assert probe_warning(summary) is None
 
 
 def test_dev_corpus_report_rows_carry_the_paired_statistics():

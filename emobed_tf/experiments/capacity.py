@@ -112,7 +112,9 @@ def select(cfgs: dict, folds: list, grid: CapacityGrid, out: str, run_many,
            key: str = "f1_macro") -> dict:
     """Runs the inner folds of every ``(system, fold index): cfg`` and returns
     ``{(system, fold index): (candidate, {label: mean inner dev score})}``;
-    ``run_many(configs, labels)`` trains them (reusing finished runs)."""
+    ``run_many(configs, labels, describe)`` trains them (reusing finished runs); the
+    progress lines show each inner run's dev score, the one the choice reads (its test
+    partition holds the outer fold's dev and test speakers)."""
     by_index = {f.index: f for f in folds}
     todo, where = [], []
     for (system, f), cfg in cfgs.items():
@@ -121,7 +123,8 @@ def select(cfgs: dict, folds: list, grid: CapacityGrid, out: str, run_many,
                 todo.append(inner_config(cfg, cand, inner, os.path.join(
                     out, "runs", "capacity", system, f"fold{f}")))
                 where.append((system, f, cand.label, inner.index))
-    metrics = run_many(todo, [f"capacity {s} fold {f} {c} inner {i}" for s, f, c, i in where])
+    metrics = run_many(todo, [f"capacity {s} fold {f} {c} inner {i}" for s, f, c, i in where],
+                       lambda m: f"inner dev {key} {m['dev'][key]:.4f}")
     scores = {}
     for (system, f, label, i), m in zip(where, metrics):
         scores.setdefault((system, f), {})[label, i] = m

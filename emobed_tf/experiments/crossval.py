@@ -110,6 +110,9 @@ def format_markdown(summary: dict, title: str, folds: list) -> str:
                                    f"{t['wins']}/{t['losses']}", f"{t['p_wilcoxon']:.4f}",
                                    f"{t['p_sign']:.4f}"]
                                   for m, t in summary["vs_probe"].items()])]
+        warning = probe_warning(summary)
+        if warning:
+            lines += ["", warning]
     if summary.get("capacity"):
         grid = summary["capacity"]["grid"]
         chosen = summary["capacity"]["chosen"]
@@ -127,6 +130,30 @@ def format_markdown(summary: dict, title: str, folds: list) -> str:
                             + (["auxiliary items left out"] if summary.get("auxiliary_excluded")
                                else []), per_fold)]
     return "\n".join(lines) + "\n"
+
+
+PROBE_TOLERANCE = 0.005  # half a point of the headline score
+
+
+def probe_warning(summary: dict):
+    """One line when a system trails the linear probe by more than half a point over the
+    folds (the probe is the first thing a reviewer would try), else ``None``.
+
+    >>> probe_warning({"keys": ["f1_macro"], "capacity": None,
+    ...                "vs_probe": {"classic": {"mean_diff": -0.0347}}})[:59]
+    '**Below the probe**: classic -3.47 pt from the linear probe'
+    """
+    below = [(m, t["mean_diff"]) for m, t in (summary.get("vs_probe") or {}).items()
+             if t["mean_diff"] < -PROBE_TOLERANCE]
+    if not below:
+        return None
+    hint = ("capacity was already chosen on the training speakers (--capacity inner)"
+            if summary.get("capacity") else
+            "try --capacity inner (dense L2 and epochs chosen on the training speakers)")
+    return ("**Below the probe**: " + ", ".join(f"{m} {100 * d:+.2f} pt" for m, d in below)
+            + f" from the linear probe over the folds ({summary['keys'][0]}): with these "
+            f"settings the neural model does not earn its cost on these features; {hint}, "
+            "and report the probe beside it.")
 
 
 def plot(summary: dict, folds: list, path: str) -> None:
@@ -268,8 +295,8 @@ def run_crossval(base: configs.TrainConfig, folds: list, modes, seeds, out: str,
     from emobed_tf.experiments import capacity as cap
     from emobed_tf.experiments import runner
 
-    def train(cfgs, labels):
-        return runner.run_many(cfgs, overwrite, jobs, labels=labels, log=log)
+    def train(cfgs, labels, describe=None):
+        return runner.run_many(cfgs, overwrite, jobs, labels=labels, describe=describe, log=log)
 
     chosen = {}
     if capacity is not None:
