@@ -139,11 +139,11 @@ def run_nested(data: str, work: str, target: str, report_only: bool) -> dict:
         rows[name] = {"flags": " ".join(extra), "runs": len(held_out),
                       "held_out_dev_f1_macro": sum(held_out) / len(held_out),
                       "mean_best_epoch": sum(epochs) / len(epochs), "per_run": per_run}
-    from emobed_tf.experiments.crossval import paired_tests
+    from emobed_tf.experiments.significance import by_fold_seed, paired_analysis
 
     base = rows[next(iter(NESTED))]["per_run"]
-    for name, r in list(rows.items())[1:]:  # paired over the fold x seed runs
-        r["vs_default"] = paired_tests([r["per_run"][k] - base[k] for k in sorted(base)])
+    for name, r in list(rows.items())[1:]:  # paired over the folds (seeds averaged)
+        r["vs_default"] = paired_analysis(by_fold_seed(r["per_run"]), by_fold_seed(base))
     best = max(rows, key=lambda k: rows[k]["held_out_dev_f1_macro"])
     return {"best_on_dev": best, "candidates": rows, "folds": folds, "seeds": NESTED_SEEDS}
 
@@ -170,7 +170,7 @@ def write_nested(result: dict, target: str) -> None:
     t = result["candidates"][best].get("vs_default")
     significant = t is not None and t["mean_diff"] > 0 and t["p_wilcoxon"] < 0.05
     lines += ["", "No test speaker trains, stops early or is scored here. p: paired Wilcoxon over "
-              "the fold x seed runs against the default. A default changes only on a gain here "
+              "the 8 fold means (seeds averaged within a fold) against the default. A default changes only on a gain here "
               "with p < .05 (a study of the whole corpus reruns with it)."]
     if t is None:
         verdict = ": the default itself."
@@ -246,7 +246,7 @@ def confirm(args) -> int:
     between them, and the probe on the same folds. Results:
     ``benchmarks/results/dense_screen_confirm.{json,md}``."""
     from emobed_tf import crossval
-    from emobed_tf.experiments.crossval import paired_tests
+    from emobed_tf.experiments.significance import by_fold_seed, paired_analysis
 
     if args.confirm not in NESTED:
         raise SystemExit(f"--confirm: unknown candidate {args.confirm!r}; known: {sorted(NESTED)}")
@@ -267,7 +267,7 @@ def confirm(args) -> int:
                       "test_f1_macro": sum(per_run.values()) / len(per_run), "folds": rep["folds"]}
     base, cand = rows[default]["per_run"], rows[args.confirm]["per_run"]
     result = {"candidate": args.confirm, "systems": rows, "machine": machine(),
-              "vs_default": paired_tests([cand[k] - base[k] for k in sorted(base)]),
+              "vs_default": paired_analysis(by_fold_seed(cand), by_fold_seed(base)),
               "data": os.path.basename(os.path.normpath(args.data))}
     if args.probe_table:
         from benchmarks.dev_corpus import LABELS, RAVDESS_MAP
@@ -287,8 +287,8 @@ def confirm(args) -> int:
         lines.append(f"| linear probe (logistic regression, same folds) | | "
                      f"{result['probe']['test_f1_macro']:.4f} |")
     lines += ["", f"Candidate against the default: {100 * t['mean_diff']:+.2f} pt, "
-              f"{t['wins']}/{t['losses']} runs, p = {t['p_wilcoxon']:.4f} (paired Wilcoxon over "
-              "the fold x seed runs)."]
+              f"{t['wins']}/{t['losses']} folds, p = {t['p_wilcoxon']:.4f} (paired Wilcoxon over "
+              "the fold means)."]
     if "probe" in result:
         gap = 100 * (rows[args.confirm]["test_f1_macro"] - result["probe"]["test_f1_macro"])
         lines.append(f"Candidate against the probe: {gap:+.2f} pt.")

@@ -296,18 +296,13 @@ def merge_pretrained(result: dict, new: dict) -> None:
     result["pretrained"] = apply_holm(new)
 
 
-def fold_mean_test(runs: dict, base: dict) -> dict:
-    """Each system's score averaged over the seeds within a fold, then the paired Wilcoxon
-    test over folds (seeds on one fold are not independent)."""
-    from emobed_tf.experiments.crossval import paired_tests
+def fold_mean_test(runs: dict, base: dict, key: str = "f1_macro") -> dict:
+    """The package's paired analysis (:func:`emobed_tf.experiments.significance.paired_analysis`)
+    of two systems' runs (``{"fold<i>-seed<s>": scores}``): fold means as the units."""
+    from emobed_tf.experiments.significance import by_fold_seed, paired_analysis
 
-    folds = sorted({k.split("-")[0] for k in runs} & {k.split("-")[0] for k in base})
-
-    def mean(r, fold):
-        vals = [v["f1_macro"] for k, v in r.items() if k.split("-")[0] == fold]
-        return sum(vals) / len(vals)
-
-    return paired_tests([mean(runs, f) - mean(base, f) for f in folds])
+    return paired_analysis(by_fold_seed({k: v[key] for k, v in runs.items()}),
+                           by_fold_seed({k: v[key] for k, v in base.items()}))
 
 
 def pretrained_markdown(study: dict, title: str = "## Pretrained encoders (Whisper tiny.en)"
@@ -415,7 +410,7 @@ def variant_study(work: str, sub: str, utterance_out: str) -> dict:
     """Per setting: the variant's classic against the main study's classic (utterance
     functionals, corpus normalisation; the same fold x seed pairs) and EmoBed against classic
     within the variant."""
-    from emobed_tf.experiments.crossval import paired_tests
+    from emobed_tf.experiments.significance import by_fold_seed, paired_analysis
 
     out = {}
     for setting in SETTINGS:
@@ -434,8 +429,9 @@ def variant_study(work: str, sub: str, utterance_out: str) -> dict:
         out[setting] = {"seeds": rep["seeds"], "n_pairs": len(keys),
                         "classic_functionals": sum(utt.values()) / len(keys),
                         "classic_variant": rep["systems"]["classic"]["f1_macro_mean"],
-                        "variant_vs_functionals": paired_tests([seq[k]["f1_macro"] - utt[k]
-                                                                for k in keys]),
+                        "variant_vs_functionals": paired_analysis(
+                            by_fold_seed({k: seq[k]["f1_macro"] for k in keys}),
+                            by_fold_seed(utt)),
                         "emobed_variant": row["f1_macro_mean"],
                         "emobed_vs_classic_variant": row["f1_macro_vs_classic"]}
     return out
@@ -497,7 +493,10 @@ def markdown(result: dict) -> str:
              "Target: RAVDESS speech (eGeMAPS functionals), 7 emotions, speaker-independent "
              f"folds `{result['folds']}` x seeds {result['seeds']}; test macro-F1 of the speech "
              "model alone, mean +- sd over fold x seed runs; p: two-sided paired Wilcoxon "
-             "signed-rank test against classic over the same fold x seed pairs.", "",
+             "signed-rank test against classic, over the same fold x seed pairs in the studies "
+             "run before the package's one paired analysis (2026-12-05), over the fold means "
+             "(seeds averaged within a fold) in those run since; wins/losses count the same "
+             "units.", "",
              f"Default system: `{result['default_system']}`.", ""]
     for setting, rows in result["settings"].items():
         lines += [f"## settings.{setting}", "",

@@ -5,9 +5,10 @@
 Each mode is trained into ``OUT/<mode>/`` with ``emobed_tf.train`` (a
 finished run is reused, an interrupted one resumes), then
 ``OUT/comparison.md`` and ``OUT/comparison.json`` hold the dev/test scores
-of the target modality and one-tailed significance against ``classic``
-(two-proportion z-test on accuracy for classification, Fisher r-to-z on
-CCC for regression; ``*`` marks p < .05). Ctrl-C stops with one line
+of the target modality and each system against ``classic`` on the same
+items (paired, two-sided: exact McNemar on accuracy, paired bootstrap of
+the macro-F1 difference with its 95 % interval; regression has no paired
+test on one test set, and the report says so: use ``emobed_tf.crossval``). Ctrl-C stops with one line
 saying how many systems finished (exit code 130); rerunning resumes.
 """
 

@@ -48,6 +48,8 @@ def auxiliary_of(target: str) -> str:
 REGRESSION_LOSSES = ("ccc", "mse")
 TRIPLET_FORMS = ("paper", "hinge", "soft")
 TRIPLET_REDUCTIONS = ("mean", "sum")
+TRIPLET_SPACES = ("auto", "raw", "unit")  # auto: see triplet_space_for
+BOUNDED_ACTIVATIONS = ("tanh",)  # dense activations whose outputs are bounded
 CROSSMODAL_LOSSES = ("triplet", "prototype")
 STRATEGIES = ("none", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -64,6 +66,22 @@ SELECT_ON = ("auto", "score", "loss", "last")  # see emobed_tf.model.metrics.sel
 DENSE_RECIPE = {"batch_size": 1024, "epochs": 300, "select_on": "last"}
 DENSE_ACTIVATIONS = ("relu", "tanh", "gelu", "elu", "linear")  # = emobed_tf.model.emobed's
 SHARED_SPEAKERS = ("auto", "yes", "no")  # see emobed_tf.data.speakers.speaker_fold_sources
+
+
+def triplet_space_for(encoder_type: str, activation: str = "relu") -> str:
+    """Where ``--triplet-space auto`` measures the triplet distances: ``raw`` where the
+    embeddings are bounded (the GRU form's tanh outputs, a dense form with tanh), so Eq. (6)
+    is kept exactly as the paper wrote it; ``unit`` (each embedding scaled to unit L2 norm,
+    distances in [0, 2]) where they are not (the dense form with ReLU, GELU, ELU or no
+    activation), because there ``d+ - d-`` has no lower bound and the term can fall without
+    limit as the embeddings grow. The one place this is decided.
+
+    >>> triplet_space_for("gru"), triplet_space_for("dense", "relu"), triplet_space_for("dense", "tanh")
+    ('raw', 'unit', 'raw')
+    """
+    if encoder_type == "gru" or activation in BOUNDED_ACTIVATIONS:
+        return "raw"
+    return "unit"
 
 
 class ConfigError(EmobedError, ValueError):
@@ -213,6 +231,11 @@ class LossConfig(_Validated):
     triplet_margin: float = setting(0.0, "margin of the hinge triplet", check=nonneg_float)
     triplet_reduction: str = setting("mean", "how anchors' triplet losses are combined",
                                      choices=TRIPLET_REDUCTIONS)
+    triplet_space: str = setting("auto", "where the triplet distances are measured: raw "
+                                 "embeddings (Eq. 6 as written), unit (embeddings scaled to "
+                                 "unit L2 norm: the term stays within [-2, 2]) or auto: raw "
+                                 "where embeddings are bounded (GRU, dense tanh), unit where "
+                                 "they are not (dense ReLU)", choices=TRIPLET_SPACES)
     triplet_frame_stride: int = setting(10, "regression: every n-th frame is a triplet anchor",
                                         check=positive_int)
     triplet_thresholds: tuple = setting((0.0,), "regression: thresholds that bin the first "
@@ -381,6 +404,9 @@ class TrainConfig(_Validated):
             # written before dense_l2 existed: a dense model trained with l2, so a run of
             # then is never taken for one of today's dense default
             d = {**d, "loss": {**d["loss"], "dense_l2": d["loss"].get("l2", LossConfig.l2)}}
+        if isinstance(d.get("loss"), Mapping) and "triplet_space" not in d["loss"]:
+            # written before triplet_space existed: distances between the raw embeddings
+            d = {**d, "loss": {**d["loss"], "triplet_space": "raw"}}
         if "select_on" not in d:
             # written before select_on existed: every run selected its epoch on the dev score
             d = {**d, "select_on": "score"}
@@ -598,7 +624,8 @@ def resolved(cfg: TrainConfig, encoder_type: str) -> TrainConfig:
 
     An explicit ``--encoder-type`` wins over ``encoder_type``; batch size, epochs and
     select_on left at ``auto`` take :func:`training_defaults` of the type the model has;
-    values given stay as given.
+    ``triplet_space`` ``auto`` takes :func:`triplet_space_for` the type (``raw`` for a run
+    without a triplet term); values given stay as given.
 
     >>> cfg = default_config("omg", out="unused")
     >>> r = resolved(cfg, "dense")
@@ -610,8 +637,13 @@ def resolved(cfg: TrainConfig, encoder_type: str) -> TrainConfig:
     """
     enc = cfg.model.encoder_type if cfg.model.encoder_type != "auto" else encoder_type
     rec = training_defaults(cfg.dataset, enc)
+    space = cfg.loss.triplet_space
+    if space == "auto":  # no triplet term trains (classic, joint, prototype): nothing to decide
+        space = (triplet_space_for(enc, cfg.model.dense_activation)
+                 if cfg.beta > 0 and cfg.loss.crossmodal_loss == "triplet" else "raw")
     return dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, encoder_type=enc),
+        loss=dataclasses.replace(cfg.loss, triplet_space=space),
         data=dataclasses.replace(cfg.data, batch_size=cfg.data.batch_size or rec["batch_size"]),
         epochs=cfg.epochs or rec["epochs"],
         select_on=rec["select_on"] if cfg.select_on == "auto" else cfg.select_on)

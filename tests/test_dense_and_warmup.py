@@ -128,6 +128,25 @@ def test_encoder_type_auto_resolves_on_the_frame_counts(tmp_path):
     assert experiment.build_model(cfg, experiment.resolve_sources(cfg)).encoder_type == "gru"
 
 
+def test_triplet_space_auto_resolves_with_the_encoder_and_old_configs_read_as_raw():
+    cfg = configs.default_config("custom", "x", mode="emobed")
+    assert cfg.loss.triplet_space == "auto"
+    assert configs.resolved(cfg, "dense").loss.triplet_space == "unit"
+    assert configs.resolved(cfg, "gru").loss.triplet_space == "raw"
+    tanh = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dense_activation="tanh"))
+    assert configs.resolved(tanh, "dense").loss.triplet_space == "raw"
+    # no triplet term trains: classic, joint (beta 0) and the prototype loss record raw, so
+    # that their finished runs stay reusable whatever the form
+    for mode in ("classic", "joint"):
+        assert configs.resolved(dataclasses.replace(cfg, mode=mode), "dense"
+                                ).loss.triplet_space == "raw"
+    given = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, triplet_space="raw"))
+    assert configs.resolved(given, "dense").loss.triplet_space == "raw"
+    d = cfg.to_json()
+    del d["loss"]["triplet_space"]
+    assert configs.TrainConfig.from_json(d).loss.triplet_space == "raw"
+
+
 def test_a_config_from_before_encoder_type_reads_as_gru():
     d = configs.default_config("custom", "x").to_json()
     del d["model"]["encoder_type"]
@@ -276,6 +295,10 @@ def test_warmup_trains_the_auxiliary_side_only_and_survives_resume(tmp_path, enc
     rest = _Weights()
     metrics = experiment.run(cfg, callbacks=[rest])  # resumes at epoch 2: still warm-up
     assert metrics["encoder_type"] == encoder_type
+    # EmoBed (beta 0.5): the triplet distances on unit-norm embeddings for the dense (ReLU)
+    # form, on the raw GRU outputs as the paper wrote it
+    assert metrics["triplet_space"] == {"dense": "unit", "gru": "raw"}[encoder_type]
+    assert RunDir(cfg.out).load_model().triplet_space == metrics["triplet_space"]
     w0 = first.seen["begin"]
     # epoch 1 (and epoch 2, after the resume): the target encoder is untouched, the auxiliary
     # encoder, the shared network and the head learn

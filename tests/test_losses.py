@@ -180,3 +180,32 @@ def test_prototype_loss_is_small_when_classes_align_and_has_finite_gradients():
     with tf.GradientTape() as tape:
         loss = crossmodal_prototype_loss(y, ea, y, e, 3)
     assert np.all(np.isfinite(tape.gradient(loss, ea).numpy()))
+
+
+@pytest.mark.parametrize("form", ["paper", "hinge", "soft"])
+def test_unit_space_is_the_bruteforce_on_normalised_rows_and_scale_cannot_lower_it(form):
+    rng = np.random.default_rng(11)
+    emb = np.abs(rng.normal(size=(40, 6))).astype(np.float32)  # ReLU-like, unbounded
+    emb[:3] = 0.0  # dead units: zero rows stay zero
+    lab = rng.integers(0, 4, 40)
+    norm = np.linalg.norm(emb, axis=1, keepdims=True)
+    unit = np.where(norm > 0, emb / np.maximum(norm, 1e-30), 0.0)
+    got = float(batch_hard_triplet_loss(lab, emb, form=form, margin=0.2, space="unit"))
+    assert got == pytest.approx(reference_triplet(lab, unit, None, form, 0.2), abs=1e-5)
+    for c in (1e-3, 0.5, 10.0, 1e4):  # the embeddings' scale cannot change the unit-space term
+        scaled = float(batch_hard_triplet_loss(lab, c * emb, form=form, margin=0.2, space="unit"))
+        assert scaled == pytest.approx(got, abs=1e-5)
+    assert -2.0 <= got <= 2.0 + 0.2
+    # the paper's form on raw embeddings of separated classes is negative and scales with them:
+    # growing them lowers it without limit
+    sep = (np.eye(6, dtype=np.float32)[lab] + 0.05 * rng.random((40, 6))).astype(np.float32)
+    raw = float(batch_hard_triplet_loss(lab, sep, form="paper", space="raw"))
+    assert raw < 0
+    assert float(batch_hard_triplet_loss(lab, 100 * sep, form="paper", space="raw")) == \
+        pytest.approx(100 * raw, rel=1e-4)
+    assert float(batch_hard_triplet_loss(lab, 100 * sep, form="paper", space="unit")) >= -2.0
+
+
+def test_unknown_triplet_space_is_refused():
+    with pytest.raises(ValueError, match="space must be one of"):
+        batch_hard_triplet_loss(np.array([0, 1]), np.ones((2, 2), np.float32), space="auto")

@@ -346,3 +346,34 @@ def test_prototype_crossmodal_loss_in_the_model_matches_the_pure_function():
     assert (clone.crossmodal_loss, clone.temperature) == ("prototype", 0.2)
     with pytest.raises(ValueError, match="crossmodal_loss must be one of"):
         EmoBed("classification", 3, {"audio": 4, "video": 6}, crossmodal_loss="cosine")
+
+
+def test_triplet_space_is_decided_by_the_encoder_and_scale_cannot_lower_the_dense_term():
+    from emobed_tf import configs
+
+    assert _model(encoder_type="dense").triplet_space == "unit"  # ReLU: unbounded embeddings
+    assert _model(encoder_type="dense", dense_activation="tanh").triplet_space == "raw"
+    assert _model(encoder_type="gru").triplet_space == "raw"  # the paper's, exact
+    assert _model(encoder_type="gru", triplet_space="unit").triplet_space == "unit"
+    m = _model(encoder_type="dense", beta=1.0)
+    clone = EmoBed.from_config(m.get_config())
+    assert clone.triplet_space == "unit"
+    old = {k: v for k, v in m.get_config().items() if k != "triplet_space"}
+    assert EmoBed.from_config(old).triplet_space == "raw"  # saved before the setting existed
+    rng = np.random.default_rng(5)
+    batch = _batch("classification", rng, b=12, t=1)
+    terms, out = m.compute_terms(batch)
+    # ReLU stacks are positively homogeneous: scaling both encoders' embeddings (here directly)
+    # by any c > 0 leaves the unit-space term where it was
+    for c in (0.01, 7.0, 1e3):
+        scaled = {mod: {**o, "embedding": c * o["embedding"]} for mod, o in out.items()}
+        assert float(m.triplet_loss(batch, scaled)) == pytest.approx(
+            float(terms["triplet_loss"]), abs=1e-5)
+    raw = _model(encoder_type="dense", beta=1.0, triplet_space="raw")
+    terms, out = raw.compute_terms(batch)
+    scaled = {mod: {**o, "embedding": 10.0 * o["embedding"]} for mod, o in out.items()}
+    assert float(raw.triplet_loss(batch, scaled)) == pytest.approx(
+        10 * float(terms["triplet_loss"]), rel=1e-4)
+    with pytest.raises(ValueError, match="triplet_space must be one of"):
+        _model(triplet_space="cosine")
+    assert configs.triplet_space_for("dense", "gelu") == "unit"

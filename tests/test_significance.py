@@ -54,3 +54,70 @@ def test_holm_against_hand_values_and_bonferroni_bounds():
     order = np.argsort(ps)
     assert np.all(np.diff(adj[order]) >= 0)
     assert significance.holm([]) == []
+
+
+def test_paired_differences_against_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(4)
+    d = rng.normal(0.01, 0.02, 8)
+    r = significance.paired_differences(d)
+    assert r["p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue)
+    wins = int(np.sum(d > 0))
+    assert r["p_sign"] == pytest.approx(stats.binomtest(wins, 8).pvalue)
+    lo, hi = stats.t.interval(0.95, 7, loc=d.mean(), scale=stats.sem(d))
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((lo, hi))
+    assert r["mean_diff"] == pytest.approx(d.mean()) and r["n_pairs"] == 8
+    one = significance.paired_differences([0.1])
+    assert math.isnan(one["ci_low"]) and one["p_sign"] == 1.0
+    assert significance.paired_differences([0.0, 0.0])["p_wilcoxon"] == 1.0
+
+
+def test_paired_analysis_averages_seeds_within_folds_first():
+    rng = np.random.default_rng(5)
+    a = {(f, s): rng.uniform() for f in range(6) for s in range(3)}
+    b = {(f, s): rng.uniform() for f in range(6) for s in range(3)}
+    b.pop((2, 1))  # a run only one system has is left out of both
+    r = significance.paired_analysis(a, b)
+    diffs = []
+    for f in range(6):
+        seeds = [s for s in range(3) if (f, s) in b]
+        diffs.append(np.mean([a[f, s] for s in seeds]) - np.mean([b[f, s] for s in seeds]))
+    ref = significance.paired_differences(diffs)
+    assert r["n_folds"] == 6 and r["n_seeds"] == 3
+    for k in ("mean_diff", "ci_low", "ci_high", "p_wilcoxon", "p_sign"):
+        assert r[k] == pytest.approx(ref[k])
+    # a system with one score per fold (the probe) pairs with every seed of the other
+    probe = {f: 0.5 for f in range(6)}
+    r = significance.paired_analysis(a, probe)
+    want = [np.mean([a[f, s] for s in range(3)]) - 0.5 for f in range(6)]
+    assert r["mean_diff"] == pytest.approx(np.mean(want)) and r["n_folds"] == 6
+
+
+def test_mcnemar_exact_and_paired_bootstrap():
+    from scipy import stats
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 3, 200)
+    pa = np.where(rng.uniform(size=200) < 0.7, y, rng.integers(0, 3, 200))
+    pb = np.where(rng.uniform(size=200) < 0.5, y, rng.integers(0, 3, 200))
+    m = significance.mcnemar_exact(pa == y, pb == y)
+    n01, n10 = int(np.sum((pa == y) & (pb != y))), int(np.sum((pa != y) & (pb == y)))
+    assert (m["only_a"], m["only_b"]) == (n01, n10)
+    assert m["p"] == pytest.approx(stats.binomtest(n01, n01 + n10).pvalue)
+    f1 = lambda t, p: f1_score(t, p, average="macro", labels=[0, 1, 2], zero_division=0)
+    r = significance.paired_bootstrap(y, pa, pb, f1, n_boot=300, seed=1)
+    # an independent loop over the same seeded draws
+    gen, diffs = np.random.default_rng(1), []
+    for _ in range(300):
+        idx = gen.integers(0, 200, 200)
+        diffs.append(f1(y[idx], pa[idx]) - f1(y[idx], pb[idx]))
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(tuple(np.quantile(diffs, [0.025, 0.975])))
+    assert r["diff"] == pytest.approx(f1(y, pa) - f1(y, pb)) and r["diff"] > 0
+    assert r["p"] == pytest.approx(max(2 * min(np.mean(np.array(diffs) <= 0),
+                                               np.mean(np.array(diffs) >= 0)), 1 / 300))
+    same = significance.paired_bootstrap(y, pa, pa, f1, n_boot=50)
+    assert same["diff"] == 0 and same["p"] == 1.0
+    with pytest.raises(ValueError, match="same items"):
+        significance.mcnemar_exact([True, False], [True])

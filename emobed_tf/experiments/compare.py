@@ -1,9 +1,9 @@
 """The library of ``python -m emobed_tf.compare``: several systems trained, their scores
-and one-tailed significance against a baseline."""
+and the paired comparison with a baseline on the same items
+(:func:`emobed_tf.experiments.evaluate.compare_items`)."""
 
 from __future__ import annotations
 
-from emobed_tf.experiments import significance
 from emobed_tf.io import markdown_table
 
 
@@ -17,39 +17,34 @@ def run_modes(runs: dict, overwrite: bool = False, jobs: int = 1) -> dict:
     return dict(zip(runs, metrics))
 
 
-def _test_against(baseline: dict, other: dict, split: str, key: str, task: str) -> dict | None:
-    if split not in baseline or split not in other:
-        return None
-    a, b = other[split], baseline[split]
-    if task == "classification":
-        return significance.two_proportion_z_test(a["accuracy"], b["accuracy"], a["n"], b["n"])
-    return significance.fisher_z_test(a[key], b[key], a["n"], b["n"])
-
-
 def comparison(results: dict, baseline: str = "classic") -> dict:
-    """Scores per mode and split plus p-values against ``baseline``."""
+    """Scores per mode and split, and each mode against ``baseline`` on the same items
+    (the runs' predictions are made again from their saved models)."""
+    from emobed_tf.experiments import evaluate
+
     first = next(iter(results.values()))
     task, keys = first["task"], first["headline"]
     table = {"task": task, "target": first["target"], "dataset": first["dataset"],
              "keys": keys, "baseline": baseline if baseline in results else None, "rows": {}}
+    preds, names = {}, None
+    if table["baseline"]:
+        for m, r in results.items():
+            *_, names, _, preds[m] = evaluate.run_predictions(r["out"])
     for mode, res in results.items():
         row = {"alpha": res["alpha"], "beta": res["beta"]}
         for split in ("dev", "test"):
-            if split not in res:
-                continue
-            row[split] = {k: res[split][k] for k in keys}
-            if table["baseline"] and mode != baseline:
-                sig = {}
-                for k in (keys if task == "regression" else ["accuracy"]):
-                    t = _test_against(results[baseline], res, split, k, task)
-                    if t:
-                        sig[k] = t
-                row[f"{split}_significance"] = sig
+            if split in res:
+                row[split] = {k: res[split][k] for k in keys}
+        if table["baseline"] and mode != baseline:
+            row["vs_baseline"] = evaluate.compare_items(preds[mode], preds[baseline], task,
+                                                        names)
         table["rows"][mode] = row
     return table
 
 
 def format_markdown(table: dict) -> str:
+    from emobed_tf.experiments import evaluate
+
     keys = table["keys"]
     head = ["system", "alpha", "beta"] + [f"{s} {k}" for s in ("dev", "test") for k in keys]
     rows = []
@@ -58,19 +53,11 @@ def format_markdown(table: dict) -> str:
         for s in ("dev", "test"):
             for k in keys:
                 v = row.get(s, {}).get(k)
-                sig = row.get(f"{s}_significance", {})
-                test = sig.get(k) or (sig.get("accuracy") if k == "accuracy" else None)
-                mark = significance.significance_mark(test["p"]) if test else ""
-                cells.append("-" if v is None else f"{v:.4f}{mark}")
+                cells.append("-" if v is None else f"{v:.4f}")
         rows.append(cells)
     lines = [f"# {table['dataset']}: target {table['target']}", "", markdown_table(head, rows)]
-    if table["baseline"]:
-        test = ("one-tailed two-proportion z-test on accuracy" if table["task"] ==
-                "classification" else "one-tailed Fisher r-to-z test on CCC")
-        lines += ["", f"`*`: better than {table['baseline']} with p < .05 ({test})."]
-        for mode, row in table["rows"].items():
-            for s in ("dev", "test"):
-                for k, t in row.get(f"{s}_significance", {}).items():
-                    lines.append(f"- {mode} vs {table['baseline']}, {s} {k}: z = {t['z']:.2f}, "
-                                 f"p = {t['p']:.4f}")
+    for mode, row in table["rows"].items():
+        if row.get("vs_baseline"):
+            lines += ["", f"## {mode} against {table['baseline']}", ""]
+            lines += evaluate.comparison_lines(row["vs_baseline"])
     return "\n".join(lines) + "\n"

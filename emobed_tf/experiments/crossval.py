@@ -12,7 +12,7 @@ import numpy as np
 
 from emobed_tf import configs
 from emobed_tf.data import speakers
-from emobed_tf.experiments import experiment, figures
+from emobed_tf.experiments import experiment, figures, significance
 from emobed_tf.io import markdown_table
 
 
@@ -20,35 +20,18 @@ from emobed_tf.io import markdown_table
 # statistics
 
 
-def paired_tests(diffs) -> dict:
-    """Two-sided Wilcoxon signed-rank and sign tests of paired differences.
-
-    Example:
-    >>> r = paired_tests([0.02, 0.01, 0.03, -0.01, 0.02, 0.04])
-    >>> r["wins"], r["losses"], round(r["p_sign"], 4)
-    (5, 1, 0.2188)
-    """
-    from scipy.stats import binomtest, wilcoxon
-
-    d = np.asarray(diffs, np.float64)
-    wins, losses = int(np.sum(d > 0)), int(np.sum(d < 0))
-    out = {"n_pairs": int(d.size), "mean_diff": float(d.mean()) if d.size else math.nan,
-           "wins": wins, "losses": losses, "ties": int(d.size - wins - losses)}
-    if wins + losses == 0:
-        out.update(p_wilcoxon=1.0, p_sign=1.0)
-        return out
-    out["p_wilcoxon"] = float(wilcoxon(d, zero_method="wilcox").pvalue) if np.any(d) else 1.0
-    out["p_sign"] = float(binomtest(wins, wins + losses, 0.5).pvalue)
-    return out
-
-
 def summarise(results: dict, keys, baseline: str = "classic") -> dict:
-    """Per system: per-fold means, mean +- sd over fold x seed runs, paired tests.
+    """Per system: per-fold means, mean +- sd over fold x seed runs, and the paired analysis
+    against ``baseline`` (:func:`~emobed_tf.experiments.significance.paired_analysis`: fold
+    means as the units, 95 % t interval, Wilcoxon and sign p; Holm's adjustment of the
+    Wilcoxon p over the family of systems compared with ``baseline`` on the headline key).
 
-    ``results``: ``{mode: {(fold, seed): {key: test score}}}``.
+    ``results``: ``{mode: {(fold, seed): {key: test score}}}``. The probe is compared in
+    :func:`against_probe`, not here.
     """
     out = {"keys": list(keys), "baseline": baseline if baseline in results else None,
            "systems": {}}
+    family = []
     for mode, runs in results.items():
         row = {"n_runs": len(runs)}
         for k in keys:
@@ -58,16 +41,31 @@ def summarise(results: dict, keys, baseline: str = "classic") -> dict:
             folds = sorted({f for f, _ in runs})
             row[f"{k}_per_fold"] = [float(np.mean([r[k] for (f, _), r in runs.items()
                                                    if f == fold])) for fold in folds]
-        if out["baseline"] and mode != baseline:
+        if out["baseline"] and mode not in (baseline, "probe"):
             base = results[baseline]
             pairs = sorted(set(runs) & set(base))
             for k in keys:
-                t = paired_tests([runs[p][k] - base[p][k] for p in pairs])
-                row[f"{k}_vs_{baseline}"] = t
+                row[f"{k}_vs_{baseline}"] = significance.paired_analysis(
+                    {p: runs[p][k] for p in pairs}, {p: base[p][k] for p in pairs})
             row["p_vs_classic"] = row[f"{keys[0]}_vs_{baseline}"]["p_wilcoxon"]
             row["n_pairs"] = len(pairs)
+            family.append(row)
         out["systems"][mode] = row
+    for row, adjusted in zip(family, significance.holm([r["p_vs_classic"] for r in family])):
+        row["p_holm"] = adjusted
+    out["holm_family"] = len(family)
     return out
+
+
+def ci_text(t: dict) -> str:
+    """``[low, high]`` in points of a paired analysis's interval (blank with one fold).
+
+    >>> ci_text({"ci_low": -0.012, "ci_high": 0.034})
+    '[-1.20, +3.40]'
+    """
+    if not (math.isfinite(t.get("ci_low", math.nan)) and math.isfinite(t.get("ci_high", math.nan))):
+        return ""
+    return f"[{100 * t['ci_low']:+.2f}, {100 * t['ci_high']:+.2f}]"
 
 
 def format_markdown(summary: dict, title: str, folds: list) -> str:
@@ -78,10 +76,10 @@ def format_markdown(summary: dict, title: str, folds: list) -> str:
         cells += [f"{row[f'{k}_mean']:.4f} +- {row[f'{k}_sd']:.4f}" for k in keys]
         t = row.get(f"{keys[0]}_vs_{summary['baseline']}")
         if t:
-            cells += [f"{100 * t['mean_diff']:+.2f} pt", f"{t['wins']}/{t['losses']}",
-                      f"{t['p_wilcoxon']:.4f}", f"{t['p_sign']:.4f}"]
+            cells += [f"{100 * t['mean_diff']:+.2f} pt", ci_text(t), f"{t['wins']}/{t['losses']}",
+                      f"{t['p_wilcoxon']:.4f}", f"{t['p_sign']:.4f}", f"{row['p_holm']:.4f}"]
         else:
-            cells += ["", "", "", ""]
+            cells += ["", "", "", "", "", ""]
         rows.append(cells)
     per_fold = []
     for i, f in enumerate(folds):
@@ -94,9 +92,13 @@ def format_markdown(summary: dict, title: str, folds: list) -> str:
                            if left_out is not None else []))
     lines = [f"# {title}", "",
              f"{len(folds)} speaker-independent folds; test scores of the target modality "
-             "alone, mean +- sd over the fold x seed runs.", "",
-             markdown_table(["system", "runs", *keys, "diff vs classic", "wins/losses",
-                             "p (Wilcoxon)", "p (sign)"], rows)]
+             "alone, mean +- sd over the fold x seed runs. Against classic: paired over the "
+             "folds (each system's mean over its seeds in a fold; the folds are the "
+             f"independent units), the mean gain in {keys[0]} points with its 95 % t interval, "
+             "folds won/lost, two-sided Wilcoxon and sign p, and the Wilcoxon p Holm-adjusted "
+             f"over the {summary.get('holm_family', 0)} systems compared with classic here.", "",
+             markdown_table(["system", "runs", *keys, "diff vs classic", "95 % CI",
+                             "folds won/lost", "p (Wilcoxon)", "p (sign)", "p (Holm)"], rows)]
     if summary.get("vs_probe"):
         cs = [r["C"] for r in summary["probe"].values()]
         lines += ["", "Against the linear probe (`probe`: standardised logistic regression on "
@@ -104,9 +106,9 @@ def format_markdown(summary: dict, title: str, folds: list) -> str:
                   "chosen by inner speaker folds among them; per fold C "
                   + ", ".join(f"{c:g}" for c in cs) + "): each system's mean over its seeds in "
                   "a fold minus the probe's score, tested over the folds.", "",
-                  markdown_table(["system", f"diff vs probe ({keys[0]})", "folds won/lost",
-                                  "p (Wilcoxon)", "p (sign)"],
-                                 [[m, f"{100 * t['mean_diff']:+.2f} pt",
+                  markdown_table(["system", f"diff vs probe ({keys[0]})", "95 % CI",
+                                  "folds won/lost", "p (Wilcoxon)", "p (sign)"],
+                                 [[m, f"{100 * t['mean_diff']:+.2f} pt", ci_text(t),
                                    f"{t['wins']}/{t['losses']}", f"{t['p_wilcoxon']:.4f}",
                                    f"{t['p_sign']:.4f}"]
                                   for m, t in summary["vs_probe"].items()])]
@@ -267,20 +269,13 @@ def probe_folds(base: configs.TrainConfig, folds: list, out: str, overwrite: boo
 
 
 def against_probe(results: dict, key: str) -> dict:
-    """Each system against the probe over the folds: the system's mean over its seeds in a
-    fold minus the probe's score there, Wilcoxon and sign tests over those fold differences
-    (the folds are the independent units; the probe has no seed)."""
-    probe = results["probe"]
-    per_fold_probe = {f: r[key] for (f, _), r in probe.items()}
-    out = {}
-    for mode, runs in results.items():
-        if mode == "probe":
-            continue
-        folds = sorted({f for f, _ in runs} & set(per_fold_probe))
-        diffs = [float(np.mean([r[key] for (f, _), r in runs.items() if f == fold]))
-                 - per_fold_probe[fold] for fold in folds]
-        out[mode] = paired_tests(diffs)
-    return out
+    """Each system against the probe over the folds
+    (:func:`~emobed_tf.experiments.significance.paired_analysis`: the system's mean over its
+    seeds in a fold minus the probe's score there; the probe has no seed)."""
+    per_fold_probe = {f: r[key] for (f, _), r in results["probe"].items()}
+    return {mode: significance.paired_analysis({k: r[key] for k, r in runs.items()},
+                                               per_fold_probe)
+            for mode, runs in results.items() if mode != "probe"}
 
 
 def run_crossval(base: configs.TrainConfig, folds: list, modes, seeds, out: str,

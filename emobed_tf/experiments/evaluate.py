@@ -10,8 +10,10 @@ writes into ``RUN_DIR/report/``:
   (standard and AVEC 2016 variants), PCC, RMSE, before and after the AVEC
   2016 post-processing chain, which is fitted on dev, applied unchanged to
   test and saved as ``RUN_DIR/postprocess.json`` (the export applies it).
-* with ``--compare``: one-tailed significance of this run against the other
-  (two-proportion z-test on accuracy; Fisher r-to-z on CCC).
+* with ``--compare``: this run against the other on the same items (paired,
+  two-sided: the exact McNemar test on accuracy and a paired bootstrap of the
+  macro-F1 difference; regression has no paired test on one test set, and the
+  report says so).
 * figures: ``confusion_dev.png`` (classification), ``predictions_dev.png``
   (regression: prediction and gold standard over time), and
   ``tsne_dev.png``: t-SNE of the learnt embeddings of the modalities the
@@ -71,21 +73,84 @@ def evaluate_regression(preds: dict, names, frame_step_s: float) -> tuple:
     return res, chain
 
 
-def compare_runs(this: dict, other: dict, task: str, names) -> dict:
-    """One-tailed tests that ``this`` beats ``other`` on each split."""
+NO_PAIRED_TEST = ("no paired test on one test set for regression: the frames of a recording "
+                  "are not independent items; compare systems over speaker folds with "
+                  "emobed_tf.crossval")
+
+
+def compare_items(this: dict, other: dict, task: str, names, n_boot: int = 2000) -> dict:
+    """``this`` run against ``other`` on the same items, per split both were scored on
+    (``{split: Predictions}`` each): classification, the exact McNemar test on the items
+    each gets right and the paired bootstrap of the macro-F1 difference
+    (:mod:`emobed_tf.experiments.significance`); regression, no test (said so).
+
+    Two-sided; ``diff`` is this run minus the other. Runs scored on other items (another
+    fold, another corpus) are refused."""
+    from sklearn.metrics import f1_score
+
     out = {}
     for split in ("dev", "test"):
         if split not in this or split not in other:
             continue
         a, b = this[split], other[split]
-        if task == "classification":
-            out[split] = {"accuracy": significance.two_proportion_z_test(a["accuracy"], b["accuracy"],
-                                                              a["n"], b["n"])}
-        else:
-            key = "postprocessed" if "postprocessed" in a and "postprocessed" in b else "raw"
-            out[split] = {f"ccc_{n}": significance.fisher_z_test(a[key][f"ccc_{n}"], b[key][f"ccc_{n}"],
-                                                      a["n"], b["n"]) for n in names}
+        if list(a.recordings) != list(b.recordings):
+            raise DataError(f"{split}: the two runs were not scored on the same items "
+                            f"({len(a.recordings)} and {len(b.recordings)} recordings, or another "
+                            "order); a paired comparison needs the same test set")
+        if task != "classification":
+            out[split] = {"test": "none", "why": NO_PAIRED_TEST}
+            continue
+        y = np.asarray(a.gold)
+        pa, pb = np.argmax(np.asarray(a.pred), 1), np.argmax(np.asarray(b.pred), 1)
+        labels = list(range(len(names)))
+        f1 = lambda t, p: f1_score(t, p, labels=labels, average="macro", zero_division=0)
+        out[split] = {"accuracy": {**significance.mcnemar_exact(pa == y, pb == y),
+                                   "diff": float(np.mean(pa == y) - np.mean(pb == y))},
+                      "f1_macro": significance.paired_bootstrap(y, pa, pb, f1, n_boot=n_boot)}
     return out
+
+
+def comparison_lines(comparison: dict) -> list:
+    """Markdown lines of :func:`compare_items`'s result."""
+    rows, notes = [], []
+    for split, t in comparison.items():
+        if t.get("test") == "none":
+            notes.append(f"{split}: {t['why']}.")
+            continue
+        acc, f1 = t["accuracy"], t["f1_macro"]
+        rows.append([split, f"{100 * f1['diff']:+.2f} pt", f"[{100 * f1['ci_low']:+.2f}, "
+                     f"{100 * f1['ci_high']:+.2f}]", f"{f1['p']:.4f}",
+                     f"{100 * acc['diff']:+.2f} pt", f"{acc['only_a']}/{acc['only_b']}",
+                     f"{acc['p']:.4f}"])
+    lines = []
+    if rows:
+        lines += _md_table(rows, ["split", "macro-F1 diff", "95 % CI (bootstrap)",
+                                  "p (paired bootstrap)", "accuracy diff",
+                                  "items right only here / only there", "p (exact McNemar)"])
+        lines += ["", "Paired on the same items, two-sided: a paired bootstrap of the macro-F1 "
+                  "difference (2,000 resamples of the items) and the exact McNemar test on the "
+                  "items one system gets right and the other wrong. One test set says nothing "
+                  "about other speakers: compare over speaker folds with emobed_tf.crossval."]
+    return lines + notes
+
+
+def run_predictions(run_dir: str, with_embeddings: bool = False) -> tuple:
+    """``(run, cfg, model, sources, names, task, {split: Predictions})`` of a finished run
+    on the dev and test partitions of its target (its speaker fold when it has one)."""
+    run = RunDir(run_dir)
+    cfg = run.config()
+    model = run.load_model()
+    sources = _sources(run, model, cfg)
+    if cfg.target not in sources:
+        raise DataError(f"{run_dir}: the target's data folder (manifests/{cfg.target}.json) "
+                        "is not available")
+    src = sources[cfg.target]
+    opts = experiment.pipeline_options(cfg, src.manifest)
+    names = experiment.output_names(cfg, src.manifest)
+    splits = [s for s in ("dev", "test") if src.manifest.modalities[cfg.target].shards.get(s)]
+    preds = {s: predict_split(model, src, cfg.target, s, cfg.data.eval_batch_size, opts,
+                              with_embeddings=with_embeddings and s == "dev") for s in splits}
+    return run, cfg, model, sources, names, src.manifest.task, preds
 
 
 # -- figures -----------------------------------------------------------------
@@ -214,10 +279,8 @@ def format_report(rep: dict) -> str:
                                  str(p["shift"])] for n, p in rep["postprocess"].items()],
                                ["dim", "median window (frames)", "bias", "scale", "shift (frames)"])
     if rep.get("comparison"):
-        lines += ["", f"## Against {rep['compare_run']}", ""]
-        rows = [[s, k, f"{t['z']:.2f}", f"{t['p']:.4f}", significance.significance_mark(t["p"]) or "no"]
-                for s, tests in rep["comparison"].items() for k, t in tests.items()]
-        lines += _md_table(rows, ["split", "score", "z", "p (one-tailed)", "p < .05"])
+        lines += ["", f"## Against {rep['compare_run']}", ""] + comparison_lines(
+            rep["comparison"])
     if rep.get("figures"):
         lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in rep["figures"]]
     return "\n".join(lines) + "\n"
@@ -226,20 +289,8 @@ def format_report(rep: dict) -> str:
 def evaluate(run_dir: str, compare: str | None = None, tsne_points_max: int = 600,
              figures: bool = True) -> dict:
     """Scores, post-processing, figures and report of a finished run."""
-    run = RunDir(run_dir)
-    cfg = run.config()
-    model = run.load_model()
-    sources = _sources(run, model, cfg)
-    if cfg.target not in sources:
-        raise DataError(f"{run_dir}: the target's data folder (manifests/{cfg.target}.json) "
-                        "is not available")
+    run, cfg, model, sources, names, task, preds = run_predictions(run_dir, with_embeddings=True)
     src = sources[cfg.target]
-    opts = experiment.pipeline_options(cfg, src.manifest)
-    names = experiment.output_names(cfg, src.manifest)
-    task = src.manifest.task
-    splits = [s for s in ("dev", "test") if src.manifest.modalities[cfg.target].shards.get(s)]
-    preds = {s: predict_split(model, src, cfg.target, s, cfg.data.eval_batch_size, opts,
-                              with_embeddings=(s == "dev")) for s in splits}
     out_dir = run.report_dir
     os.makedirs(out_dir, exist_ok=True)
     rep = {"run": run_dir, "target": cfg.target, "mode": cfg.mode, "alpha": cfg.alpha,
@@ -253,9 +304,8 @@ def evaluate(run_dir: str, compare: str | None = None, tsne_points_max: int = 60
         if chain:
             run.write_postprocess(chain)
     if compare:
-        other = evaluate(compare, figures=False)
         rep["compare_run"] = compare
-        rep["comparison"] = compare_runs(rep["scores"], other["scores"], task, names)
+        rep["comparison"] = compare_items(preds, run_predictions(compare)[-1], task, names)
     if figures and "dev" in preds:
         if task == "classification":
             plot_confusion(rep["scores"]["dev"]["confusion"], names,

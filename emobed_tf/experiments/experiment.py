@@ -164,6 +164,14 @@ def resolve_config(cfg: configs.TrainConfig, sources: dict) -> configs.TrainConf
     return configs.resolved(cfg, data_encoder_type(cfg, sources))
 
 
+def resolve_config_space(cfg: configs.TrainConfig, model) -> str | None:
+    """Where the run's triplet distances were measured (``raw``/``unit``), or None when
+    it trained no triplet term (classic, joint, the prototype loss)."""
+    if cfg.beta > 0 and cfg.loss.crossmodal_loss == "triplet":
+        return model.triplet_space
+    return None
+
+
 def effective_l2(cfg: configs.TrainConfig, encoder_type: str) -> float:
     """The L2 weight a model of ``encoder_type`` (resolved) trains with: ``--dense-l2`` for
     the dense form, ``--l2`` (the paper's) for the GRU form.
@@ -482,6 +490,7 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
               "dataset": cfg.dataset, "task": manifest.task, "out": cfg.out,
               "score_name": model.score_name, "headline": headline_keys(manifest.task, names),
               "encoder_type": best.encoder_type,  # what ran (auto resolved)
+              "triplet_space": resolve_config_space(cfg, best),  # where d+ - d- was measured
               "l2": best.l2,  # the resolved type's L2 weight (--l2 or --dense-l2)
               "select_on": cfg.select_on, "monitor": monitor,  # what chose best_epoch
               "batch_size": cfg.data.batch_size, "max_epochs": cfg.epochs,  # auto resolved

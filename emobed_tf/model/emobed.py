@@ -99,6 +99,9 @@ class EmoBed(keras.Model):
         regression_loss: ``"ccc"`` (1 - CCC) or ``"mse"``.
         triplet_form, triplet_margin, triplet_reduction: see
             :func:`emobed_tf.model.losses.batch_hard_triplet_loss`.
+        triplet_space: ``raw``, ``unit`` or ``auto`` (decided by
+            :func:`emobed_tf.configs.triplet_space_for` from ``encoder_type`` and
+            ``dense_activation``; the model records the decision).
         triplet_frame_stride: for sequence labels (regression), every n-th
             frame of each window enters the triplet batch.
         triplet_thresholds: thresholds that bin continuous labels into
@@ -121,7 +124,8 @@ class EmoBed(keras.Model):
                  alpha=0.5, beta=0.5, l2=1e-4, encoder_layers=2, encoder_units=120,
                  shared_layers=2, shared_units=120, dropout=0.0, regression_loss="ccc",
                  triplet_form="paper", triplet_margin=0.0, triplet_reduction="mean",
-                 triplet_frame_stride=10, triplet_thresholds=(0.0,), output_names=None,
+                 triplet_space="auto", triplet_frame_stride=10, triplet_thresholds=(0.0,),
+                 output_names=None,
                  crossmodal_loss="triplet", temperature=0.1, encoder_type="gru",
                  dense_activation="relu", aux_warmup_epochs=0, dense_dropout=0.5,
                  logits_head=True, **kwargs):
@@ -170,6 +174,11 @@ class EmoBed(keras.Model):
         self.triplet_form = triplet_form
         self.triplet_margin = float(triplet_margin)
         self.triplet_reduction = triplet_reduction
+        if triplet_space not in configs.TRIPLET_SPACES:
+            raise ValueError(f"triplet_space must be one of {configs.TRIPLET_SPACES}, "
+                             f"got {triplet_space!r}")
+        self.triplet_space = (configs.triplet_space_for(encoder_type, dense_activation)
+                              if triplet_space == "auto" else triplet_space)
         self.triplet_frame_stride = int(triplet_frame_stride)
         self.triplet_thresholds = tuple(float(t) for t in triplet_thresholds)
         self.output_names_ = list(output_names or [])
@@ -421,7 +430,8 @@ class EmoBed(keras.Model):
             [p[2] for p in parts], 0)
         return losses.batch_hard_triplet_loss(labels, emb, valid, form=self.triplet_form,
                                          margin=self.triplet_margin,
-                                         reduction=self.triplet_reduction)
+                                         reduction=self.triplet_reduction,
+                                         space=self.triplet_space)
 
     def l2_penalty(self):
         kernels = [v for v in self.active_trainable_variables() if "kernel" in v.name]
@@ -610,7 +620,7 @@ class EmoBed(keras.Model):
             "dropout": self.dropout, "dense_dropout": self.dense_dropout,
             "regression_loss": self.regression_loss,
             "triplet_form": self.triplet_form, "triplet_margin": self.triplet_margin,
-            "triplet_reduction": self.triplet_reduction,
+            "triplet_reduction": self.triplet_reduction, "triplet_space": self.triplet_space,
             "triplet_frame_stride": self.triplet_frame_stride,
             "triplet_thresholds": list(self.triplet_thresholds),
             "output_names": self.output_names_,
@@ -621,8 +631,9 @@ class EmoBed(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        # a file saved before logits_head existed has a softmax head: it keeps it
-        return cls(**{"logits_head": False, **config})
+        # a file saved before logits_head existed has a softmax head: it keeps it; one saved
+        # before triplet_space existed measured its triplet distances on the raw embeddings
+        return cls(**{"logits_head": False, "triplet_space": "raw", **config})
 
 
 def load_model(path: str, compile: bool = True) -> EmoBed:

@@ -18,6 +18,11 @@ Crossmodal batch-hard triplet loss (Eqs. 5-7), as implemented here:
 * anchors with no positive or no negative in the batch are **dropped**
   (they contribute nothing and do not count in the mean); when no anchor
   is usable the loss is 0. The mixed-batch sampler makes this rare;
+* ``space="unit"`` measures the distances between embeddings scaled to unit
+  L2 norm (in [0, 2], so every form is bounded whatever the encoder outputs);
+  ``space="raw"`` between the embeddings as they are (Eq. 6 as written, the
+  GRU form's); which one a model uses is decided by
+  :func:`emobed_tf.configs.triplet_space_for`;
 * ``reduction="mean"`` (default) averages over usable anchors so that β
   does not depend on the batch size; ``reduction="sum"`` is Eq. (6)
   literally;
@@ -35,6 +40,7 @@ from keras import ops
 
 from emobed_tf.configs import CROSSMODAL_LOSSES, TRIPLET_FORMS  # noqa: E402,F401
 from emobed_tf.configs import TRIPLET_REDUCTIONS as REDUCTIONS  # noqa: E402
+from emobed_tf.configs import TRIPLET_SPACES  # noqa: E402
 
 
 def pairwise_distances(embeddings, squared: bool = False):
@@ -122,7 +128,7 @@ def _usable_anchors(labels, valid):
 
 def batch_hard_triplet_loss(labels, embeddings, valid=None, form: str = "paper",
                             margin: float = 0.0, reduction: str = "mean",
-                            squared: bool = False):
+                            squared: bool = False, space: str = "raw"):
     """Batch-hard triplet loss over one (crossmodal) batch of embeddings.
 
     Args:
@@ -135,6 +141,8 @@ def batch_hard_triplet_loss(labels, embeddings, valid=None, form: str = "paper",
             added to ``d+ - d-`` for the paper form.
         reduction: ``"mean"`` over usable anchors or ``"sum"``.
         squared: use squared Euclidean distances.
+        space: ``"raw"`` (the embeddings as given) or ``"unit"`` (each row scaled
+            to unit L2 norm first; zero rows stay zero).
 
     Returns:
         Scalar loss tensor.
@@ -151,7 +159,11 @@ def batch_hard_triplet_loss(labels, embeddings, valid=None, form: str = "paper",
         raise ValueError(f"form must be one of {TRIPLET_FORMS}, got {form!r}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if space not in TRIPLET_SPACES[1:]:
+        raise ValueError(f"space must be one of {TRIPLET_SPACES[1:]}, got {space!r}")
     emb = ops.cast(embeddings, "float32")
+    if space == "unit":
+        emb = _unit(emb)
     labels = ops.reshape(labels, (-1,))
     v = None if valid is None else ops.cast(ops.reshape(valid, (-1,)), "bool")
     pos_idx, neg_idx = _mine_hardest(labels, emb, v)
