@@ -288,6 +288,11 @@ class DataConfig(_Validated):
                          "split's shards total at most --cache-limit-mb), memory (always) or "
                          "none (stream every epoch)", choices=CACHE_MODES)
     cache_limit_mb: int = setting(1024, "the auto cache's size limit in MiB", check=nonneg_int)
+    labels_per_class: int = setting(0, "label scarcity: keep K labelled training items of "
+                                    "the target per class and training speaker, drawn with "
+                                    "--seed (the auxiliary keeps all its labels; the "
+                                    "standardisation still uses every training item); 0: all. "
+                                    "Classification on the in-memory path", check=nonneg_int)
     normalize: str = setting("corpus", "feature standardisation: corpus (the training set's "
                              "mean/std) or speaker (each speaker's own mean/std over all its "
                              "unlabelled items, test speakers' included: transductive; served "

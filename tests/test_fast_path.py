@@ -308,3 +308,41 @@ def test_cached_functions_do_not_keep_a_model_alive(dense_data, tmp_path):
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_labels_per_class_keeps_k_items_per_speaker_and_class_the_same_for_every_system(
+        dense_data, tmp_path):
+    from collections import Counter
+
+    folds = speakers.make_folds(["s0", "s1", "s2", "s3"], "speaker:4")
+    from emobed_tf.experiments.crossval import fold_config
+
+    full = {}
+    for k in (0, 1, 2):
+        base = _cfg(dense_data, tmp_path / "run", mode="emobed")
+        base = dataclasses.replace(base, data=dataclasses.replace(base.data, labels_per_class=k))
+        got = {}
+        for mode in ("classic", "emobed"):
+            fcfg = fold_config(base, mode, folds[0], 1, str(tmp_path))
+            got[mode] = experiment.load_memory_splits(fcfg, experiment.resolve_sources(fcfg))
+        a, b = got["classic"]["audio", "train"], got["emobed"]["audio", "train"]
+        assert a.recordings == b.recordings  # the same labelled items for both systems
+        if k == 0:
+            full = Counter(zip(a.speakers, a.label.tolist()))
+            continue
+        kept = Counter(zip(a.speakers, a.label.tolist()))
+        assert kept == {key: min(n, k) for key, n in full.items()}  # k per speaker and class
+        assert len(got["emobed"]["video", "train"]) > len(a)  # the auxiliary keeps every label
+        # the held-out partitions are untouched
+        assert len(got["classic"]["audio", "test"]) == sum(
+            1 for s in got["classic"]["audio", "test"].speakers if s in folds[0].test)
+    one = dataclasses.replace(_cfg(dense_data, tmp_path / "r1", mode="classic", epochs=2),
+                              seed=5)
+    one = dataclasses.replace(one, data=dataclasses.replace(one.data, labels_per_class=1))
+    metrics = experiment.run(one)
+    kinds = len(set(memory.load_split(Source.open(dense_data), "audio", "train").label.tolist()))
+    assert metrics["target_train_items"] <= kinds * 4
+    streamed = dataclasses.replace(one, out=str(tmp_path / "r2"),
+                                   data=dataclasses.replace(one.data, cache="none"))
+    with pytest.raises(configs.ConfigError, match="needs the in-memory path"):
+        experiment.run(streamed)

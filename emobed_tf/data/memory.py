@@ -172,6 +172,35 @@ def load_splits(source: Source, modality: str, splits, options: PipelineOptions 
     return out
 
 
+def labelled_subset(split: InMemorySplit, k: int, seed: int) -> InMemorySplit:
+    """At most ``k`` items per (speaker, class) of a classification ``split``, the same for a
+    given ``seed`` whatever the system (classic and EmoBed of one fold and seed train on the
+    same items): each group's items in a seeded random order, its first ``k`` kept, the
+    split's order preserved. ``k`` = 0 keeps everything.
+
+    >>> s = InMemorySplit(np.zeros((6, 1, 1), np.float32), np.ones((6, 1), bool),
+    ...                   np.array([0, 0, 0, 1, 1, 0]), list("abcdef"), list("xxxxxy"))
+    >>> sub = labelled_subset(s, 1, seed=0)
+    >>> len(sub), sorted(zip(sub.speakers, sub.label.tolist()))
+    (3, [('x', 0), ('x', 1), ('y', 0)])
+    """
+    if not k:
+        return split
+    if split.label.ndim != 1:
+        raise DataError("--labels-per-class is for classification (one label per item)")
+    rng = np.random.default_rng([seed, k])
+    order = rng.permutation(len(split))
+    taken, keep = {}, []
+    for i in order:
+        key = (split.speakers[i], int(split.label[i]))
+        if taken.get(key, 0) < k:
+            taken[key] = taken.get(key, 0) + 1
+            keep.append(i)
+    rows = np.sort(np.asarray(keep, dtype=int))
+    return InMemorySplit(split.features[rows], split.mask[rows], split.label[rows],
+                         [split.recordings[i] for i in rows], [split.speakers[i] for i in rows])
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Batches in one pass over ``n`` items (the last one smaller)."""
     return -(-n // batch_size)

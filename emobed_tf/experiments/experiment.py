@@ -285,6 +285,10 @@ def load_memory_splits(cfg: configs.TrainConfig, sources: dict) -> dict | None:
     target = sources[cfg.target]
     opts = pipeline_options(cfg, target.manifest)
     if not memory.applies(sources, cfg.target, opts, target.manifest.task, cfg.strategy):
+        if cfg.data.labels_per_class:
+            raise configs.ConfigError(
+                f"--labels-per-class {cfg.data.labels_per_class} needs the in-memory path "
+                "(classification data that fits --cache-limit-mb, or --cache memory)")
         return None
     out = {}
     for mod, src in sources.items():
@@ -298,6 +302,8 @@ def load_memory_splits(cfg: configs.TrainConfig, sources: dict) -> dict | None:
                 raise
             raise data_err from None
         out.update({(mod, s): a for s, a in read.items()})
+    train = out[cfg.target, "train"]
+    out[cfg.target, "train"] = memory.labelled_subset(train, cfg.data.labels_per_class, cfg.seed)
     return out
 
 
@@ -498,6 +504,8 @@ def _run_in(rd: RunDir, cfg: configs.TrainConfig, sources: dict, callbacks=()) -
               "stopped_early": ckpt.state["stopped_early"],
               "train_seconds_this_session": round(time.time() - t0, 1),
               "in_memory": memory_splits is not None, "checkpoint_every": every,
+              "target_train_items": (len(memory_splits[cfg.target, "train"])
+                                     if memory_splits is not None else None),
               **(score_run(best, cfg, sources) if memory_splits is None
                  else memory_score_run(best, cfg, sources, memory_splits))}
     rd.write_metrics(result)

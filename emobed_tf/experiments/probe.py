@@ -141,6 +141,8 @@ def run_probe(cfg: configs.TrainConfig, overwrite: bool = False) -> dict:
               if s != "test" or src.manifest.modalities[cfg.target].shards.get("test")]
     read = memory.load_splits(src, cfg.target, splits,
                               experiment.pipeline_options(cfg, src.manifest))
+    # label scarcity: the items seed 0 keeps (the probe has no seed of its own)
+    read["train"] = memory.labelled_subset(read["train"], cfg.data.labels_per_class, 0)
     if not len(read["train"]):
         raise memory.DataError(f"{src.data_dir}: the probe's training split of {cfg.target} "
                                "is empty")
